@@ -1,0 +1,1 @@
+"""Warehouse models built with dbt (staging -> intermediate -> marts)."""

@@ -1,0 +1,46 @@
+"""The dbt project and its manifest (produced with `dbt parse` when missing or stale)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from squak_pipelines.config import DBT_PROJECT_DIR, Settings
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    files = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for sub in ("models", "macros", "tests"):
+        files.extend((project_dir / sub).rglob("*") if (project_dir / sub).exists() else [])
+    return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
+
+
+def ensure_manifest(settings: Settings | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """Run `dbt parse` if target/manifest.json is missing or older than the project files."""
+    settings = settings or Settings.from_env()
+    manifest = project_dir / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project_dir):
+        return manifest
+    env = {**os.environ, **settings.dbt_env()}
+    result = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project_dir),
+         "--profiles-dir", str(project_dir), "--target", settings.dbt_target, "--quiet"],
+        env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")
+    return manifest
+
+
+def dbt_project(settings: Settings | None = None) -> DbtProject:
+    settings = settings or Settings.from_env()
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR,
+                      target=settings.dbt_target)

@@ -1,0 +1,1 @@
+"""CDR capture: the drop folder where switches deliver their files."""

@@ -1,0 +1,175 @@
+"""`squak`: the operator's command line (generate demo data, run the pipeline, open the UI)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from squak_pipelines.config import PROJECT_ROOT, Settings
+
+
+def _bar(done: int, total: int, width: int = 28) -> str:
+    filled = int(width * done / max(total, 1))
+    return "#" * filled + "." * (width - filled)
+
+
+def _progress(label: str):
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def show(done: int, total: int, records: int) -> None:
+        quarter = 4 * done // max(total, 1)
+        if tty:
+            sys.stderr.write(f"\r    {label} [{_bar(done, total)}] {done}/{total} days, "
+                             f"{records:,} records")
+            if done == total:
+                sys.stderr.write("\n")
+        elif quarter != last[0] or done == total:
+            sys.stderr.write(f"    {label}: {done}/{total} days, {records:,} records\n")
+        last[0] = quarter
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.demo.generate import GenerateOptions, generate
+
+    options = GenerateOptions(customers=args.customers, month=args.month, cdrs=args.cdrs,
+                              seed=args.seed, deck_extra_prefixes=args.deck_prefixes)
+    print(f"==> Generating the demo operator for {options.month} (seed {options.seed}) "
+          f"in {settings.data_dir}")
+    started = time.monotonic()
+    manifest = generate(settings, options, progress=_progress("CDR files"))
+    counts = manifest["counts"]
+    print(f"    {counts['accounts']:,} accounts, {counts['services']:,} services, "
+          f"{counts['inventory_numbers']:,} numbers in inventory")
+    print(f"    {counts['cdr_files']:,} CDR files with {counts['cdr_records']:,} records "
+          f"in {settings.cdr_drop_dir} ({time.monotonic() - started:.1f}s)")
+    return 0
+
+
+def _load_definitions(settings: Settings):
+    from squak_pipelines.instance import prepare_dagster_home
+
+    prepare_dagster_home(settings)
+    from squak_pipelines.definitions import defs
+
+    return defs
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import dagster as dg
+
+    from squak_pipelines.runner import STAGES, run_pipeline
+
+    print(f"==> Running the billing pipeline on the {settings.warehouse_kind} warehouse")
+    defs = _load_definitions(settings)
+    instance = dg.DagsterInstance.get()
+
+    def start(number: int, stage) -> None:
+        print(f"  [{number}/{len(STAGES)}] {stage.title} ...", flush=True)
+
+    def end(number: int, report) -> None:
+        status = "ok" if report.success else "FAILED"
+        print(f"        {status} in {report.seconds:.1f}s (run {report.run_id[:8]})")
+        for key, meta in report.assets.items():
+            rows = meta.get("dagster/row_count")
+            extra = f"{rows:,} rows" if isinstance(rows, int) else ""
+            if "records" in meta:
+                extra += f", {meta['records']:,} records"
+            if extra:
+                print(f"        - {key}: {extra}")
+        failed = [name for name, passed in report.checks.items() if not passed]
+        print(f"        checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+        if report.error:
+            print(f"        error: {report.error}")
+
+    reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs")
+    ok = all(r.success for r in reports) and len(reports) == len(STAGES)
+    _summary(settings, reports, ok)
+    instance.dispose()
+    return 0 if ok else 1
+
+
+def _summary(settings: Settings, reports, ok: bool) -> None:
+    from squak_pipelines.warehouse import open_warehouse
+
+    print("==> Summary")
+    warehouse = open_warehouse(settings)
+    where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
+    print(f"    warehouse: {where}")
+    sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
+           "where table_schema in ('raw', 'staging', 'intermediate', 'marts') "
+           "order by table_schema, table_name")
+    for table in warehouse.query_df(sql)["t"]:
+        print(f"      {table:<40} {warehouse.count(table):>10,} rows")
+    print(f"    data directory: {settings.data_dir}")
+    print(f"      stage logs:      {settings.data_dir / 'logs'}")
+    print(f"      reference files: {settings.reference_dir}")
+    print(f"      CDR drop folder: {settings.cdr_drop_dir}")
+    print(f"      order drops:     {settings.orders_drop_dir}")
+    print(f"    Dagster runs stored in {os.environ.get('DAGSTER_HOME')}: "
+          + ", ".join(r.run_id[:8] for r in reports))
+    print("    Browse them with `make ui` (http://127.0.0.1:3000)." if ok
+          else "    The pipeline did not finish; see the errors above.")
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    return cmd_generate(args, settings) or cmd_run(args, settings)
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.analytics.project import ensure_manifest
+    from squak_pipelines.instance import prepare_dagster_home
+
+    prepare_dagster_home(settings)
+    os.environ.update({k: v for k, v in settings.dbt_env().items() if k not in os.environ})
+    ensure_manifest(settings)
+    dagster = Path(sys.executable).parent / "dagster"
+    argv = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+            "-h", args.host, "-p", str(args.port)]
+    print(f"==> Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    os.execv(argv[0], argv)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="squak", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def generation_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--customers", type=int, default=300, help="customer accounts (default 300)")
+        p.add_argument("--cdrs", type=int, default=100_000, help="CDRs in the month (default 100,000)")
+        p.add_argument("--month", default="2026-10", help="demo month YYYY-MM (default 2026-10)")
+        p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+        p.add_argument("--deck-prefixes", type=int, default=0,
+                       help="extra carrier-style sub-prefixes per voice deck (benchmarks)")
+
+    gen = sub.add_parser("generate", help="write the deterministic demo data set")
+    generation_options(gen)
+    gen.set_defaults(func=cmd_generate)
+    run = sub.add_parser("run", help="run the billing pipeline over the data directory")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="generate the demo data, then run the pipeline")
+    generation_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    ui = sub.add_parser("ui", help="start the Dagster UI over the same data")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Squak Billing's Dagster definitions: composes each stage's `defs` and shared resources."""
+
+import dagster as dg
+
+from squak_pipelines.analytics import defs as analytics
+from squak_pipelines.capture import defs as capture
+from squak_pipelines.reference import defs as reference
+from squak_pipelines.resources import squak_resource
+
+billing_cycle_job = dg.define_asset_job(
+    "billing_cycle_job", selection=dg.AssetSelection.all(),
+    description="The whole billing pipeline, stage after stage.")
+
+defs = dg.Definitions.merge(
+    reference.defs,
+    capture.defs,
+    analytics.defs,
+    dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
+)

@@ -1,0 +1,1 @@
+"""Deterministic demo operator: reference data, customers, orders and CDR drop files."""

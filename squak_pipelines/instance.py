@@ -1,0 +1,28 @@
+"""Dagster's home: local storage under the data directory, or dagster-postgres by env."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from squak_pipelines.config import Settings
+
+DEPLOY_DIR = Path(__file__).parent / "deploy"
+MANAGED_MARK = "# Managed by squak"
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """Create DAGSTER_HOME (default `<data dir>/dagster`) and its dagster.yaml.
+
+    With SQUAK_DAGSTER_PG_URL set, run/event/schedule storage goes to PostgreSQL; without it
+    Dagster keeps its default local storage. A dagster.yaml written by hand is left alone.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() or target.read_text().startswith(MANAGED_MARK):
+        template = "dagster.postgres.yaml" if settings.dagster_pg_url else "dagster.local.yaml"
+        shutil.copyfile(DEPLOY_DIR / template, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

@@ -1,0 +1,67 @@
+"""Exact money: Decimal amounts, ISO 4217 minor units, and micro-unit integers.
+
+Never a binary float. Amounts cross file boundaries as decimal strings.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
+
+# ISO 4217 minor units for the currencies Squak bills in (extend as operators need).
+MINOR_UNITS: dict[str, int] = {
+    "USD": 2, "CAD": 2, "EUR": 2, "GBP": 2, "MXN": 2, "INR": 2, "PHP": 2, "AUD": 2,
+    "CHF": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "BRL": 2, "ZAR": 2,
+    "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0,
+    "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+}
+
+ROUNDING_MODES = {"half_up": ROUND_HALF_UP, "up": ROUND_UP, "down": ROUND_DOWN}
+
+MICROS = 1_000_000
+
+
+def minor_units(currency: str) -> int:
+    """Number of decimal places of a currency's minor unit (USD 2, JPY 0, BHD 3)."""
+    try:
+        return MINOR_UNITS[currency.upper()]
+    except KeyError:
+        raise ValueError(f"unknown ISO 4217 currency {currency!r}") from None
+
+
+def parse_amount(text: str | int | Decimal, *, field: str = "amount") -> Decimal:
+    """Parse a decimal string strictly (no floats, no thousands separators)."""
+    if isinstance(text, float):
+        raise TypeError(f"{field}: binary float {text!r} is not a money amount")
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ValueError(f"{field}: {text!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise ValueError(f"{field}: {text!r} is not a finite number")
+    return value
+
+
+def quantize(amount: Decimal, places: int, rounding: str = "half_up") -> Decimal:
+    """Round to `places` decimals with a named rounding mode (half_up, up, down)."""
+    try:
+        mode = ROUNDING_MODES[rounding]
+    except KeyError:
+        raise ValueError(f"unknown rounding {rounding!r}; use one of {sorted(ROUNDING_MODES)}") from None
+    return amount.quantize(Decimal(1).scaleb(-places), rounding=mode)
+
+
+def round_to_currency(amount: Decimal, currency: str) -> Decimal:
+    """Round half up to the currency's minor unit (invoice lines, taxes)."""
+    return quantize(amount, minor_units(currency), "half_up")
+
+
+def to_micros(amount: Decimal) -> int:
+    """Exact integer micro-units; refuses amounts finer than a micro-unit."""
+    scaled = amount * MICROS
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} has more than 6 decimal places")
+    return int(scaled)
+
+
+def from_micros(micros: int) -> Decimal:
+    return Decimal(micros).scaleb(-6)

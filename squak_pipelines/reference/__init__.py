@@ -1,0 +1,1 @@
+"""Operator reference data: product catalogue, tax table, switch registry."""

@@ -1,0 +1,95 @@
+"""Run the billing pipeline stage by stage on a persistent Dagster instance.
+
+Each stage is one Dagster run of its stage job, so `make ui` shows exactly the runs
+`make run` made. Later stages add themselves to STAGES.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    title: str
+    job: str
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("reference", "Reference data (products, taxes, switches)", "reference_job"),
+    Stage("capture", "CDR capture (drop-folder inventory)", "capture_job"),
+    Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
+)
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dataclass
+class StageReport:
+    stage: Stage
+    success: bool
+    seconds: float
+    run_id: str
+    assets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
+              log_dir: Path | None = None) -> StageReport:
+    """One Dagster run of the stage's job; tool output (dbt's log) goes to `log_dir`."""
+    job = defs.resolve_job_def(stage.job)
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log = stack.enter_context((log_dir / f"{stage.key}.log").open("w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(log))
+        result = job.execute_in_process(instance=instance, run_config=QUIET,
+                                        raise_on_error=False, tags={"squak/stage": stage.key})
+    report = StageReport(stage=stage, success=result.success,
+                         seconds=time.monotonic() - started, run_id=result.run_id)
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        report.assets[mat.asset_key.to_user_string()] = {
+            k: _plain(v) for k, v in mat.metadata.items()}
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        report.checks[name] = evaluation.passed
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        report.error = "; ".join(
+            str(e.step_failure_data.error.message).strip() for e in failures if e.step_failure_data
+        ) or "the run failed"
+    return report
+
+
+def run_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance,
+                 on_start: Callable[[int, Stage], None] | None = None,
+                 on_end: Callable[[int, StageReport], None] | None = None,
+                 stages: tuple[Stage, ...] = STAGES,
+                 log_dir: Path | None = None) -> list[StageReport]:
+    """Run every stage in order; stop at the first failed stage."""
+    reports = []
+    for number, stage in enumerate(stages, 1):
+        if on_start:
+            on_start(number, stage)
+        report = run_stage(defs, stage, instance, log_dir)
+        reports.append(report)
+        if on_end:
+            on_end(number, report)
+        if not report.success:
+            break
+    return reports

@@ -1,0 +1,275 @@
+"""The warehouse: one interface over the embedded DuckDB file and PostgreSQL.
+
+Every asset reads and writes through a `Warehouse`. SQL uses SQLAlchemy-style named
+parameters (`:name`) on both backends. Bulk loads take Arrow tables (or DataFrames): into
+DuckDB by registering the Arrow data, into PostgreSQL by `COPY ... FROM STDIN`, never
+row-by-row INSERT. Connections are opened per operation and closed at once, because a
+DuckDB file admits one writing process at a time (dbt runs in a subprocess).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+from squak_pipelines.config import Settings
+
+LoadMode = Literal["replace", "append"]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+COPY_BATCH_ROWS = 250_000
+
+
+def check_identifier(name: str) -> str:
+    """Table names are interpolated into SQL, so only plain `schema.table` names pass."""
+    if not _IDENT.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return name
+
+
+def _schema_of(table: str) -> str | None:
+    return table.split(".", 1)[0] if "." in table else None
+
+
+def to_arrow(data: pa.Table | pd.DataFrame) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    return pa.Table.from_pandas(data, preserve_index=False)
+
+
+class Warehouse(ABC):
+    """What every asset needs from the warehouse, on either backend."""
+
+    kind: str
+
+    @property
+    @abstractmethod
+    def engine(self) -> sa.Engine:
+        """A SQLAlchemy engine (for pandas, Great Expectations and ad-hoc tools)."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one statement with named parameters."""
+
+    @abstractmethod
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query and return an Arrow table."""
+
+    @abstractmethod
+    def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
+        """Bulk-load `data` into `table` (created from the data's schema); returns rows."""
+
+    @abstractmethod
+    def table_exists(self, table: str) -> bool: ...
+
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        return self.query_arrow(sql, params).to_pandas()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        table = self.query_arrow(sql, params)
+        return table.column(0)[0].as_py() if table.num_rows else None
+
+    def count(self, table: str) -> int:
+        return int(self.scalar(f"select count(*) from {check_identifier(table)}"))
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(f"create schema if not exists {check_identifier(schema)}")
+
+
+class DuckDBWarehouse(Warehouse):
+    """The embedded default: one DuckDB file."""
+
+    kind = "duckdb"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        # NullPool: no pooled handle keeps the file locked between operations.
+        return sa.create_engine(f"duckdb:///{self.path}", poolclass=sa.pool.NullPool)
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        import duckdb
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path))
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _native(sql: str) -> str:
+        return _NAMED_PARAM.sub(r"$\1", sql)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with self.connect() as con:
+            con.execute(self._native(sql), dict(params or {}))
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        with self.connect() as con:
+            result = con.execute(self._native(sql), dict(params or {}))
+            return _fetch_arrow(result)
+
+    def table_exists(self, table: str) -> bool:
+        schema, name = _split(table, default_schema="main")
+        sql = ("select count(*) from information_schema.tables "
+               "where table_schema = :schema and table_name = :name")
+        return bool(self.scalar(sql, {"schema": schema, "name": name}))
+
+    def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
+        table = check_identifier(table)
+        arrow = to_arrow(data)
+        with self.connect() as con:
+            if schema := _schema_of(table):
+                con.execute(f"create schema if not exists {schema}")
+            con.register("_squak_load", arrow)
+            if mode == "replace":
+                con.execute(f"create or replace table {table} as select * from _squak_load")
+            else:
+                con.execute(f"create table if not exists {table} as "
+                            "select * from _squak_load limit 0")
+                con.execute(f"insert into {table} by name select * from _squak_load")
+            con.unregister("_squak_load")
+        return arrow.num_rows
+
+
+def _fetch_arrow(result: Any) -> pa.Table:
+    """DuckDB's Arrow fetch (name differs between DuckDB releases)."""
+    fetch = getattr(result, "fetch_arrow_table", None) or result.arrow
+    table = fetch()
+    return table if isinstance(table, pa.Table) else table.read_all()
+
+
+def _split(table: str, default_schema: str) -> tuple[str, str]:
+    check_identifier(table)
+    return tuple(table.split(".", 1)) if "." in table else (default_schema, table)  # type: ignore[return-value]
+
+
+def pg_type(arrow_type: pa.DataType) -> str:
+    """PostgreSQL column type for an Arrow type; money stays NUMERIC, never float."""
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
+        return "smallint"
+    if pa.types.is_int32(arrow_type) or pa.types.is_uint8(arrow_type) or pa.types.is_uint16(arrow_type):
+        return "integer"
+    if pa.types.is_integer(arrow_type):
+        return "bigint"
+    if pa.types.is_floating(arrow_type):
+        return "double precision"
+    if pa.types.is_decimal(arrow_type):
+        return f"numeric({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    if pa.types.is_null(arrow_type):
+        return "text"
+    raise TypeError(f"no PostgreSQL mapping for Arrow type {arrow_type}")
+
+
+def _copy_ready(arrow: pa.Table) -> pa.Table:
+    """Cast what PostgreSQL's CSV input can't read as written (ns timestamps, null columns)."""
+    columns = []
+    for field, column in zip(arrow.schema, arrow.columns, strict=True):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            column = column.cast(pa.timestamp("us", tz=field.type.tz))
+        elif pa.types.is_null(field.type):
+            column = column.cast(pa.string())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=arrow.column_names)
+
+
+# Arrow types for empty results, by PostgreSQL type OID (non-empty results keep Python's
+# own values: Decimal for numeric, so money never passes through a float).
+_PG_EMPTY_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 700: pa.float32(),
+    701: pa.float64(), 1700: pa.decimal128(38, 6), 1082: pa.date32(),
+    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"),
+}
+
+
+class PostgresWarehouse(Warehouse):
+    """Production: PostgreSQL, loaded with COPY."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str):
+        self.url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.url, pool_pre_ping=True)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with self.engine.begin() as con:
+            con.execute(sa.text(sql), dict(params or {}))
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        with self.engine.connect() as con:
+            result = con.execute(sa.text(sql), dict(params or {}))
+            type_codes = [col[1] for col in result.cursor.description]
+            names = list(result.keys())
+            rows = result.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        arrays = [pa.array(values, type=None if values else _PG_EMPTY_TYPES.get(code, pa.string()))
+                  for values, code in zip(columns, type_codes, strict=True)]
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def table_exists(self, table: str) -> bool:
+        schema, name = _split(table, default_schema="public")
+        sql = ("select count(*) from information_schema.tables "
+               "where table_schema = :schema and table_name = :name")
+        return bool(self.scalar(sql, {"schema": schema, "name": name}))
+
+    def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
+        table = check_identifier(table)
+        arrow = _copy_ready(to_arrow(data))
+        columns = ", ".join(f'"{name}" {pg_type(t)}' for name, t in
+                            zip(arrow.column_names, arrow.schema.types, strict=True))
+        names = ", ".join(f'"{name}"' for name in arrow.column_names)
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                if schema := _schema_of(table):
+                    cur.execute(f"create schema if not exists {schema}")
+                if mode == "replace":
+                    cur.execute(f"drop table if exists {table} cascade")
+                cur.execute(f"create table if not exists {table} ({columns})")
+                for batch in arrow.to_batches(max_chunksize=COPY_BATCH_ROWS):
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(pa.Table.from_batches([batch]), buffer,
+                                    pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+                    buffer.seek(0)
+                    cur.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", buffer)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return arrow.num_rows
+
+
+def open_warehouse(settings: Settings | None = None) -> Warehouse:
+    """The warehouse the environment chose (DuckDB file by default)."""
+    settings = settings or Settings.from_env()
+    if settings.warehouse_kind == "duckdb":
+        return DuckDBWarehouse(settings.duckdb_path)
+    return PostgresWarehouse(settings.warehouse_url)

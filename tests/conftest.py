@@ -1,0 +1,59 @@
+"""Shared fixtures: a small generated demo operator and a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from squak_pipelines.config import Settings
+from squak_pipelines.demo.generate import GenerateOptions, generate
+
+PG_ADMIN_URL = os.environ.get("SQUAK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SMALL = GenerateOptions(customers=60, cdrs=8_000, seed=7)
+
+
+def _pg_unreachable(reason: str) -> None:
+    message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {reason}"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(message + " (required under CI=true)")
+    pytest.skip(message + " (start PostgreSQL or set SQUAK_TEST_PG_URL)")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh database, dropped at the end of the session."""
+    try:
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as con:
+            con.execute(sa.text("select 1"))
+    except Exception as exc:
+        _pg_unreachable(str(exc).splitlines()[0])
+    name = f"squak_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as con:
+        con.execute(sa.text(f'create database "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as con:
+        con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
+                            "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
+        con.execute(sa.text(f'drop database if exists "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
+    """A small demo data set (generated once per session; treat it as read-only)."""
+    root = tmp_path_factory.mktemp("demo")
+    settings = Settings.from_env({"SQUAK_DATA_DIR": str(root)})
+    manifest = generate(settings, SMALL)
+    return settings, manifest
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "squak"

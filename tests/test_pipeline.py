@@ -1,0 +1,95 @@
+"""End to end through the CLI: `squak demo` then `squak run` again, on both warehouses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from squak_pipelines.config import Settings
+from squak_pipelines.warehouse import open_warehouse
+
+SQUAK = str(Path(sys.executable).parent / "squak")
+
+
+def _squak(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([SQUAK, *args], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"squak {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SQUAK_", "DAGSTER_HOME"))}
+    env.update(SQUAK_DATA_DIR=str(data_dir), **extra)
+    return env
+
+
+def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
+    settings = Settings.from_env(env)
+    warehouse = open_warehouse(settings)
+    resent = manifest["cdr"]["resent_file"]
+    resent_records = next(f["records"] for f in manifest["cdr"]["files"] if f["file"] == resent["original"])
+    files = warehouse.query_df("select count(*) as n, sum(records) as r from raw.cdr_drop_files")
+    assert int(files["n"][0]) == manifest["counts"]["cdr_files"] + 1
+    assert int(files["r"][0]) == manifest["counts"]["cdr_records"] + resent_records
+    intake = warehouse.query_df(
+        "select sum(redelivered_files) as redelivered, sum(records_in_redeliveries) as rr, "
+        "sum(records_received) as received from marts.ops_cdr_intake_daily")
+    assert int(intake["redelivered"][0]) == 1
+    assert int(intake["rr"][0]) == resent_records
+    assert int(intake["received"][0]) == manifest["counts"]["cdr_records"]
+    assert warehouse.count("staging.stg_tax_rates") == 21
+    return {t: warehouse.count(t) for t in ("raw.cdr_drop_files", "raw.tax_rates",
+                                             "marts.ops_cdr_intake_daily", "marts.dim_tax_jurisdictions")}
+
+
+def _check_output(stdout: str) -> None:
+    assert "[3/3] Warehouse models and tests (dbt)" in stdout
+    assert "FAILED" not in stdout
+    assert "failed:" not in stdout
+    assert "Browse them with `make ui`" in stdout
+
+
+@pytest.mark.slow
+def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
+    env = _env(tmp_path / "squak")
+    result = _squak(["demo", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
+    _check_output(result.stdout)
+    manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
+    counts = _check_warehouse(env, manifest)
+    # Dagster's local storage holds the three stage runs, all successful.
+    import dagster as dg
+
+    home = tmp_path / "squak" / "dagster"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    # Re-running over the same drops changes nothing.
+    _check_output(_squak(["run"], env).stdout)
+    assert _check_warehouse(env, manifest) == counts
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, pg_url: str) -> None:
+    env = _env(tmp_path / "squak", SQUAK_WAREHOUSE_URL=pg_url, SQUAK_DAGSTER_PG_URL=pg_url)
+    result = _squak(["demo", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
+    _check_output(result.stdout)
+    assert "on the postgres warehouse" in result.stdout
+    manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
+    counts = _check_warehouse(env, manifest)
+    assert not (tmp_path / "squak" / "warehouse.duckdb").exists()
+    yaml_text = (tmp_path / "squak" / "dagster" / "dagster.yaml").read_text()
+    assert "SQUAK_DAGSTER_PG_URL" in yaml_text and pg_url not in yaml_text
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as con:
+        statuses = con.execute(sa.text("select status from runs")).scalars().all()
+    engine.dispose()
+    assert statuses == ["SUCCESS"] * 3, "Dagster's runs are stored in PostgreSQL"
+    _check_output(_squak(["run"], env).stdout)
+    assert _check_warehouse(env, manifest) == counts

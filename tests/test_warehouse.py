@@ -1,0 +1,79 @@
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, pg_type
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    if request.param == "duckdb":
+        return DuckDBWarehouse(tmp_path / "w.duckdb")
+    return PostgresWarehouse(request.getfixturevalue("pg_url"))
+
+
+def _sample() -> pa.Table:
+    return pa.table({
+        "name": ['Smith, Jones & Co', 'He said "hi"', "", None, "Zoë Müller"],
+        "qty": pa.array([1, 2, None, 4, 5], pa.int64()),
+        "amount": pa.array([Decimal("19.99"), Decimal("0.000001"), None, Decimal("-2.5"),
+                            Decimal("123456789012.123456")], pa.decimal128(18, 6)),
+        "at": pa.array([datetime(2026, 10, 3, 14, 0, tzinfo=UTC), None,
+                        datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC),
+                        datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+                        datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC")),
+        "ok": [True, False, None, True, False],
+    })
+
+
+def test_bulk_load_round_trips_exactly(warehouse: Warehouse) -> None:
+    assert warehouse.load("raw.sample", _sample()) == 5
+    back = warehouse.query_arrow("select * from raw.sample order by qty nulls last")
+    rows = back.to_pylist()
+    assert [r["name"] for r in rows] == ['Smith, Jones & Co', 'He said "hi"', None, "Zoë Müller", ""]
+    amounts = [r["amount"] for r in rows]
+    assert amounts[0] == Decimal("19.99") and amounts[1] == Decimal("0.000001")
+    assert amounts[4] is None and amounts[3] == Decimal("123456789012.123456")
+    assert pa.types.is_decimal(back.schema.field("amount").type), "money must never come back as float"
+    assert rows[0]["at"] == datetime(2026, 10, 3, 14, 0, tzinfo=UTC)
+    assert rows[2]["ok"] is True
+
+
+def test_append_and_replace(warehouse: Warehouse) -> None:
+    warehouse.load("raw.sample", _sample())
+    warehouse.load("raw.sample", _sample(), mode="append")
+    assert warehouse.count("raw.sample") == 10
+    warehouse.load("raw.sample", _sample().slice(0, 2))
+    assert warehouse.count("raw.sample") == 2
+    assert warehouse.table_exists("raw.sample") and not warehouse.table_exists("raw.nothing")
+
+
+def test_named_parameters_are_bound_not_interpolated(warehouse: Warehouse) -> None:
+    warehouse.load("raw.sample", _sample())
+    hostile = "x'; drop table raw.sample; --"
+    assert warehouse.query_df("select count(*) as n from raw.sample where name = :n",
+                              {"n": hostile})["n"][0] == 0
+    assert warehouse.scalar("select qty from raw.sample where name = :n", {"n": 'He said "hi"'}) == 2
+    assert warehouse.table_exists("raw.sample")
+
+
+def test_identifiers_are_checked(warehouse: Warehouse) -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        warehouse.load("raw.sample; drop table x", _sample())
+
+
+def test_empty_result_keeps_types(warehouse: Warehouse) -> None:
+    warehouse.load("raw.sample", _sample())
+    empty = warehouse.query_arrow("select amount, qty from raw.sample where false")
+    assert empty.num_rows == 0
+    assert pa.types.is_decimal(empty.schema.field("amount").type)
+
+
+def test_pg_type_mapping_keeps_money_numeric() -> None:
+    assert pg_type(pa.decimal128(18, 6)) == "numeric(18,6)"
+    assert pg_type(pa.timestamp("us", tz="UTC")) == "timestamptz"
+    with pytest.raises(TypeError):
+        pg_type(pa.list_(pa.int64()))
