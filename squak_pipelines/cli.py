@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 from squak_pipelines.config import PROJECT_ROOT, Settings
 
@@ -124,14 +123,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
-    from squak_pipelines.analytics.project import ensure_manifest
+    from squak_pipelines.analytics.project import ensure_manifest, venv_tool
     from squak_pipelines.instance import prepare_dagster_home
 
     prepare_dagster_home(settings)
     os.environ.update({k: v for k, v in settings.dbt_env().items() if k not in os.environ})
     ensure_manifest(settings)
-    dagster = Path(sys.executable).parent / "dagster"
-    argv = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+    argv = [venv_tool("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
             "-h", args.host, "-p", str(args.port)]
     print(f"==> Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     os.execv(argv[0], argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,16 @@ from dagster_dbt import DbtProject
 from squak_pipelines.config import DBT_PROJECT_DIR, Settings
 
 
+def venv_tool(name: str) -> str:
+    """A console script of this environment (sys.prefix survives symlinked interpreters)."""
+    for folder in (Path(sys.prefix) / "bin", Path(sys.executable).parent):
+        if (folder / name).exists():
+            return str(folder / name)
+    return shutil.which(name) or name
+
+
 def dbt_executable() -> str:
-    candidate = Path(sys.executable).parent / "dbt"
-    return str(candidate) if candidate.exists() else "dbt"
+    return venv_tool("dbt")
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
