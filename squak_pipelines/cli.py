@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from squak_pipelines.config import PROJECT_ROOT, Settings
 
@@ -128,6 +129,9 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
 
     prepare_dagster_home(settings)
     os.environ.update({k: v for k, v in settings.dbt_env().items() if k not in os.environ})
+    # dagster-dbt's prepare_if_dev runs `dbt` from PATH: make it this environment's dbt.
+    bin_dir = str(Path(venv_tool("dbt")).parent)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     ensure_manifest(settings)
     argv = [venv_tool("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
             "-h", args.host, "-p", str(args.port)]
