@@ -4,7 +4,7 @@
 import os
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from squak_pipelines.analytics.project import dbt_executable, dbt_project, ensure_manifest
 from squak_pipelines.config import Settings
@@ -18,7 +18,16 @@ _project.prepare_if_dev()
 ensure_manifest(_settings)
 
 
-@dbt_assets(manifest=_project.manifest_path, project=_project, name="squak_dbt_models")
+class LayerGroups(DagsterDbtTranslator):
+    """Group dbt models in the UI by layer: warehouse_staging, _intermediate, _marts."""
+
+    def get_group_name(self, dbt_resource_props):
+        fqn = dbt_resource_props.get("fqn", [])
+        return f"warehouse_{fqn[1]}" if len(fqn) > 2 else "warehouse"
+
+
+@dbt_assets(manifest=_project.manifest_path, project=_project, name="squak_dbt_models",
+            dagster_dbt_translator=LayerGroups())
 def squak_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Build and test the staging, intermediate and mart models."""
     yield from dbt.cli(["build"], context=context).stream()
