@@ -76,6 +76,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     def end(number: int, report) -> None:
         status = "ok" if report.success else "FAILED"
         print(f"        {status} in {report.seconds:.1f}s (run {report.run_id[:8]})")
+        shown: set[str] = set()
         for key, meta in report.assets.items():
             rows = meta.get("dagster/row_count")
             extra = f"{rows:,} rows" if isinstance(rows, int) else ""
@@ -83,6 +84,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 extra += f", {meta['records']:,} records"
             if extra:
                 print(f"        - {key}: {extra}")
+            for name in STAGE_FIGURES:
+                if name in meta and name not in shown:
+                    shown.add(name)
+                    print(f"        {name.replace('_', ' ')}: {_figure(meta[name])}")
         failed = [name for name, passed in report.checks.items() if not passed]
         print(f"        checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
@@ -96,6 +101,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if ok else 1
 
 
+# Stage-level figures an asset reports in its metadata, printed once per stage.
+STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_lines_by_status",
+                 "rejected_by_reason", "services_active", "numbers_assigned")
+
+
+def _figure(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:,}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "none"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def _summary(settings: Settings, reports, ok: bool) -> None:
     from squak_pipelines.warehouse import open_warehouse
 
@@ -104,7 +120,7 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'staging', 'intermediate', 'marts') "
+           "where table_schema in ('raw', 'orders', 'staging', 'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")

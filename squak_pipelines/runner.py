@@ -25,6 +25,7 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("reference", "Reference data (products, taxes, switches)", "reference_job"),
+    Stage("orders", "Orders and service inventory", "orders_job"),
     Stage("capture", "CDR capture (drop-folder inventory)", "capture_job"),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
 )

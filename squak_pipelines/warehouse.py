@@ -73,6 +73,12 @@ class Warehouse(ABC):
     @abstractmethod
     def table_exists(self, table: str) -> bool: ...
 
+    @abstractmethod
+    def query_arrow_with(self, sql: str, name: str, data: pa.Table | pd.DataFrame,
+                         params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run `sql` in which `{name}` stands for the given data as a table (set-based joins
+        of in-memory data with warehouse tables)."""
+
     def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         return self.query_arrow(sql, params).to_pandas()
 
@@ -122,6 +128,14 @@ class DuckDBWarehouse(Warehouse):
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         with self.connect() as con:
             result = con.execute(self._native(sql), dict(params or {}))
+            return _fetch_arrow(result)
+
+    def query_arrow_with(self, sql: str, name: str, data: pa.Table | pd.DataFrame,
+                         params: Mapping[str, Any] | None = None) -> pa.Table:
+        alias = f"_squak_{check_identifier(name)}"
+        with self.connect() as con:
+            con.register(alias, to_arrow(data))
+            result = con.execute(self._native(sql.replace("{" + name + "}", alias)), dict(params or {}))
             return _fetch_arrow(result)
 
     def table_exists(self, table: str) -> bool:
@@ -227,10 +241,26 @@ class PostgresWarehouse(Warehouse):
             type_codes = [col[1] for col in result.cursor.description]
             names = list(result.keys())
             rows = result.fetchall()
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        arrays = [pa.array(values, type=None if values else _PG_EMPTY_TYPES.get(code, pa.string()))
-                  for values, code in zip(columns, type_codes, strict=True)]
-        return pa.Table.from_arrays(arrays, names=names)
+        return _rows_to_arrow(names, rows, type_codes)
+
+    def query_arrow_with(self, sql: str, name: str, data: pa.Table | pd.DataFrame,
+                         params: Mapping[str, Any] | None = None) -> pa.Table:
+        """The data goes into a temporary table by COPY, then one query joins it."""
+        alias = f"_squak_{check_identifier(name)}"
+        arrow = _copy_ready(to_arrow(data))
+        columns = ", ".join(f'"{n}" {pg_type(t)}' for n, t in
+                            zip(arrow.column_names, arrow.schema.types, strict=True))
+        with self.engine.begin() as con:
+            raw = con.connection.driver_connection
+            with raw.cursor() as cur:
+                cur.execute(f"create temporary table {alias} ({columns}) on commit drop")
+                _copy_into(cur, alias, arrow)
+                cur.execute(f"analyze {alias}")
+            result = con.execute(sa.text(sql.replace("{" + name + "}", alias)), dict(params or {}))
+            type_codes = [col[1] for col in result.cursor.description]
+            names = list(result.keys())
+            rows = result.fetchall()
+        return _rows_to_arrow(names, rows, type_codes)
 
     def table_exists(self, table: str) -> bool:
         schema, name = _split(table, default_schema="public")
@@ -243,7 +273,6 @@ class PostgresWarehouse(Warehouse):
         arrow = _copy_ready(to_arrow(data))
         columns = ", ".join(f'"{name}" {pg_type(t)}' for name, t in
                             zip(arrow.column_names, arrow.schema.types, strict=True))
-        names = ", ".join(f'"{name}"' for name in arrow.column_names)
         raw = self.engine.raw_connection()
         try:
             with raw.cursor() as cur:
@@ -252,12 +281,7 @@ class PostgresWarehouse(Warehouse):
                 if mode == "replace":
                     cur.execute(f"drop table if exists {table} cascade")
                 cur.execute(f"create table if not exists {table} ({columns})")
-                for batch in arrow.to_batches(max_chunksize=COPY_BATCH_ROWS):
-                    buffer = io.BytesIO()
-                    pacsv.write_csv(pa.Table.from_batches([batch]), buffer,
-                                    pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-                    buffer.seek(0)
-                    cur.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", buffer)
+                _copy_into(cur, table, arrow)
             raw.commit()
         except BaseException:
             raw.rollback()
@@ -265,6 +289,25 @@ class PostgresWarehouse(Warehouse):
         finally:
             raw.close()
         return arrow.num_rows
+
+
+def _copy_into(cursor: Any, table: str, arrow: pa.Table) -> None:
+    """COPY an Arrow table into an existing PostgreSQL table, in CSV batches."""
+    names = ", ".join(f'"{name}"' for name in arrow.column_names)
+    for batch in arrow.to_batches(max_chunksize=COPY_BATCH_ROWS):
+        buffer = io.BytesIO()
+        pacsv.write_csv(pa.Table.from_batches([batch]), buffer,
+                        pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        buffer.seek(0)
+        cursor.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", buffer)
+
+
+def _rows_to_arrow(names: list[str], rows: list[Any], type_codes: list[int]) -> pa.Table:
+    """Arrow from DB-API rows: Python values keep Decimal for numeric (never float)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = [pa.array(values, type=None if values else _PG_EMPTY_TYPES.get(code, pa.string()))
+              for values, code in zip(columns, type_codes, strict=True)]
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def open_warehouse(settings: Settings | None = None) -> Warehouse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,8 @@ def _pg_unreachable(reason: str) -> None:
     pytest.skip(message + " (start PostgreSQL or set SQUAK_TEST_PG_URL)")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a fresh database, dropped at the end of the session."""
+@contextmanager
+def _throwaway_database() -> Iterator[str]:
     try:
         admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as con:
@@ -36,13 +36,28 @@ def pg_url() -> Iterator[str]:
     name = f"squak_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as con:
         con.execute(sa.text(f'create database "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as con:
-        con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
-                            "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
-        con.execute(sa.text(f'drop database if exists "{name}"'))
-    admin.dispose()
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as con:
+            con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
+                                "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
+            con.execute(sa.text(f'drop database if exists "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a database shared by the session's light PostgreSQL tests."""
+    with _throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """URL of a database of this test's own (for tests that keep state in the warehouse)."""
+    with _throwaway_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

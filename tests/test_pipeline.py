@@ -44,12 +44,17 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
     assert int(intake["rr"][0]) == resent_records
     assert int(intake["received"][0]) == manifest["counts"]["cdr_records"]
     assert warehouse.count("staging.stg_tax_rates") == 21
-    return {t: warehouse.count(t) for t in ("raw.cdr_drop_files", "raw.tax_rates",
-                                             "marts.ops_cdr_intake_daily", "marts.dim_tax_jurisdictions")}
+    reasons = set(warehouse.query_df("select distinct reason from orders.rejections")["reason"])
+    assert {e["reason"] for e in manifest["orders"]["expected_rejections"]} <= reasons
+    return {t: warehouse.count(t) for t in (
+        "raw.cdr_drop_files", "raw.tax_rates", "marts.ops_cdr_intake_daily",
+        "marts.dim_tax_jurisdictions", "orders.order_lines", "orders.services", "orders.rejections",
+        "orders.order_status_history")}
 
 
 def _check_output(stdout: str) -> None:
-    assert "[3/3] Warehouse models and tests (dbt)" in stdout
+    assert "[4/4] Warehouse models and tests (dbt)" in stdout
+    assert "order lines by status: accepted" in stdout and "rejected by reason:" in stdout
     assert "FAILED" not in stdout
     assert "failed:" not in stdout
     assert "Browse them with `make ui`" in stdout
@@ -68,7 +73,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     home = tmp_path / "squak" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 4 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
@@ -76,7 +81,8 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, pg_url: str) -> None:
+def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fresh_pg_url: str) -> None:
+    pg_url = fresh_pg_url
     env = _env(tmp_path / "squak", SQUAK_WAREHOUSE_URL=pg_url, SQUAK_DAGSTER_PG_URL=pg_url)
     result = _squak(["demo", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
     _check_output(result.stdout)
@@ -90,6 +96,6 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, pg_u
     with engine.connect() as con:
         statuses = con.execute(sa.text("select status from runs")).scalars().all()
     engine.dispose()
-    assert statuses == ["SUCCESS"] * 3, "Dagster's runs are stored in PostgreSQL"
+    assert statuses == ["SUCCESS"] * 4, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts

@@ -1,0 +1,1 @@
+"""Stage 1, orders: intake, validation, number allocation, activation, service inventory."""
