@@ -130,17 +130,22 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
     checked["status"] = "rejected"
     valid = checked[checked["reason"].isna()].sort_values(
         ["effective_ts", "order_id", "line_no"], kind="stable")
-    for idx, line in valid.iterrows():
-        outcome = provisioner.apply(line.to_dict())
-        checked.loc[idx, "status"] = "accepted" if outcome.accepted else "rejected"
+    accepted, failed = [], {}
+    for idx, line in zip(valid.index, valid.to_dict("records"), strict=True):
+        outcome = provisioner.apply(line)
         events = list(outcome.history)
-        if not outcome.accepted:
-            checked.loc[idx, ["reason", "message"]] = [outcome.reason, outcome.message]
-            checked.loc[idx, "field"] = "phone_number" if line["kind"] in ("disconnect", "change_plan") \
-                else "area_code"
+        if outcome.accepted:
+            accepted.append(idx)
+        else:
+            field_name = "phone_number" if line["kind"] in ("disconnect", "change_plan") else "area_code"
+            failed[idx] = (outcome.reason, outcome.message, field_name)
             events.append(("rejected", line["effective_ts"], str(outcome.reason)))
         history.extend({"order_id": line["order_id"], "line_no": line["line_no"], "status": s,
                         "at": at, "detail": d} for s, at, d in events)
+    checked.loc[accepted, "status"] = "accepted"
+    if failed:
+        fails = pd.DataFrame.from_dict(failed, orient="index", columns=["reason", "message", "field"])
+        checked.loc[fails.index, ["reason", "message", "field"]] = fails.to_numpy()
 
     line_rejects = checked[checked["status"] == "rejected"]
     rejections = pd.concat([batch.rejections, pd.DataFrame({
