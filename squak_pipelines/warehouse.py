@@ -52,6 +52,7 @@ class Warehouse(ABC):
     """What every asset needs from the warehouse, on either backend."""
 
     kind: str
+    default_schema: str
 
     @property
     @abstractmethod
@@ -70,8 +71,12 @@ class Warehouse(ABC):
     def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
         """Bulk-load `data` into `table` (created from the data's schema); returns rows."""
 
-    @abstractmethod
-    def table_exists(self, table: str) -> bool: ...
+    def table_exists(self, table: str) -> bool:
+        """Whether a table or view exists (unqualified names are in the default schema)."""
+        schema, name = _split(table, default_schema=self.default_schema)
+        sql = ("select count(*) from information_schema.tables "
+               "where table_schema = :schema and table_name = :name")
+        return bool(self.scalar(sql, {"schema": schema, "name": name}))
 
     @abstractmethod
     def query_arrow_with(self, sql: str, name: str, data: pa.Table | pd.DataFrame,
@@ -97,6 +102,7 @@ class DuckDBWarehouse(Warehouse):
     """The embedded default: one DuckDB file."""
 
     kind = "duckdb"
+    default_schema = "main"
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -137,12 +143,6 @@ class DuckDBWarehouse(Warehouse):
             con.register(alias, to_arrow(data))
             result = con.execute(self._native(sql.replace("{" + name + "}", alias)), dict(params or {}))
             return _fetch_arrow(result)
-
-    def table_exists(self, table: str) -> bool:
-        schema, name = _split(table, default_schema="main")
-        sql = ("select count(*) from information_schema.tables "
-               "where table_schema = :schema and table_name = :name")
-        return bool(self.scalar(sql, {"schema": schema, "name": name}))
 
     def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
         table = check_identifier(table)
@@ -223,6 +223,7 @@ class PostgresWarehouse(Warehouse):
     """Production: PostgreSQL, loaded with COPY."""
 
     kind = "postgres"
+    default_schema = "public"
 
     def __init__(self, url: str):
         self.url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -261,12 +262,6 @@ class PostgresWarehouse(Warehouse):
             names = list(result.keys())
             rows = result.fetchall()
         return _rows_to_arrow(names, rows, type_codes)
-
-    def table_exists(self, table: str) -> bool:
-        schema, name = _split(table, default_schema="public")
-        sql = ("select count(*) from information_schema.tables "
-               "where table_schema = :schema and table_name = :name")
-        return bool(self.scalar(sql, {"schema": schema, "name": name}))
 
     def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
         table = check_identifier(table)

@@ -191,13 +191,19 @@ class Provisioner:
             return None
         return period
 
-    def _disconnect(self, line: dict[str, object]) -> Outcome:
+    def _end_current(self, line: dict[str, object]) -> dict[str, object] | None:
+        """Close the number's open period at the line's effective time (None: not active)."""
         period = self._current(line)
+        if period is not None:
+            period["active_to"] = line["effective_ts"]
+        return period
+
+    def _disconnect(self, line: dict[str, object]) -> Outcome:
+        period = self._end_current(line)
         if period is None:
             return Outcome(False, "disconnect_not_active",
                            f"{line['phone_number']} has no active service on this account")
         at: pd.Timestamp = line["effective_ts"]  # type: ignore[assignment]
-        period["active_to"] = at
         number = str(line["phone_number"])
         del self.open_period[number]
         self._release(number, at)
@@ -205,12 +211,11 @@ class Provisioner:
                                                           f"quarantine until {(at + QUARANTINE):%Y-%m-%d}")])
 
     def _change_plan(self, line: dict[str, object]) -> Outcome:
-        period = self._current(line)
+        period = self._end_current(line)
         if period is None:
             return Outcome(False, "change_plan_not_active",
                            f"{line['phone_number']} has no active service on this account")
         at: pd.Timestamp = line["effective_ts"]  # type: ignore[assignment]
-        period["active_to"] = at
         number = str(line["phone_number"])
         self._open(str(period["service_id"]), {**period, "order_id": line["order_id"],
                                                "line_no": line["line_no"]},
