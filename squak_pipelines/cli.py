@@ -94,7 +94,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if report.error:
             print(f"        error: {report.error}")
 
-    reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs")
+    from squak_pipelines.mediation.stage import pending_days
+    from squak_pipelines.warehouse import open_warehouse
+
+    def days_for(stage) -> list[str]:
+        days = pending_days(open_warehouse(settings), settings)
+        if days:
+            print(f"        {len(days)} day(s) with new CDR files: {days[0]} .. {days[-1]}")
+        else:
+            print("        no new CDR files")
+        return days
+
+    reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs",
+                           days_for=days_for)
     ok = all(r.success for r in reports) and len(reports) == len(STAGES)
     _summary(settings, reports, ok)
     instance.dispose()
@@ -103,7 +115,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 # Stage-level figures an asset reports in its metadata, printed once per stage.
 STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_lines_by_status",
-                 "rejected_by_reason", "services_active", "numbers_assigned")
+                 "rejected_by_reason", "services_active", "numbers_assigned",
+                 "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
+                 "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days")
 
 
 def _figure(value) -> str:
@@ -120,7 +134,7 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'orders', 'staging', 'intermediate', 'marts') "
+           "where table_schema in ('raw', 'orders', 'mediation', 'staging', 'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")

@@ -4,6 +4,7 @@ import dagster as dg
 
 from squak_pipelines.analytics import defs as analytics
 from squak_pipelines.capture import defs as capture
+from squak_pipelines.mediation import defs as mediation
 from squak_pipelines.orders import defs as orders
 from squak_pipelines.reference import defs as reference
 from squak_pipelines.resources import squak_resource
@@ -16,6 +17,7 @@ defs = dg.Definitions.merge(
     reference.defs,
     orders.defs,
     capture.defs,
+    mediation.defs,
     analytics.defs,
     dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
 )

@@ -21,12 +21,15 @@ class Stage:
     key: str
     title: str
     job: str
+    partitioned: bool = False  # runs over the range of days given by `days_for`
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("reference", "Reference data (products, taxes, switches)", "reference_job"),
     Stage("orders", "Orders and service inventory", "orders_job"),
     Stage("capture", "CDR capture (drop-folder inventory)", "capture_job"),
+    Stage("mediation", "CDR mediation (parse, normalize, de-duplicate, fraud gate)", "mediation_job",
+          partitioned=True),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
 )
 
@@ -49,17 +52,24 @@ def _plain(value: Any) -> Any:
 
 
 def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
-              log_dir: Path | None = None) -> StageReport:
-    """One Dagster run of the stage's job; tool output (dbt's log) goes to `log_dir`."""
+              log_dir: Path | None = None, days: list[str] | None = None) -> StageReport:
+    """One Dagster run of the stage's job; tool output (dbt's log) goes to `log_dir`.
+    A partitioned stage runs once over the range of `days` (none: nothing to do)."""
     job = defs.resolve_job_def(stage.job)
     started = time.monotonic()
+    tags = {"squak/stage": stage.key}
+    if stage.partitioned:
+        if not days:
+            return StageReport(stage=stage, success=True, seconds=0.0, run_id="-" * 8)
+        tags.update({"dagster/asset_partition_range_start": min(days),
+                     "dagster/asset_partition_range_end": max(days)})
     with contextlib.ExitStack() as stack:
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             log = stack.enter_context((log_dir / f"{stage.key}.log").open("w", encoding="utf-8"))
             stack.enter_context(contextlib.redirect_stdout(log))
         result = job.execute_in_process(instance=instance, run_config=QUIET,
-                                        raise_on_error=False, tags={"squak/stage": stage.key})
+                                        raise_on_error=False, tags=tags)
     report = StageReport(stage=stage, success=result.success,
                          seconds=time.monotonic() - started, run_id=result.run_id)
     for event in result.get_asset_materialization_events():
@@ -81,13 +91,15 @@ def run_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance,
                  on_start: Callable[[int, Stage], None] | None = None,
                  on_end: Callable[[int, StageReport], None] | None = None,
                  stages: tuple[Stage, ...] = STAGES,
-                 log_dir: Path | None = None) -> list[StageReport]:
+                 log_dir: Path | None = None,
+                 days_for: Callable[[Stage], list[str]] | None = None) -> list[StageReport]:
     """Run every stage in order; stop at the first failed stage."""
     reports = []
     for number, stage in enumerate(stages, 1):
         if on_start:
             on_start(number, stage)
-        report = run_stage(defs, stage, instance, log_dir)
+        days = days_for(stage) if (days_for and stage.partitioned) else None
+        report = run_stage(defs, stage, instance, log_dir, days)
         reports.append(report)
         if on_end:
             on_end(number, report)

@@ -94,6 +94,16 @@ class Warehouse(ABC):
     def count(self, table: str) -> int:
         return int(self.scalar(f"select count(*) from {check_identifier(table)}"))
 
+    @contextmanager
+    def session(self) -> Iterator[Warehouse]:
+        """Hold one connection for many operations (a no-op where connections are pooled)."""
+        yield self
+
+    @contextmanager
+    def transaction(self) -> Iterator[Warehouse]:
+        """Group writes into one commit where the backend allows it (DuckDB sessions)."""
+        yield self
+
     def ensure_schema(self, schema: str) -> None:
         self.execute(f"create schema if not exists {check_identifier(schema)}")
 
@@ -106,6 +116,7 @@ class DuckDBWarehouse(Warehouse):
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._held: Any = None
 
     @cached_property
     def engine(self) -> sa.Engine:
@@ -114,6 +125,9 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
+        if self._held is not None:
+            yield self._held
+            return
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +136,32 @@ class DuckDBWarehouse(Warehouse):
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Warehouse]:
+        """Keep the file open across operations (opening a DuckDB file costs ~10 ms); close
+        it at the end so other processes (dbt) can write."""
+        if self._held is not None:
+            yield self
+            return
+        with self.connect() as con:
+            self._held = con
+            try:
+                yield self
+            finally:
+                self._held = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Warehouse]:
+        """One commit for all writes inside (all or nothing), on the held connection."""
+        with self.session(), self.connect() as con:
+            con.execute("begin transaction")
+            try:
+                yield self
+            except BaseException:
+                con.execute("rollback")
+                raise
+            con.execute("commit")
 
     @staticmethod
     def _native(sql: str) -> str:

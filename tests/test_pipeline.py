@@ -46,24 +46,57 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
     assert warehouse.count("staging.stg_tax_rates") == 21
     reasons = set(warehouse.query_df("select distinct reason from orders.rejections")["reason"])
     assert {e["reason"] for e in manifest["orders"]["expected_rejections"]} <= reasons
+    # Mediation: conservation against the generator's truth, and the fraud caught.
+    med = warehouse.query_df("select sum(records_in) as i, sum(accepted) as a, sum(rejected) as r, "
+                             "sum(duplicates) as d, sum(quarantined) as q from mediation.files")
+    files = manifest["cdr"]["files"]
+    assert int(med["i"][0]) == manifest["counts"]["cdr_records"] + resent_records
+    assert int(med["i"][0]) == int(med["a"][0] + med["r"][0] + med["d"][0] + med["q"][0])
+    # Malformed lines as planted (the re-delivered copy may be the one processed first).
+    assert int(med["r"][0]) == sum(len(v) for f in files for v in f["malformed"].values())
+    planted = {(f["file"], n) for f in files for v in f["malformed"].values() for n in v}
+    rejects = warehouse.query_df("select source_file, source_line from mediation.rejects")
+    same = {resent["copy"]: resent["original"]}
+    assert {(same.get(f, f), n) for f, n in zip(rejects["source_file"], rejects["source_line"],
+                                                 strict=True)} == planted
+    planted_dups = sum(f["duplicates_within"] + f["duplicates_across"] for f in files)
+    assert int(med["d"][0]) == resent_records + planted_dups
+    quarantined = warehouse.query_df("select fraud_rules from mediation.quarantine")["fraud_rules"]
+    assert quarantined.str.contains("burst").sum() == manifest["cdr"]["fraud"]["fraud_burst"]["calls"]
+    assert quarantined.str.contains("high_risk").sum() == manifest["cdr"]["fraud"]["fraud_irsf"]["calls"]
+    shares = warehouse.query_df("select partition_day, quarantine_share from mediation.partition_status "
+                                "order by quarantine_share desc")
+    fraud_days = {manifest["cdr"]["fraud"][k]["day"] for k in ("fraud_burst", "fraud_irsf")}
+    assert set(shares["partition_day"].astype(str)[:2]) == fraud_days, "the fraud days stand out"
     return {t: warehouse.count(t) for t in (
         "raw.cdr_drop_files", "raw.tax_rates", "marts.ops_cdr_intake_daily",
         "marts.dim_tax_jurisdictions", "orders.order_lines", "orders.services", "orders.rejections",
-        "orders.order_status_history")}
+        "orders.order_status_history", "mediation.events", "mediation.quarantine",
+        "mediation.rejects", "mediation.duplicates", "mediation.files")}
 
 
 def _check_output(stdout: str) -> None:
-    assert "[4/4] Warehouse models and tests (dbt)" in stdout
+    assert "[5/5] Warehouse models and tests (dbt)" in stdout
     assert "order lines by status: accepted" in stdout and "rejected by reason:" in stdout
     assert "FAILED" not in stdout
     assert "failed:" not in stdout
     assert "Browse them with `make ui`" in stdout
 
 
+def _demo(env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Generate a small demo, then run. A small month makes the planted fraud a large share
+    of its day, so this operator allows a higher quarantine share (the gate's blocking is
+    tested in test_mediation)."""
+    _squak(["generate", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
+    rules = data_dir / "reference" / "fraud_rules.yaml"
+    rules.write_text(rules.read_text().replace("max_quarantine_share: 0.05", "max_quarantine_share: 0.9"))
+    return _squak(["run"], env)
+
+
 @pytest.mark.slow
 def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     env = _env(tmp_path / "squak")
-    result = _squak(["demo", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
+    result = _demo(env, tmp_path / "squak")
     _check_output(result.stdout)
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
     counts = _check_warehouse(env, manifest)
@@ -73,7 +106,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     home = tmp_path / "squak" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 4 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 5 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
@@ -84,7 +117,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
 def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fresh_pg_url: str) -> None:
     pg_url = fresh_pg_url
     env = _env(tmp_path / "squak", SQUAK_WAREHOUSE_URL=pg_url, SQUAK_DAGSTER_PG_URL=pg_url)
-    result = _squak(["demo", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
+    result = _demo(env, tmp_path / "squak")
     _check_output(result.stdout)
     assert "on the postgres warehouse" in result.stdout
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
@@ -96,6 +129,6 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     with engine.connect() as con:
         statuses = con.execute(sa.text("select status from runs")).scalars().all()
     engine.dispose()
-    assert statuses == ["SUCCESS"] * 4, "Dagster's runs are stored in PostgreSQL"
+    assert statuses == ["SUCCESS"] * 5, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts

@@ -97,6 +97,16 @@ HOME_COUNTRIES: dict[str, dict[str, object]] = {
 # Retail multiplier from the USD base price, per deck currency (fixed demo FX, decimal).
 FX = {"USD": Decimal("1"), "GBP": Decimal("0.80"), "EUR": Decimal("0.92"), "MXN": Decimal("18.5")}
 
+# Fraud screening thresholds (reference/fraud_rules.yaml), editable by the operator.
+FRAUD_RULES: dict[str, object] = {
+    "burst": {"max_calls": 30, "window_minutes": 10},
+    "short_calls": {"max_seconds": 6, "min_calls": 20, "window_minutes": 60},
+    "high_risk": {"prefixes": list(HIGH_RISK_PREFIXES)},
+    "concurrency": {"calls_per_line": 2},
+    "night_international": {"start": "00:00", "end": "05:00", "max_calls": 10},
+    "gate": {"max_quarantine_share": 0.05},
+}
+
 # Areas customers' numbers are allocated from: (country, area, E.164 block prefix, state, tz).
 NUMBER_AREAS: tuple[tuple[str, str, str, str, str], ...] = (
     ("US", "212", "1212736", "NY", "America/New_York"),

@@ -113,6 +113,14 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
     _write_csv(ref / "tax_rates.csv", [dict(zip(catalogue.TAX_COLUMNS, r, strict=True))
                                        for r in catalogue.TAX_RATES])
     _write_csv(ref / "switches.csv", list(catalogue.SWITCHES))
+    _write_csv(ref / "numbering_plan.csv", [
+        {"prefix": d.prefix, "country": d.country, "kind": d.kind, "destination": d.name}
+        for d in catalogue.DESTINATIONS])
+    _write_csv(ref / "dialing_rules.csv", [
+        {"country": c, "country_code": str(r["cc"]), "trunk_prefix": str(r["trunk"]),
+         "international_prefix": str(r["intl"]), "emergency_numbers": ";".join(r["emergency"])}  # type: ignore[arg-type]
+        for c, r in catalogue.HOME_COUNTRIES.items()])
+    (ref / "fraud_rules.yaml").write_text(yaml.safe_dump(catalogue.FRAUD_RULES, sort_keys=False))
     _write_csv(ref / "number_inventory.csv", operator.inventory)
     (ref / "brands").mkdir(parents=True, exist_ok=True)
     for account in operator.accounts:
@@ -210,7 +218,8 @@ def _write_cdrs(folder: Path, rng: np.random.Generator, operator: DemoOperator,
             seq[sid] += len(truth)
             lines = switch_formats.to_lines(table)
             entry, carry[sid] = _assemble(rng, folder / switch["folder"], _file_name(switch, day),
-                                          switch, lines, carry.get(sid))
+                                          switch, lines, carry.get(sid),
+                                          protected=(truth["tag"] != "").to_numpy())
             entry.update(local_day=day.isoformat(), late_previous_month=late,
                          unknown_caller=unknown,
                          fraud={k: int((truth["tag"] == k).sum()) for k in fraud})
@@ -270,29 +279,37 @@ def _epoch(day: date) -> int:
 
 
 def _assemble(rng: np.random.Generator, folder: Path, name: str, switch: dict[str, str],
-              lines: np.ndarray, carried: np.ndarray | None) -> tuple[dict[str, object], np.ndarray]:
-    """Place duplicates and carried-over lines, break a few lines, write the file."""
+              lines: np.ndarray, carried: np.ndarray | None, protected: np.ndarray
+              ) -> tuple[dict[str, object], np.ndarray]:
+    """Place duplicates and carried-over lines, break a few lines, write the file.
+    `protected` lines (planted fraud, unknown callers) get no other fault, so every fault
+    in the manifest is counted once."""
     n = len(lines)
     keys = np.arange(n, dtype=float)
+    plain = np.flatnonzero(~protected)
     # At least one repeat per file, so the fault exists at any scale.
-    within = rng.choice(n, size=int(np.ceil(n * 0.002)), replace=False) if n > 10 \
+    within = rng.choice(plain, size=int(np.ceil(n * 0.002)), replace=False) if len(plain) > 10 \
         else np.array([], int)
     dup_keys = within + rng.uniform(1, np.maximum(2, n - within))
     carried = carried if carried is not None else np.array([], dtype=object)
     carry_keys = rng.uniform(0, max(n, 1), size=len(carried))
     all_lines = np.concatenate([lines, lines[within], carried])
     origin = np.concatenate([np.zeros(n, int), np.ones(len(within), int), np.full(len(carried), 2)])
+    repeated = np.zeros(len(origin), dtype=bool)
+    repeated[within] = True  # lines that have a copy: breaking them would hide the repeat
+    repeated[:n] |= protected
     order = np.argsort(np.concatenate([keys, dup_keys, carry_keys]), kind="stable")
-    all_lines, origin = all_lines[order], origin[order]
+    all_lines, origin, repeated = all_lines[order], origin[order], repeated[order]
 
     malformed: dict[str, list[int]] = {}
     header = 1 if switch["format"] == "canonical" else 0
-    originals = np.flatnonzero(origin == 0)
+    originals = np.flatnonzero((origin == 0) & ~repeated)
     count = int(rng.integers(1, 4)) if rng.random() < 0.5 and len(originals) > 20 else 0
     for pos in rng.choice(originals, size=count, replace=False) if count else []:
         kind = MALFORMED_KINDS[int(rng.integers(len(MALFORMED_KINDS)))]
         all_lines[pos] = _break_line(all_lines[pos], kind, switch["format"])
         malformed.setdefault(kind, []).append(int(pos) + 1 + header)
+        origin[pos] = 3  # broken: not a candidate for tomorrow's repeats
 
     body = b"\n".join(all_lines) + (b"\n" if len(all_lines) else b"")
     if header:
@@ -302,7 +319,7 @@ def _assemble(rng: np.random.Generator, folder: Path, name: str, switch: dict[st
     data = gzip.compress(body, compresslevel=3, mtime=0) if name.endswith(".gz") else body
     path.write_bytes(data)
     # A small share of today's clean lines reappears in tomorrow's file.
-    clean = all_lines[origin == 0]
+    clean = all_lines[(origin == 0) & ~repeated]
     next_carry = clean[rng.choice(len(clean), size=int(np.ceil(len(clean) * 0.001)), replace=False)] \
         if len(clean) > 20 else np.array([], dtype=object)
     entry = {"file": f"{switch['folder']}/{name}", "switch_id": switch["switch_id"],

@@ -1,0 +1,214 @@
+"""Dagster wrappers for CDR capture and mediation: a day-partitioned asset, its checks and
+the drop-folder sensor."""
+
+import dagster as dg
+
+from squak_pipelines.mediation.stage import mediate, scan_drops
+from squak_pipelines.quality.gx_suites import validate_dataframe
+from squak_pipelines.resources import SquakResource
+
+GROUP = "mediation"
+DAILY = dg.DailyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
+TABLES = {
+    "events": "Mediated events: one schema, E.164, UTC, enriched (call type, countries, "
+    "destination), de-duplicated and screened; raw line kept.",
+    "quarantine": "Events held by fraud screening with the rules that flagged them and the "
+    "analyst's decision.",
+    "rejects": "Malformed records: file, line, reason, field and raw line.",
+    "duplicates": "Repeated events (same key) and whole re-delivered files.",
+    "files": "Each delivered file with its conservation counts.",
+    "partition_status": "Per day: quarantine share and whether the fraud gate passed.",
+}
+EVENTS = dg.AssetKey(["mediation", "events"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["mediation", name],
+            description=text,
+            group_name=GROUP,
+            kinds={"python", "duckdb"},
+            deps=[dg.AssetKey(["orders", "services"]), dg.AssetKey(["raw", "switches"])],
+        )
+        for name, text in TABLES.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "conservation",
+            asset=EVENTS,
+            blocking=True,
+            description="Per file and day: in = accepted + rejected + duplicates + quarantined.",
+        ),
+        dg.AssetCheckSpec(
+            "gx_fraud_gate",
+            asset=EVENTS,
+            blocking=True,
+            description="GX suite `fraud_gate`: quarantine share within the limit per day.",
+        ),
+        dg.AssetCheckSpec(
+            "gx_mediated_events",
+            asset=EVENTS,
+            blocking=True,
+            description="GX suite `mediated_events` on the days processed.",
+        ),
+    ],
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+)
+def mediated_cdrs(context: dg.AssetExecutionContext, squak: SquakResource):
+    """Parse, normalize, enrich, de-duplicate and screen the CDR files of the run's days."""
+    from datetime import date
+
+    days = [date.fromisoformat(k) for k in context.partition_keys]
+    warehouse = squak.warehouse()
+    report = mediate(warehouse, squak.settings, days)
+    context.log.info(f"mediated {report.files} files of {len(report.days)} days")
+    summary = {
+        "files": report.files,
+        "records_in": report.records_in,
+        "accepted": report.accepted,
+        "rejected": report.rejected,
+        "duplicates": report.duplicates,
+        "quarantined": report.quarantined,
+        "top_reject_reasons": dg.MetadataValue.json(
+            dict(sorted(report.reject_reasons.items(), key=lambda kv: -kv[1])[:10])
+        ),
+        "fraud_hits_by_rule": dg.MetadataValue.json(report.fraud_hits),
+        "gate_failed_days": dg.MetadataValue.json(report.gate_failed_days),
+    }
+    for name in TABLES:
+        yield dg.MaterializeResult(asset_key=["mediation", name], metadata=summary)
+    yield conservation_result(warehouse, days)
+    yield gate_result(warehouse, days)
+    yield events_result(warehouse, days)
+
+
+def _days_param(days) -> str:
+    return ", ".join(f"'{d.isoformat()}'" for d in days) or "null"
+
+
+def conservation_result(warehouse, days) -> dg.AssetCheckResult:
+    """Recount every outcome from the tables and compare with the records each file held."""
+    if not warehouse.table_exists("mediation.files"):
+        return dg.AssetCheckResult(
+            check_name="conservation", asset_key=EVENTS, passed=True, metadata={"files": 0}
+        )
+    sql = f"""
+        with f as (select file_name, status, records_in, partition_day, duplicates as redelivered
+                   from mediation.files where partition_day in ({_days_param(days)})),
+        e as (select source_file, count(*) as n from mediation.events where not released group by 1),
+        q as (select source_file, count(*) as n from mediation.quarantine group by 1),
+        r as (select source_file, count(*) as n from mediation.rejects group by 1),
+        d as (select source_file, count(*) as n from mediation.duplicates group by 1)
+        select f.file_name, f.partition_day, f.records_in,
+               coalesce(e.n, 0) + coalesce(q.n, 0) + coalesce(r.n, 0) + coalesce(d.n, 0)
+               + case when f.status = 'duplicate_delivery' then f.redelivered else 0 end as accounted
+        from f left join e on e.source_file = f.file_name left join q on q.source_file = f.file_name
+        left join r on r.source_file = f.file_name left join d on d.source_file = f.file_name"""
+    # A re-delivered copy has its own name, so its recount is the recorded duplicates.
+    table = warehouse.query_df(sql)
+    off = table[table["records_in"] != table["accounted"]]
+    per_day = table.groupby("partition_day")[["records_in", "accounted"]].sum()
+    return dg.AssetCheckResult(
+        check_name="conservation",
+        asset_key=EVENTS,
+        passed=off.empty,
+        metadata={
+            "files": len(table),
+            "records_in": int(table["records_in"].sum()),
+            "accounted": int(table["accounted"].sum()),
+            "days_out_of_balance": int((per_day["records_in"] != per_day["accounted"]).sum()),
+            "files_out_of_balance": dg.MetadataValue.json(off.astype(str).to_dict("records")[:20]),
+        },
+    )
+
+
+def gate_result(warehouse, days) -> dg.AssetCheckResult:
+    frame = (
+        warehouse.query_df(
+            f"select * from mediation.partition_status where partition_day in ({_days_param(days)})"
+        )
+        if warehouse.table_exists("mediation.partition_status")
+        else None
+    )
+    if frame is None or frame.empty:
+        return dg.AssetCheckResult(
+            check_name="gx_fraud_gate", asset_key=EVENTS, passed=True, metadata={"days": 0}
+        )
+    outcome = validate_dataframe("fraud_gate", frame)
+    blocked = frame.loc[~frame["gate_passed"].astype(bool), "partition_day"].astype(str).tolist()
+    return dg.AssetCheckResult(
+        check_name="gx_fraud_gate",
+        asset_key=EVENTS,
+        passed=outcome.success,
+        metadata={
+            "days": len(frame),
+            "blocked_days": dg.MetadataValue.json(blocked),
+            "max_share": float(frame["quarantine_share"].max()),
+            **{k: v for k, v in outcome.statistics.items() if isinstance(v, int | float)},
+        },
+    )
+
+
+def events_result(warehouse, days) -> dg.AssetCheckResult:
+    if not warehouse.table_exists("mediation.events"):
+        return dg.AssetCheckResult(check_name="gx_mediated_events", asset_key=EVENTS, passed=True)
+    frame = warehouse.query_df(
+        "select event_key, calling_number, called_number, call_type, duration, billsec, service, "
+        f"start_utc, end_utc from mediation.events where partition_day in ({_days_param(days)})"
+    )
+    if frame.empty:
+        return dg.AssetCheckResult(
+            check_name="gx_mediated_events", asset_key=EVENTS, passed=True, metadata={"events": 0}
+        )
+    outcome = validate_dataframe("mediated_events", frame)
+    return dg.AssetCheckResult(
+        check_name="gx_mediated_events",
+        asset_key=EVENTS,
+        passed=outcome.success,
+        metadata={
+            "events": len(frame),
+            "failures": dg.MetadataValue.json(outcome.failures),
+            **{k: v for k, v in outcome.statistics.items() if isinstance(v, int | float)},
+        },
+    )
+
+
+mediation_job = dg.define_asset_job(
+    "mediation_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=DAILY,
+    description="Mediate the CDR files of one or more days.",
+)
+
+
+@dg.sensor(
+    job=mediation_job,
+    minimum_interval_seconds=30,
+    description="Requests a mediation run for each day with new CDR files in the drop folder.",
+)
+def cdr_drop_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
+    from squak_pipelines.mediation.stage import _recorded_files
+
+    settings = squak.settings
+    seen = _recorded_files(squak.warehouse())
+    by_day: dict[str, list[str]] = {}
+    for ref in scan_drops(settings):
+        if (ref.name, ref.sha256) not in seen:
+            by_day.setdefault(ref.day.isoformat(), []).append(ref.sha256)
+    if not by_day:
+        return dg.SkipReason("no new CDR files")
+    # run_key: the day plus the content of its new files, so each delivery runs once.
+    return [
+        dg.RunRequest(
+            partition_key=day,
+            run_key=f"{day}:{'+'.join(sorted(shas))[:200]}",
+            tags={"squak/new_files": str(len(shas))},
+        )
+        for day, shas in sorted(by_day.items())
+    ]
+
+
+defs = dg.Definitions(assets=[mediated_cdrs], jobs=[mediation_job], sensors=[cdr_drop_sensor])

@@ -1,0 +1,224 @@
+"""Parse switch CDR files into string columns, keeping each record's line and raw text.
+
+Formats:
+- `asterisk`: cdr_csv Master.csv, no header; 16 standard columns, optionally followed by
+  uniqueid (17), userfield (18) and peeraccount, linkedid, sequence (21). duration and
+  billsec may be quoted or not.
+- `freeswitch`: mod_cdr_csv `default` template (13 quoted fields) or the shipped `example`
+  template (15: adds read_codec, write_codec).
+- `canonical`: Squak's CSV with a header row (`event_id,source,service,...`).
+
+Parsing is pyarrow's multi-threaded CSV reader; rows it can't read (wrong column count,
+broken quoting) become rejects with their physical line. Good rows are matched back to
+their physical lines so the raw line is kept for audit.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+ASTERISK_BASE = (
+    "accountcode",
+    "src",
+    "dst",
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "start",
+    "answer",
+    "end",
+    "duration",
+    "billsec",
+    "disposition",
+    "amaflags",
+)
+ASTERISK_LAYOUTS = {
+    16: ASTERISK_BASE,
+    17: (*ASTERISK_BASE, "uniqueid"),
+    18: (*ASTERISK_BASE, "uniqueid", "userfield"),
+    21: (*ASTERISK_BASE, "uniqueid", "userfield", "peeraccount", "linkedid", "sequence"),
+}
+FREESWITCH_DEFAULT = (
+    "caller_id_name",
+    "caller_id_number",
+    "destination_number",
+    "context",
+    "start_stamp",
+    "answer_stamp",
+    "end_stamp",
+    "duration",
+    "billsec",
+    "hangup_cause",
+    "uuid",
+    "bleg_uuid",
+    "accountcode",
+)
+FREESWITCH_LAYOUTS = {13: FREESWITCH_DEFAULT, 15: (*FREESWITCH_DEFAULT, "read_codec", "write_codec")}
+CANONICAL_COLUMNS = (
+    "event_id",
+    "source",
+    "service",
+    "calling_number",
+    "called_number",
+    "start_time",
+    "answer_time",
+    "end_time",
+    "duration",
+    "billsec",
+    "disposition",
+    "account_code",
+)
+FORMATS = ("asterisk", "freeswitch", "canonical")
+
+
+class FileFormatError(ValueError):
+    """The file is not in a format Squak can read; names the file and the problem."""
+
+
+@dataclass
+class ParsedFile:
+    """String columns of the readable records, with their line numbers and raw lines."""
+
+    format: str
+    table: pa.Table  # one string column per field of the layout
+    line_no: np.ndarray  # physical line of each row (1-based)
+    raw: pa.Array  # raw text of each row
+    bad_lines: list[tuple[int, str, str]]  # (line, reason, raw text) of unreadable rows
+    records_in: int  # non-empty lines that are records (header excluded)
+    encoding: str
+
+
+def read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def _decode(data: bytes) -> tuple[bytes, str]:
+    """UTF-8 as is; anything else is read as Latin-1 (switches that write ISO-8859-1 names)."""
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("latin-1").encode("utf-8"), "latin-1"
+
+
+def _first_fields(lines: list[bytes]) -> list[list[str]]:
+    sample = [line.decode("utf-8") for line in lines[:50] if line.strip()]
+    return list(csv.reader(sample))
+
+
+def detect_format(data: bytes) -> str:
+    """Fallback when a switch's format is not configured: look at the first records."""
+    head = data[:65536].replace(b"\r\n", b"\n").split(b"\n")
+    rows = _first_fields(head)
+    if not rows:
+        raise FileFormatError("empty file")
+    if rows[0][:2] == ["event_id", "source"]:
+        return "canonical"
+    counts = [len(r) for r in rows]
+    width = max(set(counts), key=counts.count)
+    if width in ASTERISK_LAYOUTS and any(_looks_like_time(r[9]) for r in rows if len(r) == width):
+        return "asterisk"
+    if width in FREESWITCH_LAYOUTS and any(_looks_like_time(r[4]) for r in rows if len(r) == width):
+        return "freeswitch"
+    raise FileFormatError(f"unrecognised CDR layout ({width} columns)")
+
+
+def _looks_like_time(text: str) -> bool:
+    return len(text) >= 19 and text[4] == "-" and text[7] == "-" and text[13] == ":"
+
+
+def _layout(fmt: str, lines: list[bytes]) -> tuple[str, ...]:
+    if fmt == "canonical":
+        return CANONICAL_COLUMNS
+    rows = _first_fields(lines)
+    counts = [len(r) for r in rows]
+    width = max(set(counts), key=counts.count) if counts else 0
+    layouts = ASTERISK_LAYOUTS if fmt == "asterisk" else FREESWITCH_LAYOUTS
+    if width not in layouts:
+        raise FileFormatError(f"{fmt} records have {sorted(layouts)} columns, this file has {width}")
+    return layouts[width]
+
+
+def parse_file(path: Path, fmt: str | None) -> ParsedFile:
+    """Parse one CDR file (plain or gzip) in the given format (None: detect)."""
+    data, encoding = _decode(read_bytes(path))
+    fmt = fmt or detect_format(data)
+    if fmt not in FORMATS:
+        raise FileFormatError(f"{path.name}: unknown format {fmt!r}")
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in data.split(b"\n")]
+    header = 1 if fmt == "canonical" else 0
+    if header and (not lines or not lines[0].startswith(b"event_id")):
+        raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
+    columns = _layout(fmt, lines[header:])
+    bad: list[str] = []
+
+    def on_invalid(row) -> str:  # pyarrow calls this for each unreadable row
+        bad.append(row.text)
+        return "skip"
+
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=header, block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(columns, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    physical = np.arange(1, len(lines) + 1)
+    nonempty = np.array([bool(line.strip()) for line in lines], dtype=bool)
+    nonempty[:header] = False
+    candidates = physical[nonempty]
+    skipped = _locate(lines, candidates, bad)
+    good = candidates[~np.isin(candidates, skipped)] if skipped else candidates
+    if len(good) != table.num_rows:
+        raise FileFormatError(
+            f"{path.name}: records could not be matched to lines "
+            f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
+        )
+    raw_lines = np.array(lines, dtype=object)
+    raw = (
+        pa.array(raw_lines[good - 1], pa.binary()).cast(pa.string())
+        if len(good)
+        else pa.array([], pa.string())
+    )
+    bad_lines = [(int(n), "wrong_column_count", lines[n - 1].decode("utf-8")) for n in skipped]
+    return ParsedFile(
+        format=fmt,
+        table=table,
+        line_no=good,
+        raw=raw,
+        bad_lines=bad_lines,
+        records_in=int(nonempty.sum()),
+        encoding=encoding,
+    )
+
+
+def _locate(lines: list[bytes], candidates: np.ndarray, texts: list[str]) -> list[int]:
+    """Physical lines of the rows pyarrow skipped, matched by text in file order."""
+    if not texts:
+        return []
+    wanted: dict[bytes, int] = {}
+    for text in texts:
+        key = text.encode("utf-8").rstrip(b"\r\n")
+        wanted[key] = wanted.get(key, 0) + 1
+    found = []
+    for n in candidates:
+        line = lines[n - 1]
+        if wanted.get(line):
+            wanted[line] -= 1
+            found.append(int(n))
+    return sorted(found)

@@ -1,0 +1,506 @@
+"""Mediation of CDR drop files for one day partition, end to end.
+
+Per file: parse -> normalize/enrich -> reject bad records -> de-duplicate (within the
+batch, and against every key the warehouse already holds) -> fraud screen -> write.
+A file whose content was processed before (same sha256, any name) is recorded as a
+duplicate delivery: all its records count as duplicates and nothing is parsed again.
+
+Conservation, per file and per day: records_in = accepted + rejected + duplicates +
+quarantined. Tables (schema `mediation`): files, events, rejects, duplicates, quarantine,
+event_keys, partition_status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from squak_pipelines.config import Settings
+from squak_pipelines.mediation.fraud import FraudRules, screen
+from squak_pipelines.mediation.normalize import Switch, normalize
+from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
+from squak_pipelines.mediation.parsers import FileFormatError, parse_file, read_bytes
+from squak_pipelines.orders.lookup import owners_at
+from squak_pipelines.reference.files import load_switches
+from squak_pipelines.warehouse import Warehouse
+
+DAY_STAMP = re.compile(r"(20\d{2})(\d{2})(\d{2})")
+EVENT_DROP = ("reject_reason", "reject_field")
+
+
+@dataclass(frozen=True)
+class DropRef:
+    path: Path
+    name: str  # relative to the CDR drop folder
+    switch: Switch
+    sha256: str
+    day: date
+
+
+@dataclass
+class MediationReport:
+    days: list[str] = field(default_factory=list)
+    files: int = 0
+    records_in: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    fraud_hits: dict[str, int] = field(default_factory=dict)
+    gate_failed_days: list[str] = field(default_factory=list)
+
+    def add_counts(self, key: str, values: pa.Array) -> None:
+        target = self.reject_reasons if key == "reject" else self.fraud_hits
+        for item in pc.value_counts(values).to_pylist():
+            for name in str(item["values"]).split(","):
+                target[name] = target.get(name, 0) + int(item["counts"])
+
+
+def file_day(path: Path) -> date:
+    """The day a file covers: the YYYYMMDD stamp in its name, else its modification date."""
+    match = DAY_STAMP.search(path.name)
+    if match:
+        try:
+            return date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            pass
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
+
+
+def scan_drops(settings: Settings) -> list[DropRef]:
+    """Every CDR file in the drop folder, with its switch, content hash and day."""
+    switches = load_switches(settings.reference_dir / "switches.csv").to_pylist()
+    refs = []
+    for sw in switches:
+        folder = settings.cdr_drop_dir / sw["folder"]
+        if not folder.is_dir():
+            continue
+        switch = Switch(sw["switch_id"], sw["format"], sw["timezone"], sw["country"])
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            refs.append(
+                DropRef(path, str(path.relative_to(settings.cdr_drop_dir)), switch, digest, file_day(path))
+            )
+    return refs
+
+
+def processed_hashes(warehouse: Warehouse) -> set[str]:
+    if not warehouse.table_exists("mediation.files"):
+        return set()
+    return set(warehouse.query_arrow("select sha256 from mediation.files").column(0).to_pylist())
+
+
+class Mediator:
+    """Reference data loaded once; `mediate_day` processes one partition's files."""
+
+    def __init__(self, warehouse: Warehouse, settings: Settings):
+        self.warehouse = warehouse
+        ref = settings.reference_dir
+        self.rules = load_dialing_rules(ref / "dialing_rules.csv")
+        self.plan = NumberingPlan.load(ref / "numbering_plan.csv")
+        self.fraud = FraudRules.load(ref / "fraud_rules.yaml")
+        self.has_orders = warehouse.table_exists("orders.services")
+        self.scratch = duckdb.connect()  # in-memory, for set-based work on Arrow batches
+        self.onnet = (
+            warehouse.query_arrow("select distinct number from orders.services where number is not null")
+            .column(0)
+            .combine_chunks()
+            if self.has_orders
+            else pa.array([], pa.string())
+        )
+
+    def mediate_day(self, day: date, files: list[DropRef], report: MediationReport) -> None:
+        known = processed_hashes(self.warehouse)
+        file_rows, batches, rejects = [], [], []
+        for order, ref in enumerate(files):
+            base = {
+                "file_name": ref.name,
+                "sha256": ref.sha256,
+                "switch_id": ref.switch.switch_id,
+                "format": ref.switch.format,
+                "partition_day": day,
+            }
+            if ref.sha256 in known:
+                records = _count_records(ref)
+                file_rows.append(
+                    {
+                        **base,
+                        "status": "duplicate_delivery",
+                        "records_in": records,
+                        "accepted": 0,
+                        "rejected": 0,
+                        "duplicates": records,
+                        "quarantined": 0,
+                        "detail": "same content as a file already processed",
+                    }
+                )
+                report.duplicates += records
+                report.records_in += records
+                continue
+            known.add(ref.sha256)
+            try:
+                parsed = parse_file(ref.path, ref.switch.format)
+            except FileFormatError as exc:
+                lines = _nonempty_lines(ref)
+                rejects.append(
+                    _reject_table(ref, day, [(n, "unreadable_file", t) for n, t in lines], str(exc))
+                )
+                file_rows.append(
+                    {**base, "status": "unreadable", "records_in": len(lines), "detail": str(exc)}
+                )
+                continue
+            events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name)
+            bad = pc.is_valid(events["reject_reason"])
+            rejects.append(_reject_table(ref, day, parsed.bad_lines, None))
+            rejects.append(
+                pa.table(
+                    {
+                        "source_file": events.filter(bad)["source_file"],
+                        "source_line": events.filter(bad)["source_line"],
+                        "switch_id": events.filter(bad)["switch_id"],
+                        "reason": events.filter(bad)["reject_reason"],
+                        "field": events.filter(bad)["reject_field"],
+                        "raw_line": events.filter(bad)["raw_line"],
+                        "partition_day": pa.array([day] * int(pc.sum(bad).as_py() or 0), pa.date32()),
+                    }
+                )
+            )
+            good = events.filter(pc.invert(bad)).drop_columns(list(EVENT_DROP))
+            good = good.append_column("file_order", pa.array([order] * good.num_rows, pa.int32()))
+            batches.append(good.append_column("local_minute", _local_minute(good, ref.switch.timezone)))
+            file_rows.append({**base, "status": "processed", "records_in": parsed.records_in})
+        reject_table = pa.concat_tables(rejects) if rejects else None
+        events = pa.concat_tables(batches) if batches else None
+        with self.warehouse.transaction():
+            self._classify_and_write(day, events, reject_table, file_rows, report)
+
+    def _classify_and_write(
+        self,
+        day: date,
+        events: pa.Table | None,
+        rejects: pa.Table | None,
+        file_rows: list[dict],
+        report: MediationReport,
+    ) -> None:
+        wh = self.warehouse
+        outcome = {"accepted": {}, "duplicates": {}, "quarantined": {}, "rejected": {}}
+        if rejects is not None and rejects.num_rows:
+            wh.load("mediation.rejects", rejects, mode="append")
+            report.add_counts("reject", rejects["reason"])
+            outcome["rejected"] = _per_file(rejects["source_file"])
+        report.rejected += rejects.num_rows if rejects is not None else 0
+        if events is not None and events.num_rows:
+            events = _with_keys(events, self.scratch)
+            known = self._known_keys(events["event_key"])
+            con = self.scratch
+            try:
+                con.register("ev", events)
+                con.register("known", pa.table({"event_key": known}))
+                dup = _arrow(
+                    con.execute("""
+                    select rid, case when k.event_key is not null then 'earlier delivery'
+                                     else 'same batch' end as duplicate_of
+                    from (select rid, event_key, row_number() over (
+                              partition by event_key order by file_order, source_line) as n from ev) e
+                    left join known k using (event_key)
+                    where n > 1 or k.event_key is not null""")
+                )
+            finally:
+                con.unregister("ev")
+                con.unregister("known")
+            is_dup = pc.is_in(events["rid"], value_set=dup["rid"])
+            duplicates = events.filter(is_dup)
+            fresh = events.filter(pc.invert(is_dup))
+            flagged = screen(self._with_accounts(fresh), self.fraud, self.scratch) if fresh.num_rows else None
+            is_bad = (
+                pc.is_in(fresh["rid"], value_set=flagged["rid"])
+                if flagged is not None
+                else pa.array([False] * fresh.num_rows)
+            )
+            accepted = fresh.filter(pc.invert(is_bad))
+            quarantined = fresh.filter(is_bad)
+            if quarantined.num_rows:
+                rules = dict(zip(flagged["rid"].to_pylist(), flagged["fraud_rules"].to_pylist(), strict=True))
+                quarantined = quarantined.append_column(
+                    "fraud_rules", pa.array([rules[r] for r in quarantined["rid"].to_pylist()], pa.string())
+                )
+                report.add_counts("fraud", quarantined["fraud_rules"])
+            dup_rows = pa.table(
+                {
+                    "event_key": duplicates["event_key"],
+                    "switch_id": duplicates["switch_id"],
+                    "source_file": duplicates["source_file"],
+                    "source_line": duplicates["source_line"],
+                    "duplicate_of": pc.take(
+                        dup["duplicate_of"], pc.index_in(duplicates["rid"], value_set=dup["rid"])
+                    ),
+                    "raw_line": duplicates["raw_line"],
+                    "partition_day": pa.array([day] * duplicates.num_rows, pa.date32()),
+                }
+            )
+            wh.load("mediation.events", _event_columns(accepted, day, released=False), mode="append")
+            wh.load("mediation.quarantine", _quarantine_columns(quarantined, day), mode="append")
+            wh.load("mediation.duplicates", dup_rows, mode="append")
+            keys = pa.concat_tables(
+                [
+                    accepted.select(["event_key", "switch_id", "event_day"]),
+                    quarantined.select(["event_key", "switch_id", "event_day"]),
+                ]
+            )
+            wh.load("mediation.event_keys", keys, mode="append")
+            outcome["accepted"] = _per_file(accepted["source_file"])
+            outcome["duplicates"] = _per_file(duplicates["source_file"])
+            outcome["quarantined"] = _per_file(quarantined["source_file"])
+            report.accepted += accepted.num_rows
+            report.duplicates += duplicates.num_rows
+            report.quarantined += quarantined.num_rows
+        for row in file_rows:
+            if row["status"] == "duplicate_delivery":
+                continue
+            for key in ("accepted", "rejected", "duplicates", "quarantined"):
+                row[key] = outcome[key].get(row["file_name"], 0)
+            row.setdefault("detail", "")
+            report.records_in += row["records_in"]
+        report.files += len(file_rows)
+        if file_rows:
+            wh.load("mediation.files", pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA), mode="append")
+        self._gate(day, report)
+
+    def _known_keys(self, keys: pa.ChunkedArray) -> pa.Array:
+        if not self.warehouse.table_exists("mediation.event_keys"):
+            return pa.array([], pa.string())
+        found = self.warehouse.query_arrow_with(
+            "select distinct e.event_key from mediation.event_keys e "
+            "join {keys} k on k.event_key = e.event_key",
+            "keys",
+            pa.table({"event_key": pc.unique(keys.combine_chunks())}),
+        )
+        return found.column(0).combine_chunks().cast(pa.string())
+
+    def _with_accounts(self, events: pa.Table) -> pa.Table:
+        """Account and its active lines for each call (for the concurrency rule)."""
+        n = events.num_rows
+        if not self.has_orders:
+            return events.append_column("account_id", pa.nulls(n, pa.string())).append_column(
+                "lines", pa.nulls(n, pa.int64())
+            )
+        owners = owners_at(
+            self.warehouse,
+            pa.table({"rid": events["rid"], "number": events["calling_number"], "at": events["start_utc"]}),
+        )
+        lines = self.warehouse.query_arrow(
+            "select account_id, count(*) as lines from orders.services where number is not null "
+            "and active_to is null group by account_id"
+        )
+        con = self.scratch
+        try:
+            con.register("ev", events)
+            con.register("owners", owners)
+            con.register("acct_lines", lines)
+            return _arrow(
+                con.execute("""
+                select ev.*, o.account_id, coalesce(l.lines, 1) as lines
+                from ev left join (select distinct on (rid) rid, account_id from owners) o using (rid)
+                left join acct_lines l on l.account_id = o.account_id""")
+            )
+        finally:
+            for name in ("ev", "owners", "acct_lines"):
+                con.unregister(name)
+
+    def _gate(self, day: date, report: MediationReport) -> None:
+        """Quarantine share of the day; above the limit the day is blocked for rating."""
+        wh = self.warehouse
+        stats = wh.query_df(
+            "select sum(records_in) as records_in, sum(accepted) as accepted, "
+            "sum(quarantined) as quarantined from mediation.files where partition_day = :day",
+            {"day": day},
+        )
+        accepted = int(stats["accepted"][0] or 0)
+        quarantined = int(stats["quarantined"][0] or 0)
+        share = quarantined / (accepted + quarantined) if accepted + quarantined else 0.0
+        limit = self.fraud.max_quarantine_share
+        row = pa.table(
+            {
+                "partition_day": pa.array([day], pa.date32()),
+                "records_in": [int(stats["records_in"][0] or 0)],
+                "accepted": [accepted],
+                "quarantined": [quarantined],
+                "quarantine_share": [share],
+                "max_quarantine_share": [limit],
+                "gate_passed": [share <= limit],
+            }
+        )
+        if wh.table_exists("mediation.partition_status"):
+            wh.execute("delete from mediation.partition_status where partition_day = :day", {"day": day})
+        wh.load("mediation.partition_status", row, mode="append")
+        if share > limit:
+            report.gate_failed_days.append(day.isoformat())
+
+
+FILES_SCHEMA = pa.schema(
+    [
+        ("file_name", pa.string()),
+        ("sha256", pa.string()),
+        ("switch_id", pa.string()),
+        ("format", pa.string()),
+        ("partition_day", pa.date32()),
+        ("status", pa.string()),
+        ("records_in", pa.int64()),
+        ("accepted", pa.int64()),
+        ("rejected", pa.int64()),
+        ("duplicates", pa.int64()),
+        ("quarantined", pa.int64()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+def _arrow(result) -> pa.Table:
+    fetch = getattr(result, "fetch_arrow_table", None) or result.arrow
+    table = fetch()
+    return table if isinstance(table, pa.Table) else table.read_all()
+
+
+def _with_keys(events: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Stable event key: the switch's own id, else a hash of the record's identifying fields."""
+    try:
+        con.register("ev", events)
+        return _arrow(
+            con.execute("""
+            select row_number() over () as rid,
+                   case when native_id <> '' then switch_id || ':' || native_id
+                        else 'h:' || md5(concat_ws('|', switch_id, calling_number, called_number,
+                                                   cast(start_utc as varchar), cast(duration as varchar),
+                                                   cast(billsec as varchar)))
+                   end as event_key, *
+            from ev""")
+        )
+    finally:
+        con.unregister("ev")
+
+
+def _local_minute(events: pa.Table, tz: str) -> pa.Array:
+    local = events["start_utc"].cast(pa.timestamp("s", tz=tz))
+    return pc.add(pc.multiply(pc.hour(local), 60), pc.minute(local))
+
+
+def _per_file(column: pa.ChunkedArray) -> dict[str, int]:
+    return {item["values"]: int(item["counts"]) for item in pc.value_counts(column).to_pylist()}
+
+
+EVENT_COLUMNS = (
+    "event_key",
+    "native_id",
+    "switch_id",
+    "source_file",
+    "source_line",
+    "service",
+    "calling_number",
+    "called_number",
+    "dialed_number",
+    "start_utc",
+    "answer_utc",
+    "end_utc",
+    "duration",
+    "billsec",
+    "disposition",
+    "answered",
+    "account_code",
+    "origin_country",
+    "destination_country",
+    "destination_prefix",
+    "destination_name",
+    "destination_kind",
+    "call_type",
+    "event_day",
+    "raw_line",
+)
+
+
+def _event_columns(events: pa.Table, day: date, released: bool) -> pa.Table:
+    table = events.select(list(EVENT_COLUMNS))
+    n = table.num_rows
+    return table.append_column("partition_day", pa.array([day] * n, pa.date32())).append_column(
+        "released", pa.array([released] * n, pa.bool_())
+    )
+
+
+def _quarantine_columns(events: pa.Table, day: date) -> pa.Table:
+    n = events.num_rows
+    rules = events["fraud_rules"] if "fraud_rules" in events.column_names else pa.nulls(n, pa.string())
+    table = events.select(list(EVENT_COLUMNS)).append_column(
+        "partition_day", pa.array([day] * n, pa.date32())
+    )
+    return (
+        table.append_column("fraud_rules", rules.cast(pa.string()))
+        .append_column("decision", pa.array(["pending"] * n, pa.string()))
+        .append_column("decided_by", pa.nulls(n, pa.string()))
+        .append_column("decided_at", pa.nulls(n, pa.timestamp("us", tz="UTC")))
+        .append_column("note", pa.nulls(n, pa.string()))
+    )
+
+
+def _nonempty_lines(ref: DropRef) -> list[tuple[int, str]]:
+    text = read_bytes(ref.path).decode("utf-8", errors="replace").splitlines()
+    return [(i, line) for i, line in enumerate(text, 1) if line.strip()]
+
+
+def _count_records(ref: DropRef) -> int:
+    lines = _nonempty_lines(ref)
+    header = 1 if ref.switch.format == "canonical" and lines and lines[0][1].startswith("event_id") else 0
+    return len(lines) - header
+
+
+def _reject_table(ref: DropRef, day: date, bad: list[tuple[int, str, str]], detail: str | None) -> pa.Table:
+    return pa.table(
+        {
+            "source_file": pa.array([ref.name] * len(bad), pa.string()),
+            "source_line": pa.array([b[0] for b in bad], pa.int64()),
+            "switch_id": pa.array([ref.switch.switch_id] * len(bad), pa.string()),
+            "reason": pa.array([b[1] for b in bad], pa.string()),
+            "field": pa.array([detail or "(record)"] * len(bad), pa.string()),
+            "raw_line": pa.array([b[2] for b in bad], pa.string()),
+            "partition_day": pa.array([day] * len(bad), pa.date32()),
+        }
+    )
+
+
+def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = None) -> MediationReport:
+    """Mediate every new file of the given days (all days with new files when None)."""
+    refs = scan_drops(settings)
+    report = MediationReport()
+    with warehouse.session():
+        seen = _recorded_files(warehouse)
+        by_day: dict[date, list[DropRef]] = {}
+        for ref in refs:
+            if (days is None or ref.day in days) and (ref.name, ref.sha256) not in seen:
+                by_day.setdefault(ref.day, []).append(ref)
+        mediator = Mediator(warehouse, settings)
+        for day in sorted(by_day):
+            report.days.append(day.isoformat())
+            mediator.mediate_day(day, by_day[day], report)
+    return report
+
+
+def pending_days(warehouse: Warehouse, settings: Settings) -> list[str]:
+    """Days (ISO) that have CDR files not yet mediated."""
+    seen = _recorded_files(warehouse)
+    return sorted({r.day.isoformat() for r in scan_drops(settings) if (r.name, r.sha256) not in seen})
+
+
+def _recorded_files(warehouse: Warehouse) -> set[tuple[str, str]]:
+    """(name, sha256) of every delivery already recorded: a file is handled once per content."""
+    if not warehouse.table_exists("mediation.files"):
+        return set()
+    table = warehouse.query_arrow("select file_name, sha256 from mediation.files")
+    return set(zip(table["file_name"].to_pylist(), table["sha256"].to_pylist(), strict=True))
