@@ -96,17 +96,21 @@ def conservation_result(warehouse, days) -> dg.AssetCheckResult:
             check_name="conservation", asset_key=EVENTS, passed=True, metadata={"files": 0}
         )
     sql = f"""
-        with f as (select file_name, status, records_in, partition_day, duplicates as redelivered
+        with f as (select file_name, sha256, status, records_in, partition_day, duplicates as redelivered
                    from mediation.files where partition_day in ({_days_param(days)})),
-        e as (select source_file, count(*) as n from mediation.events where not released group by 1),
-        q as (select source_file, count(*) as n from mediation.quarantine group by 1),
-        r as (select source_file, count(*) as n from mediation.rejects group by 1),
-        d as (select source_file, count(*) as n from mediation.duplicates group by 1)
+        e as (select source_file, source_sha256, count(*) as n from mediation.events
+              where not released group by 1, 2),
+        q as (select source_file, source_sha256, count(*) as n from mediation.quarantine group by 1, 2),
+        r as (select source_file, source_sha256, count(*) as n from mediation.rejects group by 1, 2),
+        d as (select source_file, source_sha256, count(*) as n from mediation.duplicates group by 1, 2)
         select f.file_name, f.partition_day, f.records_in,
                coalesce(e.n, 0) + coalesce(q.n, 0) + coalesce(r.n, 0) + coalesce(d.n, 0)
                + case when f.status = 'duplicate_delivery' then f.redelivered else 0 end as accounted
-        from f left join e on e.source_file = f.file_name left join q on q.source_file = f.file_name
-        left join r on r.source_file = f.file_name left join d on d.source_file = f.file_name"""
+        from f
+        left join e on e.source_file = f.file_name and e.source_sha256 = f.sha256
+        left join q on q.source_file = f.file_name and q.source_sha256 = f.sha256
+        left join r on r.source_file = f.file_name and r.source_sha256 = f.sha256
+        left join d on d.source_file = f.file_name and d.source_sha256 = f.sha256"""
     # A re-delivered copy has its own name, so its recount is the recorded duplicates.
     table = warehouse.query_df(sql)
     off = table[table["records_in"] != table["accounted"]]

@@ -61,24 +61,27 @@ def _minutes(hhmm: str) -> int:
 
 SCREEN_SQL = """
 with voice as (select * from ev where service = 'voice'),
+-- A call is in a burst when some window of the given length that contains it holds too many
+-- calls: `fwd` counts the window starting at each call, and a call takes the largest `fwd`
+-- of the windows that started within the window length before it.
 burst as (
     select rid from (
-        select rid,
-               count(*) over (partition by calling_number order by start_utc
-                              range between to_minutes($burst_window) preceding and current row) as back,
-               count(*) over (partition by calling_number order by start_utc
-                              range between current row and to_minutes($burst_window) following) as fwd
-        from voice)
-    where greatest(back, fwd) > $burst_max),
+        select rid, max(fwd) over (partition by calling_number order by start_utc
+                                   range between to_minutes($burst_window) preceding and current row) as worst
+        from (select rid, calling_number, start_utc,
+                     count(*) over (partition by calling_number order by start_utc
+                                    range between current row and to_minutes($burst_window) following) as fwd
+              from voice))
+    where worst > $burst_max),
 short as (
     select rid from (
-        select rid,
-               count(*) over (partition by calling_number order by start_utc
-                              range between to_minutes($short_window) preceding and current row) as back,
-               count(*) over (partition by calling_number order by start_utc
-                              range between current row and to_minutes($short_window) following) as fwd
-        from voice where answered and billsec <= $short_seconds)
-    where greatest(back, fwd) >= $short_min),
+        select rid, max(fwd) over (partition by calling_number order by start_utc
+                                   range between to_minutes($short_window) preceding and current row) as worst
+        from (select rid, calling_number, start_utc,
+                     count(*) over (partition by calling_number order by start_utc
+                                    range between current row and to_minutes($short_window) following) as fwd
+              from voice where answered and billsec <= $short_seconds))
+    where worst >= $short_min),
 high_risk as (
     select distinct ev.rid from ev join risky on starts_with(ev.called_number, '+' || risky.prefix)),
 night as (

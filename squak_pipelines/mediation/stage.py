@@ -111,6 +111,7 @@ class Mediator:
         self.fraud = FraudRules.load(ref / "fraud_rules.yaml")
         self.has_orders = warehouse.table_exists("orders.services")
         self.scratch = duckdb.connect()  # in-memory, for set-based work on Arrow batches
+        ensure_tables(warehouse)
         self.onnet = (
             warehouse.query_arrow("select distinct number from orders.services where number is not null")
             .column(0)
@@ -160,12 +161,17 @@ class Mediator:
                 )
                 continue
             events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name)
+            # A delivery is its name and its content: a changed file under a known name is new.
+            events = events.add_column(
+                4, "source_sha256", pa.array([ref.sha256] * events.num_rows, pa.string())
+            )
             bad = pc.is_valid(events["reject_reason"])
             rejects.append(_reject_table(ref, day, parsed.bad_lines, None))
             rejects.append(
                 pa.table(
                     {
                         "source_file": events.filter(bad)["source_file"],
+                        "source_sha256": events.filter(bad)["source_sha256"],
                         "source_line": events.filter(bad)["source_line"],
                         "switch_id": events.filter(bad)["switch_id"],
                         "reason": events.filter(bad)["reject_reason"],
@@ -240,6 +246,7 @@ class Mediator:
                     "event_key": duplicates["event_key"],
                     "switch_id": duplicates["switch_id"],
                     "source_file": duplicates["source_file"],
+                    "source_sha256": duplicates["source_sha256"],
                     "source_line": duplicates["source_line"],
                     "duplicate_of": pc.take(
                         dup["duplicate_of"], pc.index_in(duplicates["rid"], value_set=dup["rid"])
@@ -347,6 +354,91 @@ class Mediator:
             report.gate_failed_days.append(day.isoformat())
 
 
+_S, _I, _D, _TS = pa.string(), pa.int64(), pa.date32(), pa.timestamp("s", tz="UTC")
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_key", _S),
+        ("native_id", _S),
+        ("switch_id", _S),
+        ("source_file", _S),
+        ("source_sha256", _S),
+        ("source_line", _I),
+        ("service", _S),
+        ("calling_number", _S),
+        ("called_number", _S),
+        ("dialed_number", _S),
+        ("start_utc", _TS),
+        ("answer_utc", _TS),
+        ("end_utc", _TS),
+        ("duration", _I),
+        ("billsec", _I),
+        ("disposition", _S),
+        ("answered", pa.bool_()),
+        ("account_code", _S),
+        ("origin_country", _S),
+        ("destination_country", _S),
+        ("destination_prefix", _S),
+        ("destination_name", _S),
+        ("destination_kind", _S),
+        ("call_type", _S),
+        ("event_day", _D),
+        ("raw_line", _S),
+        ("partition_day", _D),
+    ]
+)
+TABLE_SCHEMAS = {
+    "mediation.events": EVENT_SCHEMA.append(pa.field("released", pa.bool_())),
+    "mediation.quarantine": EVENT_SCHEMA.append(pa.field("fraud_rules", _S))
+    .append(pa.field("decision", _S))
+    .append(pa.field("decided_by", _S))
+    .append(pa.field("decided_at", pa.timestamp("us", tz="UTC")))
+    .append(pa.field("note", _S)),
+    "mediation.rejects": pa.schema(
+        [
+            ("source_file", _S),
+            ("source_sha256", _S),
+            ("source_line", _I),
+            ("switch_id", _S),
+            ("reason", _S),
+            ("field", _S),
+            ("raw_line", _S),
+            ("partition_day", _D),
+        ]
+    ),
+    "mediation.duplicates": pa.schema(
+        [
+            ("event_key", _S),
+            ("switch_id", _S),
+            ("source_file", _S),
+            ("source_sha256", _S),
+            ("source_line", _I),
+            ("duplicate_of", _S),
+            ("raw_line", _S),
+            ("partition_day", _D),
+        ]
+    ),
+    "mediation.event_keys": pa.schema([("event_key", _S), ("switch_id", _S), ("event_day", _D)]),
+    "mediation.partition_status": pa.schema(
+        [
+            ("partition_day", _D),
+            ("records_in", _I),
+            ("accepted", _I),
+            ("quarantined", _I),
+            ("quarantine_share", pa.float64()),
+            ("max_quarantine_share", pa.float64()),
+            ("gate_passed", pa.bool_()),
+        ]
+    ),
+}
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    """Create the mediation tables (empty) so every check and query finds them."""
+    for name, schema in {**TABLE_SCHEMAS, "mediation.files": FILES_SCHEMA}.items():
+        if not warehouse.table_exists(name):
+            warehouse.load(name, schema.empty_table(), mode="append")
+
+
 FILES_SCHEMA = pa.schema(
     [
         ("file_name", pa.string()),
@@ -403,6 +495,7 @@ EVENT_COLUMNS = (
     "native_id",
     "switch_id",
     "source_file",
+    "source_sha256",
     "source_line",
     "service",
     "calling_number",
@@ -430,9 +523,10 @@ EVENT_COLUMNS = (
 def _event_columns(events: pa.Table, day: date, released: bool) -> pa.Table:
     table = events.select(list(EVENT_COLUMNS))
     n = table.num_rows
-    return table.append_column("partition_day", pa.array([day] * n, pa.date32())).append_column(
+    table = table.append_column("partition_day", pa.array([day] * n, pa.date32())).append_column(
         "released", pa.array([released] * n, pa.bool_())
     )
+    return table.cast(TABLE_SCHEMAS["mediation.events"])
 
 
 def _quarantine_columns(events: pa.Table, day: date) -> pa.Table:
@@ -441,13 +535,14 @@ def _quarantine_columns(events: pa.Table, day: date) -> pa.Table:
     table = events.select(list(EVENT_COLUMNS)).append_column(
         "partition_day", pa.array([day] * n, pa.date32())
     )
-    return (
+    table = (
         table.append_column("fraud_rules", rules.cast(pa.string()))
         .append_column("decision", pa.array(["pending"] * n, pa.string()))
         .append_column("decided_by", pa.nulls(n, pa.string()))
         .append_column("decided_at", pa.nulls(n, pa.timestamp("us", tz="UTC")))
         .append_column("note", pa.nulls(n, pa.string()))
     )
+    return table.cast(TABLE_SCHEMAS["mediation.quarantine"])
 
 
 def _nonempty_lines(ref: DropRef) -> list[tuple[int, str]]:
@@ -465,6 +560,7 @@ def _reject_table(ref: DropRef, day: date, bad: list[tuple[int, str, str]], deta
     return pa.table(
         {
             "source_file": pa.array([ref.name] * len(bad), pa.string()),
+            "source_sha256": pa.array([ref.sha256] * len(bad), pa.string()),
             "source_line": pa.array([b[0] for b in bad], pa.int64()),
             "switch_id": pa.array([ref.switch.switch_id] * len(bad), pa.string()),
             "reason": pa.array([b[1] for b in bad], pa.string()),
