@@ -170,6 +170,31 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     return 0  # not reached
 
 
+def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    """List quarantined events, or record an analyst's release/confirmation."""
+    from squak_pipelines.mediation.quarantine import decide
+    from squak_pipelines.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    if not warehouse.table_exists("mediation.quarantine"):
+        print("nothing is quarantined (mediation has not run)")
+        return 0
+    if args.action == "list":
+        held = warehouse.query_df(
+            "select event_key, fraud_rules, calling_number, called_number, start_utc, billsec, "
+            "source_file from mediation.quarantine where decision = 'pending' "
+            "order by start_utc limit :n", {"n": args.limit})
+        print(held.to_string(index=False) if len(held) else "no pending quarantined events")
+        return 0
+    if not args.keys or not args.by:
+        print("name the event keys and --by ANALYST", file=sys.stderr)
+        return 2
+    decision = "released" if args.action == "release" else "confirmed_fraud"
+    for key, outcome in decide(warehouse, args.keys, decision, args.by, args.note).items():
+        print(f"{key}: {outcome}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate the demo data, then run the pipeline")
     generation_options(demo)
     demo.set_defaults(func=cmd_demo)
+    quarantine = sub.add_parser("quarantine", help="review events held by fraud screening")
+    quarantine.add_argument("action", choices=["list", "release", "confirm"])
+    quarantine.add_argument("keys", nargs="*", help="event keys (release/confirm)")
+    quarantine.add_argument("--by", default="", help="analyst making the decision")
+    quarantine.add_argument("--note", default="", help="why")
+    quarantine.add_argument("--limit", type=int, default=50)
+    quarantine.set_defaults(func=cmd_quarantine)
     ui = sub.add_parser("ui", help="start the Dagster UI over the same data")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

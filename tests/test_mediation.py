@@ -467,3 +467,38 @@ def test_sms_and_called_number_rules(drop: Drop) -> None:
     assert events.loc["free-1", "call_type"] == "tollfree"
     assert events.loc["emerg-1", "call_type"] == "emergency"
     assert pc.sum(pa.array([1])).as_py() == 1
+
+
+def test_quarantine_cli(tmp_path: Path, demo, capsys) -> None:
+    from squak_pipelines.cli import main
+
+    settings, _ = demo
+    drop = Drop(tmp_path / "squak", settings, DuckDBWarehouse(tmp_path / "squak" / "warehouse.duckdb"))
+    drop.write("cdr_sqk-lon1_20261011.csv", [canon("irsf-1", "+88161234567", "2026-10-11T15:00:00Z")])
+    drop.run()
+    key = drop.df("select event_key from mediation.quarantine")["event_key"][0]
+    import os
+
+    os.environ["SQUAK_DATA_DIR"] = str(drop.settings.data_dir)
+    try:
+        assert main(["quarantine", "list"]) == 0
+        assert key in capsys.readouterr().out
+        assert main(["quarantine", "release", key]) == 2, "an analyst must be named"
+        assert main(["quarantine", "confirm", key, "--by", "ana", "--note", "IRSF"]) == 0
+        assert f"{key}: confirmed_fraud" in capsys.readouterr().out
+    finally:
+        del os.environ["SQUAK_DATA_DIR"]
+    row = drop.df("select decision, decided_by, note from mediation.quarantine").iloc[0]
+    assert (row["decision"], row["decided_by"], row["note"]) == ("confirmed_fraud", "ana", "IRSF")
+
+
+def test_auto_detected_switch_format(tmp_path: Path, demo) -> None:
+    settings, _ = demo
+    drop = Drop(tmp_path / "squak", settings, DuckDBWarehouse(tmp_path / "w.duckdb"))
+    switches = drop.settings.reference_dir / "switches.csv"
+    switches.write_text(switches.read_text().replace(",asterisk,", ",auto,"))
+    folder = drop.settings.cdr_drop_dir / "ast-nyc1"
+    folder.mkdir(parents=True)
+    (folder / "Master-20261005.csv").write_bytes(ASTERISK.encode("utf-8"))
+    report = drop.run()
+    assert (report.records_in, report.accepted + report.quarantined, report.rejected) == (4, 3, 1)

@@ -42,6 +42,7 @@ class GenerateOptions:
     cdrs: int = 100_000
     seed: int = 42
     deck_extra_prefixes: int = 0
+    asterisk_only: bool = False  # every line on the Asterisk switch, no SMS (benchmarks)
 
     @property
     def month_start(self) -> date:
@@ -56,6 +57,9 @@ def generate(settings: Settings, options: GenerateOptions,
     rng = np.random.default_rng(options.seed)
     month_start = options.month_start
     operator = build_operator(rng, options.customers, month_start)
+    if options.asterisk_only:
+        operator.services["switch_id"] = "ast-nyc1"
+        operator.services["sms"] = False
     _write_reference(settings.reference_dir, operator, options)
     orders_manifest = _write_orders(settings.orders_drop_dir, operator, month_start)
     cdr_manifest = _write_cdrs(settings.cdr_drop_dir, rng, operator, options, progress)
@@ -181,7 +185,8 @@ def _write_cdrs(folder: Path, rng: np.random.Generator, operator: DemoOperator,
     onnet_pool = {c: svc.loc[svc["country"] == c, "number"].to_numpy(dtype=object)
                   for c in svc["country"].unique()}
     # Calibrate volume: ~85% voice, ~15% SMS of the requested CDR count.
-    voice_scale = 0.85 * options.cdrs / max(1.0, svc["calls_per_day"].sum() * len(days) * 0.9)
+    voice_share = 1.0 if options.asterisk_only else 0.85
+    voice_scale = voice_share * options.cdrs / max(1.0, svc["calls_per_day"].sum() * len(days) * 0.9)
     sms_rate = np.where(svc["segment"] == "business", 2.5, 1.2)[svc["sms"].to_numpy()].sum()
     sms_scale = 0.15 * options.cdrs / max(1.0, sms_rate * len(days))
     unknown_pool = _unknown_numbers(operator)
@@ -194,6 +199,8 @@ def _write_cdrs(folder: Path, rng: np.random.Generator, operator: DemoOperator,
         for switch in catalogue.SWITCHES:
             sid, tz = switch["switch_id"], switch["timezone"]
             if sid == "sqk-sms1":
+                if options.asterisk_only:
+                    continue
                 truth = day_sms(rng, svc, day, sms_scale, onnet_pool)
             else:
                 truth = day_calls(rng, svc, DayPlan(sid, tz, day, voice_scale), onnet_pool)
@@ -211,7 +218,10 @@ def _write_cdrs(folder: Path, rng: np.random.Generator, operator: DemoOperator,
                     night = time(3, 10) if kind == "fraud_burst" else time(1, 0)
                     at = int(datetime.combine(day, night, ZoneInfo(tz)).timestamp())
                     parts.append(make(rng, caller, at, count))
-            truth = pd.concat([p for p in parts if len(p)], ignore_index=True)
+            parts = [p for p in parts if len(p)]
+            if not parts:
+                continue  # a switch with no lines homed on it delivers no file
+            truth = pd.concat(parts, ignore_index=True)
             truth = truth.sort_values("start", kind="stable").reset_index(drop=True)
             unknown = _mark_unknown(rng, truth, unknown_pool)
             table = _render(truth, switch, day, rng, seq[sid])

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 ASTERISK_BASE = (
@@ -154,14 +155,16 @@ def _layout(fmt: str, lines: list[bytes]) -> tuple[str, ...]:
 def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     """Parse one CDR file (plain or gzip) in the given format (None: detect)."""
     data, encoding = _decode(read_bytes(path))
-    fmt = fmt or detect_format(data)
+    fmt = detect_format(data) if fmt in (None, "", "auto") else fmt
     if fmt not in FORMATS:
         raise FileFormatError(f"{path.name}: unknown format {fmt!r}")
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in data.split(b"\n")]
+    # Physical lines, split in Arrow (no Python loop per line); CR of CRLF dropped.
+    text = pa.array([data], pa.binary()).cast(pa.string())
+    lines = pc.utf8_rtrim(pc.list_flatten(pc.split_pattern(text, pattern="\n")), characters="\r")
     header = 1 if fmt == "canonical" else 0
-    if header and (not lines or not lines[0].startswith(b"event_id")):
+    if header and (len(lines) == 0 or not lines[0].as_py().startswith("event_id")):
         raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
-    columns = _layout(fmt, lines[header:])
+    columns = _layout(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
     bad: list[str] = []
 
     def on_invalid(row) -> str:  # pyarrow calls this for each unreadable row
@@ -178,24 +181,18 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
             quoted_strings_can_be_null=False,
         ),
     )
-    physical = np.arange(1, len(lines) + 1)
-    nonempty = np.array([bool(line.strip()) for line in lines], dtype=bool)
+    nonempty = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0).to_numpy(zero_copy_only=False)
     nonempty[:header] = False
-    candidates = physical[nonempty]
-    skipped = _locate(lines, candidates, bad)
+    candidates = np.flatnonzero(nonempty) + 1
+    skipped = _locate(lines, bad)
     good = candidates[~np.isin(candidates, skipped)] if skipped else candidates
     if len(good) != table.num_rows:
         raise FileFormatError(
             f"{path.name}: records could not be matched to lines "
             f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
         )
-    raw_lines = np.array(lines, dtype=object)
-    raw = (
-        pa.array(raw_lines[good - 1], pa.binary()).cast(pa.string())
-        if len(good)
-        else pa.array([], pa.string())
-    )
-    bad_lines = [(int(n), "wrong_column_count", lines[n - 1].decode("utf-8")) for n in skipped]
+    raw = pc.take(lines, pa.array(good - 1))
+    bad_lines = [(int(n), "wrong_column_count", lines[n - 1].as_py()) for n in skipped]
     return ParsedFile(
         format=fmt,
         table=table,
@@ -207,18 +204,10 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     )
 
 
-def _locate(lines: list[bytes], candidates: np.ndarray, texts: list[str]) -> list[int]:
+def _locate(lines: pa.Array, texts: list[str]) -> list[int]:
     """Physical lines of the rows pyarrow skipped, matched by text in file order."""
-    if not texts:
-        return []
-    wanted: dict[bytes, int] = {}
-    for text in texts:
-        key = text.encode("utf-8").rstrip(b"\r\n")
-        wanted[key] = wanted.get(key, 0) + 1
-    found = []
-    for n in candidates:
-        line = lines[n - 1]
-        if wanted.get(line):
-            wanted[line] -= 1
-            found.append(int(n))
+    found: list[int] = []
+    for text in dict.fromkeys(t.rstrip("\r\n") for t in texts):
+        positions = np.flatnonzero(pc.equal(lines, text).to_numpy(zero_copy_only=False)) + 1
+        found.extend(int(p) for p in positions[: sum(t.rstrip("\r\n") == text for t in texts)])
     return sorted(found)

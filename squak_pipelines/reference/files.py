@@ -17,7 +17,7 @@ from squak_pipelines.money import MINOR_UNITS, parse_amount
 
 TAX_APPLIES_TO = {"usage", "recurring", "all", "international_usage", "per_number"}
 TAX_KINDS = {"percent", "fixed"}
-SWITCH_FORMATS = {"asterisk", "freeswitch", "canonical"}
+SWITCH_FORMATS = {"asterisk", "freeswitch", "canonical", "auto", ""}  # auto/empty: detect
 
 
 class ReferenceFileError(ValueError):
