@@ -163,7 +163,7 @@ def test_orders_carry_the_faults_the_order_stage_must_reject(demo) -> None:
     assert reasons >= {"unknown_product", "unknown_plan", "quantity_out_of_range",
                        "feature_not_offered", "card_number_in_input", "disconnect_not_active",
                        "missing_payment_method", "expired_card", "invalid_country",
-                       "duplicate_order_id"}
+                       "duplicate_order_id", "area_exhausted", "activation_failed"}
     orders = [json.loads(line) for line in
               (settings.orders_drop_dir / "orders-2026-10.jsonl").read_text().splitlines()]
     kinds = {line["kind"] for o in orders for line in o["lines"]}

@@ -196,6 +196,10 @@ def build_operator(rng: np.random.Generator, customers: int, month_start: date) 
         inventory.extend({"number": f"+{n}", "country": country, "area_code": area,
                           "state": state, "block": f"+{block}", "status": "available"}
                          for n in numbers)
+    # A block in an area no switch serves (Nevada): orders there fail the activation test,
+    # and it is small enough that a large order exhausts it.
+    inventory.extend({"number": f"+1702555{n:04d}", "country": "US", "area_code": "702",
+                      "state": "NV", "block": "+1702555", "status": "available"} for n in range(100, 110))
     pool = NumberPool(area_numbers)
 
     # Provision valid requests in effective order.
@@ -310,6 +314,9 @@ def _order_faults(rng: np.random.Generator, accounts: list[dict[str, str]], svc:
           plan_id="FAX-US", features="sms")
     order("05", us_res["account_id"], "card_number_in_input",
           notes="customer read card 4111 1111 1111 1111 over the phone")
+    order("11", us_biz["account_id"], "area_exhausted", product_id="UCAAS-SEAT",
+          plan_id="BIZ-US-UCAAS", quantity="20", area_code="702")
+    order("12", us_res["account_id"], "activation_failed", area_code="702")
     inactive = f"+{int(svc['number'].astype('int64').max()) + 7}"
     order("06", us_res["account_id"], "disconnect_not_active", kind="disconnect",
           phone_number=inactive, area_code="")

@@ -77,9 +77,11 @@ def file_day(path: Path) -> date:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
 
 
-def scan_drops(settings: Settings) -> list[DropRef]:
-    """Every CDR file in the drop folder, with its switch, content hash and day."""
+def scan_drops(settings: Settings, days: list[date] | None = None) -> list[DropRef]:
+    """CDR files in the drop folder (of the given days), with switch, content hash and day.
+    Only the files of the requested days are read and hashed."""
     switches = load_switches(settings.reference_dir / "switches.csv").to_pylist()
+    wanted = set(days) if days is not None else None
     refs = []
     for sw in switches:
         folder = settings.cdr_drop_dir / sw["folder"]
@@ -87,10 +89,11 @@ def scan_drops(settings: Settings) -> list[DropRef]:
             continue
         switch = Switch(sw["switch_id"], sw["format"], sw["timezone"], sw["country"])
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            day = file_day(path)
+            if wanted is not None and day not in wanted:
+                continue
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            refs.append(
-                DropRef(path, str(path.relative_to(settings.cdr_drop_dir)), switch, digest, file_day(path))
-            )
+            refs.append(DropRef(path, str(path.relative_to(settings.cdr_drop_dir)), switch, digest, day))
     return refs
 
 
@@ -311,18 +314,18 @@ class Mediator:
         )
         con = self.scratch
         try:
-            con.register("ev", events)
-            con.register("owners", owners)
+            con.register("owners", owners.select(["rid", "account_id"]))
             con.register("acct_lines", lines)
-            return _arrow(
-                con.execute("""
-                select ev.*, o.account_id, coalesce(l.lines, 1) as lines
-                from ev left join (select distinct on (rid) rid, account_id from owners) o using (rid)
-                left join acct_lines l on l.account_id = o.account_id""")
-            )
+            found = _arrow(con.execute("""
+                select rid, any_value(o.account_id) as account_id, coalesce(any_value(l.lines), 1) as lines
+                from owners o left join acct_lines l on l.account_id = o.account_id
+                group by rid"""))
         finally:
-            for name in ("ev", "owners", "acct_lines"):
-                con.unregister(name)
+            con.unregister("owners")
+            con.unregister("acct_lines")
+        idx = pc.index_in(events["rid"], value_set=found["rid"])
+        return events.append_column("account_id", pc.take(found["account_id"], idx)).append_column(
+            "lines", pc.fill_null(pc.take(found["lines"], idx), 1))
 
     def _gate(self, day: date, report: MediationReport) -> None:
         """Quarantine share of the day; above the limit the day is blocked for rating."""
@@ -464,21 +467,27 @@ def _arrow(result) -> pa.Table:
 
 
 def _with_keys(events: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Stable event key: the switch's own id, else a hash of the record's identifying fields."""
-    try:
-        con.register("ev", events)
-        return _arrow(
-            con.execute("""
-            select row_number() over () as rid,
-                   case when native_id <> '' then switch_id || ':' || native_id
-                        else 'h:' || md5(concat_ws('|', switch_id, calling_number, called_number,
-                                                   cast(start_utc as varchar), cast(duration as varchar),
-                                                   cast(billsec as varchar)))
-                   end as event_key, *
-            from ev""")
-        )
-    finally:
-        con.unregister("ev")
+    """Stable event key: the switch's own id, else a hash of the record's identifying fields.
+    Adds `rid` (row id in the batch) and `event_key` without copying the batch."""
+    native = pc.fill_null(events["native_id"], "")
+    key = pc.binary_join_element_wise(events["switch_id"], ":", native, "")
+    missing = pc.equal(native, "")
+    if pc.any(missing).as_py():
+        subset = events.filter(missing).select(["switch_id", "calling_number", "called_number",
+                                                "start_utc", "duration", "billsec"])
+        try:
+            con.register("ev", subset)
+            hashed = _arrow(con.execute("""
+                select 'h:' || md5(concat_ws('|', switch_id, calling_number, called_number,
+                                             cast(start_utc as varchar), cast(duration as varchar),
+                                             cast(billsec as varchar))) as k
+                from ev""")).column(0)
+        finally:
+            con.unregister("ev")
+        positions = pa.array(pc.cumulative_sum(pc.cast(missing, pa.int64())).to_numpy() - 1)
+        key = pc.if_else(missing, pc.take(hashed, pc.if_else(missing, positions, 0)), key)
+    rid = pa.array(range(1, events.num_rows + 1), pa.int64())
+    return events.add_column(0, "event_key", key).add_column(0, "rid", rid)
 
 
 def _local_minute(events: pa.Table, tz: str) -> pa.Array:
@@ -573,7 +582,7 @@ def _reject_table(ref: DropRef, day: date, bad: list[tuple[int, str, str]], deta
 
 def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = None) -> MediationReport:
     """Mediate every new file of the given days (all days with new files when None)."""
-    refs = scan_drops(settings)
+    refs = scan_drops(settings, days)
     report = MediationReport()
     with warehouse.session():
         seen = _recorded_files(warehouse)
