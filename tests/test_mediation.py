@@ -430,14 +430,16 @@ def test_dagster_gate_blocks_the_poisoned_partition(tmp_path: Path, demo) -> Non
     )
     with dg.build_sensor_context(resources={"squak": resource}) as ctx:
         requests = cdr_drop_sensor(ctx)
+        cursor = ctx.cursor
     assert [r.partition_key for r in requests] == ["2026-10-09"]
+    assert "sqk-lon1/cdr_sqk-lon1_20261009.csv" in cursor, "hashes are remembered between ticks"
     result = dg.materialize(
         [mediated_cdrs], partition_key="2026-10-09", resources={"squak": resource}, raise_on_error=False
     )
     assert not result.success, "a failed blocking gate stops the run"
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["gx_fraud_gate"] is False and checks["conservation"] is True
-    with dg.build_sensor_context(resources={"squak": resource}) as ctx:
+    with dg.build_sensor_context(resources={"squak": resource}, cursor=cursor) as ctx:
         assert isinstance(cdr_drop_sensor(ctx), dg.SkipReason)
 
 

@@ -194,14 +194,19 @@ mediation_job = dg.define_asset_job(
     description="Requests a mediation run for each day with new CDR files in the drop folder.",
 )
 def cdr_drop_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
+    import json
+
     from squak_pipelines.mediation.stage import _recorded_files
 
-    settings = squak.settings
+    # The cursor remembers each file's hash by size and modification time, so a tick only
+    # reads files that are new or changed.
+    cache = json.loads(context.cursor) if context.cursor else {}
     seen = _recorded_files(squak.warehouse())
     by_day: dict[str, list[str]] = {}
-    for ref in scan_drops(settings):
+    for ref in scan_drops(squak.settings, hash_cache=cache):
         if (ref.name, ref.sha256) not in seen:
             by_day.setdefault(ref.day.isoformat(), []).append(ref.sha256)
+    context.update_cursor(json.dumps(cache, sort_keys=True))
     if not by_day:
         return dg.SkipReason("no new CDR files")
     # run_key: the day plus the content of its new files, so each delivery runs once.

@@ -77,9 +77,12 @@ def file_day(path: Path) -> date:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
 
 
-def scan_drops(settings: Settings, days: list[date] | None = None) -> list[DropRef]:
+def scan_drops(
+    settings: Settings, days: list[date] | None = None, hash_cache: dict[str, list] | None = None
+) -> list[DropRef]:
     """CDR files in the drop folder (of the given days), with switch, content hash and day.
-    Only the files of the requested days are read and hashed."""
+    Only the files of the requested days are read and hashed; `hash_cache` (name ->
+    [size, mtime_ns, sha256]) spares re-reading files that have not changed, and is updated."""
     switches = load_switches(settings.reference_dir / "switches.csv").to_pylist()
     wanted = set(days) if days is not None else None
     refs = []
@@ -92,8 +95,16 @@ def scan_drops(settings: Settings, days: list[date] | None = None) -> list[DropR
             day = file_day(path)
             if wanted is not None and day not in wanted:
                 continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            refs.append(DropRef(path, str(path.relative_to(settings.cdr_drop_dir)), switch, digest, day))
+            name = str(path.relative_to(settings.cdr_drop_dir))
+            stat = path.stat()
+            cached = (hash_cache or {}).get(name)
+            if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
+                digest = cached[2]
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if hash_cache is not None:
+                    hash_cache[name] = [stat.st_size, stat.st_mtime_ns, digest]
+            refs.append(DropRef(path, name, switch, digest, day))
     return refs
 
 
@@ -316,16 +327,19 @@ class Mediator:
         try:
             con.register("owners", owners.select(["rid", "account_id"]))
             con.register("acct_lines", lines)
-            found = _arrow(con.execute("""
+            found = _arrow(
+                con.execute("""
                 select rid, any_value(o.account_id) as account_id, coalesce(any_value(l.lines), 1) as lines
                 from owners o left join acct_lines l on l.account_id = o.account_id
-                group by rid"""))
+                group by rid""")
+            )
         finally:
             con.unregister("owners")
             con.unregister("acct_lines")
         idx = pc.index_in(events["rid"], value_set=found["rid"])
         return events.append_column("account_id", pc.take(found["account_id"], idx)).append_column(
-            "lines", pc.fill_null(pc.take(found["lines"], idx), 1))
+            "lines", pc.fill_null(pc.take(found["lines"], idx), 1)
+        )
 
     def _gate(self, day: date, report: MediationReport) -> None:
         """Quarantine share of the day; above the limit the day is blocked for rating."""
@@ -473,15 +487,18 @@ def _with_keys(events: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
     key = pc.binary_join_element_wise(events["switch_id"], ":", native, "")
     missing = pc.equal(native, "")
     if pc.any(missing).as_py():
-        subset = events.filter(missing).select(["switch_id", "calling_number", "called_number",
-                                                "start_utc", "duration", "billsec"])
+        subset = events.filter(missing).select(
+            ["switch_id", "calling_number", "called_number", "start_utc", "duration", "billsec"]
+        )
         try:
             con.register("ev", subset)
-            hashed = _arrow(con.execute("""
+            hashed = _arrow(
+                con.execute("""
                 select 'h:' || md5(concat_ws('|', switch_id, calling_number, called_number,
                                              cast(start_utc as varchar), cast(duration as varchar),
                                              cast(billsec as varchar))) as k
-                from ev""")).column(0)
+                from ev""")
+            ).column(0)
         finally:
             con.unregister("ev")
         positions = pa.array(pc.cumulative_sum(pc.cast(missing, pa.int64())).to_numpy() - 1)
