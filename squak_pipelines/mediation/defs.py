@@ -11,8 +11,9 @@ from squak_pipelines.resources import SquakResource
 
 GROUP = "mediation"
 # First day of CDR partitions; set SQUAK_FIRST_CDR_DAY for older traffic.
-DAILY = dg.DailyPartitionsDefinition(start_date=os.environ.get("SQUAK_FIRST_CDR_DAY", "2025-01-01"),
-                                     end_offset=1)
+DAILY = dg.DailyPartitionsDefinition(
+    start_date=os.environ.get("SQUAK_FIRST_CDR_DAY", "2025-01-01"), end_offset=1
+)
 TABLES = {
     "events": "Mediated events: one schema, E.164, UTC, enriched (call type, countries, "
     "destination), de-duplicated and screened; raw line kept.",
@@ -89,19 +90,19 @@ def mediated_cdrs(context: dg.AssetExecutionContext, squak: SquakResource):
     yield events_result(warehouse, days)
 
 
-def _days_param(days) -> str:
-    return ", ".join(f"'{d.isoformat()}'" for d in days) or "null"
+def _span(days) -> dict[str, object]:
+    """A run's days are one contiguous range of partitions: bind its ends as parameters."""
+    return {"first": min(days), "last": max(days)}
 
 
 def conservation_result(warehouse, days) -> dg.AssetCheckResult:
-    """Recount every outcome from the tables and compare with the records each file held."""
-    if not warehouse.table_exists("mediation.files"):
-        return dg.AssetCheckResult(
-            check_name="conservation", asset_key=EVENTS, passed=True, metadata={"files": 0}
-        )
-    sql = f"""
+    """Recount every outcome from the tables and compare with the records each file held.
+    A delivery is a file name and its content hash; a re-delivered copy's records are the
+    duplicates recorded for it."""
+    table = warehouse.query_df(
+        """
         with f as (select file_name, sha256, status, records_in, partition_day, duplicates as redelivered
-                   from mediation.files where partition_day in ({_days_param(days)})),
+                   from mediation.files where partition_day between :first and :last),
         e as (select source_file, source_sha256, count(*) as n from mediation.events
               where not released group by 1, 2),
         q as (select source_file, source_sha256, count(*) as n from mediation.quarantine group by 1, 2),
@@ -114,9 +115,9 @@ def conservation_result(warehouse, days) -> dg.AssetCheckResult:
         left join e on e.source_file = f.file_name and e.source_sha256 = f.sha256
         left join q on q.source_file = f.file_name and q.source_sha256 = f.sha256
         left join r on r.source_file = f.file_name and r.source_sha256 = f.sha256
-        left join d on d.source_file = f.file_name and d.source_sha256 = f.sha256"""
-    # A re-delivered copy has its own name, so its recount is the recorded duplicates.
-    table = warehouse.query_df(sql)
+        left join d on d.source_file = f.file_name and d.source_sha256 = f.sha256""",
+        _span(days),
+    )
     off = table[table["records_in"] != table["accounted"]]
     per_day = table.groupby("partition_day")[["records_in", "accounted"]].sum()
     return dg.AssetCheckResult(
@@ -133,55 +134,40 @@ def conservation_result(warehouse, days) -> dg.AssetCheckResult:
     )
 
 
-def gate_result(warehouse, days) -> dg.AssetCheckResult:
-    frame = (
-        warehouse.query_df(
-            f"select * from mediation.partition_status where partition_day in ({_days_param(days)})"
-        )
-        if warehouse.table_exists("mediation.partition_status")
-        else None
-    )
-    if frame is None or frame.empty:
-        return dg.AssetCheckResult(
-            check_name="gx_fraud_gate", asset_key=EVENTS, passed=True, metadata={"days": 0}
-        )
-    outcome = validate_dataframe("fraud_gate", frame)
-    blocked = frame.loc[~frame["gate_passed"].astype(bool), "partition_day"].astype(str).tolist()
+def _gx_result(check_name: str, suite: str, frame, **metadata) -> dg.AssetCheckResult:
+    """Run a GX suite on the run's rows and report it as the check's result."""
+    if frame.empty:
+        return dg.AssetCheckResult(check_name=check_name, asset_key=EVENTS, passed=True, metadata={"rows": 0})
+    outcome = validate_dataframe(suite, frame)
     return dg.AssetCheckResult(
-        check_name="gx_fraud_gate",
+        check_name=check_name,
         asset_key=EVENTS,
         passed=outcome.success,
         metadata={
-            "days": len(frame),
-            "blocked_days": dg.MetadataValue.json(blocked),
-            "max_share": float(frame["quarantine_share"].max()),
+            "rows": len(frame),
+            "failures": dg.MetadataValue.json(outcome.failures),
             **{k: v for k, v in outcome.statistics.items() if isinstance(v, int | float)},
+            **metadata,
         },
     )
+
+
+def gate_result(warehouse, days) -> dg.AssetCheckResult:
+    frame = warehouse.query_df(
+        "select * from mediation.partition_status where partition_day between :first and :last",
+        _span(days),
+    )
+    blocked = frame.loc[~frame["gate_passed"].astype(bool), "partition_day"].astype(str).tolist()
+    return _gx_result("gx_fraud_gate", "fraud_gate", frame, blocked_days=dg.MetadataValue.json(blocked))
 
 
 def events_result(warehouse, days) -> dg.AssetCheckResult:
-    if not warehouse.table_exists("mediation.events"):
-        return dg.AssetCheckResult(check_name="gx_mediated_events", asset_key=EVENTS, passed=True)
     frame = warehouse.query_df(
         "select event_key, calling_number, called_number, call_type, duration, billsec, service, "
-        f"start_utc, end_utc from mediation.events where partition_day in ({_days_param(days)})"
+        "start_utc, end_utc from mediation.events where partition_day between :first and :last",
+        _span(days),
     )
-    if frame.empty:
-        return dg.AssetCheckResult(
-            check_name="gx_mediated_events", asset_key=EVENTS, passed=True, metadata={"events": 0}
-        )
-    outcome = validate_dataframe("mediated_events", frame)
-    return dg.AssetCheckResult(
-        check_name="gx_mediated_events",
-        asset_key=EVENTS,
-        passed=outcome.success,
-        metadata={
-            "events": len(frame),
-            "failures": dg.MetadataValue.json(outcome.failures),
-            **{k: v for k, v in outcome.statistics.items() if isinstance(v, int | float)},
-        },
-    )
+    return _gx_result("gx_mediated_events", "mediated_events", frame)
 
 
 mediation_job = dg.define_asset_job(
