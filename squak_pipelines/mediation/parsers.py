@@ -105,13 +105,14 @@ def read_bytes(path: Path) -> bytes:
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
-def _decode(data: bytes) -> tuple[bytes, str]:
-    """UTF-8 as is; anything else is read as Latin-1 (switches that write ISO-8859-1 names)."""
+def _as_text(data: bytes) -> tuple[bytes, pa.Array, str]:
+    """The file as one Arrow string (UTF-8 validated by Arrow); anything that is not UTF-8 is
+    read as Latin-1 (switches that write ISO-8859-1 names)."""
     try:
-        data.decode("utf-8")
-        return data, "utf-8"
-    except UnicodeDecodeError:
-        return data.decode("latin-1").encode("utf-8"), "latin-1"
+        return data, pa.array([data], pa.binary()).cast(pa.string()), "utf-8"
+    except pa.ArrowInvalid:
+        data = data.decode("latin-1").encode("utf-8")
+        return data, pa.array([data], pa.binary()).cast(pa.string()), "latin-1"
 
 
 def _first_fields(lines: list[bytes]) -> list[list[str]]:
@@ -154,12 +155,11 @@ def _layout(fmt: str, lines: list[bytes]) -> tuple[str, ...]:
 
 def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     """Parse one CDR file (plain or gzip) in the given format (None: detect)."""
-    data, encoding = _decode(read_bytes(path))
+    data, text, encoding = _as_text(read_bytes(path))
     fmt = detect_format(data) if fmt in (None, "", "auto") else fmt
     if fmt not in FORMATS:
         raise FileFormatError(f"{path.name}: unknown format {fmt!r}")
     # Physical lines, split in Arrow (no Python loop per line); CR of CRLF dropped.
-    text = pa.array([data], pa.binary()).cast(pa.string())
     lines = pc.utf8_rtrim(pc.list_flatten(pc.split_pattern(text, pattern="\n")), characters="\r")
     header = 1 if fmt == "canonical" else 0
     if header and (len(lines) == 0 or not lines[0].as_py().startswith("event_id")):
@@ -181,7 +181,8 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
             quoted_strings_can_be_null=False,
         ),
     )
-    nonempty = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0).to_numpy(zero_copy_only=False)
+    # pyarrow skips only truly empty lines; any other line is a record (or a reject).
+    nonempty = pc.greater(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False)
     nonempty[:header] = False
     candidates = np.flatnonzero(nonempty) + 1
     skipped = _locate(lines, bad)
