@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -114,8 +115,19 @@ def processed_hashes(warehouse: Warehouse) -> set[str]:
     return set(warehouse.query_arrow("select sha256 from mediation.files").column(0).to_pylist())
 
 
+@dataclass
+class PreparedDay:
+    """A day's files parsed and normalized, ready to be de-duplicated, screened and written."""
+
+    day: date
+    events: pa.Table | None
+    rejects: pa.Table | None
+    file_rows: list[dict]
+    redelivered: int
+
+
 class Mediator:
-    """Reference data loaded once; `mediate_day` processes one partition's files."""
+    """Reference data loaded once; `prepare_day` then `write_day` process one partition."""
 
     def __init__(self, warehouse: Warehouse, settings: Settings):
         self.warehouse = warehouse
@@ -134,10 +146,12 @@ class Mediator:
             else pa.array([], pa.string())
         )
 
-    def mediate_day(self, day: date, files: list[DropRef], report: MediationReport) -> None:
-        known = processed_hashes(self.warehouse)
+    def prepare_day(self, day: date, items: list[tuple[DropRef, bool]]) -> PreparedDay:
+        """Parse and normalize a day's files (pure Arrow work, safe in a worker thread).
+        `items` pairs each file with whether its content was delivered before."""
         file_rows, batches, rejects = [], [], []
-        for order, ref in enumerate(files):
+        redelivered = 0
+        for order, (ref, seen_before) in enumerate(items):
             base = {
                 "file_name": ref.name,
                 "sha256": ref.sha256,
@@ -145,7 +159,7 @@ class Mediator:
                 "format": ref.switch.format,
                 "partition_day": day,
             }
-            if ref.sha256 in known:
+            if seen_before:
                 records = _count_records(ref)
                 file_rows.append(
                     {
@@ -159,10 +173,8 @@ class Mediator:
                         "detail": "same content as a file already processed",
                     }
                 )
-                report.duplicates += records
-                report.records_in += records
+                redelivered += records
                 continue
-            known.add(ref.sha256)
             try:
                 parsed = parse_file(ref.path, ref.switch.format)
             except FileFormatError as exc:
@@ -199,10 +211,22 @@ class Mediator:
             good = good.append_column("file_order", pa.array([order] * good.num_rows, pa.int32()))
             batches.append(good.append_column("local_minute", _local_minute(good, ref.switch.timezone)))
             file_rows.append({**base, "status": "processed", "records_in": parsed.records_in})
-        reject_table = pa.concat_tables(rejects) if rejects else None
-        events = pa.concat_tables(batches) if batches else None
+        return PreparedDay(
+            day=day,
+            events=pa.concat_tables(batches) if batches else None,
+            rejects=pa.concat_tables(rejects) if rejects else None,
+            file_rows=file_rows,
+            redelivered=redelivered,
+        )
+
+    def write_day(self, prepared: PreparedDay, report: MediationReport) -> None:
+        """De-duplicate, screen and write a prepared day in one transaction."""
+        report.duplicates += prepared.redelivered
+        report.records_in += prepared.redelivered
         with self.warehouse.transaction():
-            self._classify_and_write(day, events, reject_table, file_rows, report)
+            self._classify_and_write(
+                prepared.day, prepared.events, prepared.rejects, prepared.file_rows, report
+            )
 
     def _classify_and_write(
         self,
@@ -598,19 +622,36 @@ def _reject_table(ref: DropRef, day: date, bad: list[tuple[int, str, str]], deta
 
 
 def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = None) -> MediationReport:
-    """Mediate every new file of the given days (all days with new files when None)."""
+    """Mediate every new file of the given days (all days with new files when None).
+
+    Days are processed in order. While one day is de-duplicated, screened and written, the
+    next day's files are parsed and normalized in a worker thread (Arrow releases the GIL),
+    so both cores work. Which deliveries repeat earlier content is decided up front, in order.
+    """
     refs = scan_drops(settings, days)
     report = MediationReport()
     with warehouse.session():
         seen = _recorded_files(warehouse)
         by_day: dict[date, list[DropRef]] = {}
         for ref in refs:
-            if (days is None or ref.day in days) and (ref.name, ref.sha256) not in seen:
+            if (ref.name, ref.sha256) not in seen:
                 by_day.setdefault(ref.day, []).append(ref)
         mediator = Mediator(warehouse, settings)
+        known = processed_hashes(warehouse)
+        plan = []
         for day in sorted(by_day):
-            report.days.append(day.isoformat())
-            mediator.mediate_day(day, by_day[day], report)
+            items = []
+            for ref in by_day[day]:
+                items.append((ref, ref.sha256 in known))
+                known.add(ref.sha256)
+            plan.append((day, items))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="squak-parse") as pool:
+            ahead = pool.submit(mediator.prepare_day, *plan[0]) if plan else None
+            for index, (day, _) in enumerate(plan):
+                prepared = ahead.result()
+                ahead = pool.submit(mediator.prepare_day, *plan[index + 1]) if index + 1 < len(plan) else None
+                report.days.append(day.isoformat())
+                mediator.write_day(prepared, report)
     return report
 
 
