@@ -61,6 +61,14 @@ def _minutes(hhmm: str) -> int:
 
 SCREEN_SQL = """
 with voice as (select * from ev where service = 'voice'),
+-- Pre-filters (necessary conditions, so results are the same): a window can only hold more
+-- calls than a number makes in the whole batch, and an account can only exceed its lines
+-- with more answered calls than it has lines to spare.
+busy as (select calling_number from voice group by 1 having count(*) > $burst_max),
+shorty as (select calling_number from voice where answered and billsec <= $short_seconds
+           group by 1 having count(*) >= $short_min),
+crowded as (select account_id from voice where answered and account_id is not null
+            group by 1 having count(*) > max(lines) * $per_line),
 -- A call is in a burst when some window of the given length that contains it holds too many
 -- calls: `fwd` counts the window starting at each call, and a call takes the largest `fwd`
 -- of the windows that started within the window length before it.
@@ -71,7 +79,7 @@ burst as (
         from (select rid, calling_number, start_utc,
                      count(*) over (partition by calling_number order by start_utc
                                     range between current row and to_minutes($burst_window) following) as fwd
-              from voice))
+              from voice semi join busy using (calling_number)))
     where worst > $burst_max),
 short as (
     select rid from (
@@ -80,7 +88,8 @@ short as (
         from (select rid, calling_number, start_utc,
                      count(*) over (partition by calling_number order by start_utc
                                     range between current row and to_minutes($short_window) following) as fwd
-              from voice where answered and billsec <= $short_seconds))
+              from voice semi join shorty using (calling_number)
+              where answered and billsec <= $short_seconds))
     where worst >= $short_min),
 high_risk as (
     select distinct ev.rid from ev join risky on starts_with(ev.called_number, '+' || risky.prefix)),
@@ -95,11 +104,11 @@ sweep as (
     select rid, account_id, lines, delta,
            sum(delta) over (partition by account_id order by ts, delta rows unbounded preceding) as active
     from (
-        select rid, account_id, lines, answer_utc as ts, 1 as delta from voice
-        where answered and account_id is not null
+        select rid, account_id, lines, answer_utc as ts, 1 as delta
+        from voice semi join crowded using (account_id) where answered
         union all
-        select rid, account_id, lines, end_utc as ts, -1 as delta from voice
-        where answered and account_id is not null)),
+        select rid, account_id, lines, end_utc as ts, -1 as delta
+        from voice semi join crowded using (account_id) where answered)),
 concurrency as (
     select rid from sweep where delta = 1 and active > lines * $per_line)
 select rid, string_agg(rule, ',' order by rule) as fraud_rules from (
