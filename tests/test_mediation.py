@@ -353,8 +353,9 @@ def test_concurrency_rule_uses_the_accounts_lines(drop: Drop) -> None:
     )
 
 
-def test_gate_blocks_a_poisoned_day_and_release_reopens_it(drop: Drop, demo) -> None:
-    poisoned = [
+def _short_call_burst() -> list[str]:
+    """40 two-second calls from one line within 7 minutes at night, on 2026-10-09."""
+    return [
         canon(
             f"burst-{i}",
             "+442079400198",
@@ -364,6 +365,10 @@ def test_gate_blocks_a_poisoned_day_and_release_reopens_it(drop: Drop, demo) -> 
         )
         for i in range(40)
     ]
+
+
+def test_gate_blocks_a_poisoned_day_and_release_reopens_it(drop: Drop, demo) -> None:
+    poisoned = _short_call_burst()
     clean = [
         canon(
             f"ok-{i}",
@@ -413,16 +418,7 @@ def test_dagster_gate_blocks_the_poisoned_partition(tmp_path: Path, demo) -> Non
     drop = Drop(tmp_path / "squak", settings, DuckDBWarehouse(tmp_path / "squak" / "warehouse.duckdb"))
     drop.write(
         "cdr_sqk-lon1_20261009.csv",
-        [
-            canon(
-                f"burst-{i}",
-                "+442079400198",
-                f"2026-10-09T03:{i // 6:02d}:{(i % 6) * 10:02d}Z",
-                billsec=2,
-                calling="+442079400150",
-            )
-            for i in range(40)
-        ],
+        _short_call_burst(),
     )
     resource = SquakResource(
         data_dir=str(drop.settings.data_dir),

@@ -59,6 +59,19 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+def _worst_window(source: str, window: str) -> str:
+    """Calls of `source` with, for each, the most calls any window of length `window` that
+    contains it holds: `fwd` counts the window starting at each call, and a call takes the
+    largest `fwd` of the windows that started within the window length before it."""
+    return f"""
+        select rid, max(fwd) over (partition by calling_number order by start_utc
+                                   range between to_minutes({window}) preceding and current row) as worst
+        from (select rid, calling_number, start_utc,
+                     count(*) over (partition by calling_number order by start_utc
+                                    range between current row and to_minutes({window}) following) as fwd
+              from {source})"""
+
+
 SCREEN_SQL = """
 with voice as (select * from ev where service = 'voice'),
 -- Pre-filters (necessary conditions, so results are the same): a window can only hold more
@@ -69,28 +82,8 @@ shorty as (select calling_number from voice where answered and billsec <= $short
            group by 1 having count(*) >= $short_min),
 crowded as (select account_id from voice where answered and account_id is not null
             group by 1 having count(*) > max(lines) * $per_line),
--- A call is in a burst when some window of the given length that contains it holds too many
--- calls: `fwd` counts the window starting at each call, and a call takes the largest `fwd`
--- of the windows that started within the window length before it.
-burst as (
-    select rid from (
-        select rid, max(fwd) over (partition by calling_number order by start_utc
-                                   range between to_minutes($burst_window) preceding and current row) as worst
-        from (select rid, calling_number, start_utc,
-                     count(*) over (partition by calling_number order by start_utc
-                                    range between current row and to_minutes($burst_window) following) as fwd
-              from voice semi join busy using (calling_number)))
-    where worst > $burst_max),
-short as (
-    select rid from (
-        select rid, max(fwd) over (partition by calling_number order by start_utc
-                                   range between to_minutes($short_window) preceding and current row) as worst
-        from (select rid, calling_number, start_utc,
-                     count(*) over (partition by calling_number order by start_utc
-                                    range between current row and to_minutes($short_window) following) as fwd
-              from voice semi join shorty using (calling_number)
-              where answered and billsec <= $short_seconds))
-    where worst >= $short_min),
+burst as ({burst}),
+short as ({short}),
 high_risk as (
     select distinct ev.rid from ev join risky on starts_with(ev.called_number, '+' || risky.prefix)),
 night as (
@@ -118,7 +111,13 @@ select rid, string_agg(rule, ',' order by rule) as fraud_rules from (
     union all select rid, 'night_international' from night
     union all select rid, 'concurrency' from concurrency)
 group by rid
-"""
+""".format(
+    burst="select rid from ({}) where worst > $burst_max".format(
+        _worst_window("voice semi join busy using (calling_number)", "$burst_window")),
+    short="select rid from ({}) where worst >= $short_min".format(
+        _worst_window("(select * from voice semi join shorty using (calling_number) "
+                      "where answered and billsec <= $short_seconds)", "$short_window")),
+)
 
 
 def screen(events: pa.Table, rules: FraudRules, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:

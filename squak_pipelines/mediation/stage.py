@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from squak_pipelines.capture.drop_files import count_records
 from squak_pipelines.config import Settings
 from squak_pipelines.mediation.fraud import FraudRules, screen
 from squak_pipelines.mediation.normalize import Switch, normalize
@@ -274,9 +275,9 @@ class Mediator:
             accepted = fresh.filter(pc.invert(is_bad))
             quarantined = fresh.filter(is_bad)
             if quarantined.num_rows:
-                rules = dict(zip(flagged["rid"].to_pylist(), flagged["fraud_rules"].to_pylist(), strict=True))
+                position = pc.index_in(quarantined["rid"], value_set=flagged["rid"])
                 quarantined = quarantined.append_column(
-                    "fraud_rules", pa.array([rules[r] for r in quarantined["rid"].to_pylist()], pa.string())
+                    "fraud_rules", pc.take(flagged["fraud_rules"], position).cast(pa.string())
                 )
                 report.add_counts("fraud", quarantined["fraud_rules"])
             dup_rows = pa.table(
@@ -601,9 +602,7 @@ def _nonempty_lines(ref: DropRef) -> list[tuple[int, str]]:
 
 
 def _count_records(ref: DropRef) -> int:
-    lines = _nonempty_lines(ref)
-    header = 1 if ref.switch.format == "canonical" and lines and lines[0][1].startswith("event_id") else 0
-    return len(lines) - header
+    return count_records(read_bytes(ref.path), ref.switch.format)
 
 
 def _reject_table(ref: DropRef, day: date, bad: list[tuple[int, str, str]], detail: str | None) -> pa.Table:
