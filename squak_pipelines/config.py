@@ -94,15 +94,6 @@ class Settings:
         return self.drop_dir / "orders"
 
     @property
-    def payments_drop_dir(self) -> Path:
-        return self.drop_dir / "payments"
-
-    @property
-    def output_dir(self) -> Path:
-        """Invoices, reports and other documents the platform produces."""
-        return self.data_dir / "out"
-
-    @property
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster"
 

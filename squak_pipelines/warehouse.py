@@ -104,8 +104,6 @@ class Warehouse(ABC):
         """Group writes into one commit where the backend allows it (DuckDB sessions)."""
         yield self
 
-    def ensure_schema(self, schema: str) -> None:
-        self.execute(f"create schema if not exists {check_identifier(schema)}")
 
 
 class DuckDBWarehouse(Warehouse):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,16 +52,20 @@ def inspect_file(path: Path, switch_id: str, fmt: str, root: Path) -> DropFile:
                     modified_at=datetime.fromtimestamp(stat.st_mtime, UTC).replace(microsecond=0))
 
 
-def scan_drop_folder(root: Path, switches: pa.Table) -> list[DropFile]:
-    """Every file under each switch's folder, in a stable order."""
-    found: list[DropFile] = []
+def switch_files(root: Path, switches: pa.Table) -> Iterator[tuple[dict, Path]]:
+    """(switch row, file) for every file under each switch's folder, in a stable order;
+    hidden files (a switch still writing `.Master.csv`) are left for later."""
     for sw in switches.to_pylist():
         folder = root / sw["folder"]
-        if not folder.is_dir():
-            continue
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            found.append(inspect_file(path, sw["switch_id"], sw["format"], root))
-    return found
+        if folder.is_dir():
+            for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                yield sw, path
+
+
+def scan_drop_folder(root: Path, switches: pa.Table) -> list[DropFile]:
+    """Every file under each switch's folder, inspected."""
+    return [inspect_file(path, sw["switch_id"], sw["format"], root)
+            for sw, path in switch_files(root, switches)]
 
 
 def to_table(files: list[DropFile]) -> pa.Table:

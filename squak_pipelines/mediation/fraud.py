@@ -113,10 +113,15 @@ select rid, string_agg(rule, ',' order by rule) as fraud_rules from (
 group by rid
 """.format(
     burst="select rid from ({}) where worst > $burst_max".format(
-        _worst_window("voice semi join busy using (calling_number)", "$burst_window")),
+        _worst_window("voice semi join busy using (calling_number)", "$burst_window")
+    ),
     short="select rid from ({}) where worst >= $short_min".format(
-        _worst_window("(select * from voice semi join shorty using (calling_number) "
-                      "where answered and billsec <= $short_seconds)", "$short_window")),
+        _worst_window(
+            "(select * from voice semi join shorty using (calling_number) "
+            "where answered and billsec <= $short_seconds)",
+            "$short_window",
+        )
+    ),
 )
 
 

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from squak_pipelines.capture.drop_files import count_records
+from squak_pipelines.capture.drop_files import count_records, switch_files
 from squak_pipelines.config import Settings
 from squak_pipelines.mediation.fraud import FraudRules, screen
 from squak_pipelines.mediation.normalize import Switch, normalize
@@ -85,35 +85,25 @@ def scan_drops(
     """CDR files in the drop folder (of the given days), with switch, content hash and day.
     Only the files of the requested days are read and hashed; `hash_cache` (name ->
     [size, mtime_ns, sha256]) spares re-reading files that have not changed, and is updated."""
-    switches = load_switches(settings.reference_dir / "switches.csv").to_pylist()
+    switches = load_switches(settings.reference_dir / "switches.csv")
     wanted = set(days) if days is not None else None
     refs = []
-    for sw in switches:
-        folder = settings.cdr_drop_dir / sw["folder"]
-        if not folder.is_dir():
+    for sw, path in switch_files(settings.cdr_drop_dir, switches):
+        day = file_day(path)
+        if wanted is not None and day not in wanted:
             continue
+        name = str(path.relative_to(settings.cdr_drop_dir))
+        stat = path.stat()
+        cached = (hash_cache or {}).get(name)
+        if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
+            digest = cached[2]
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if hash_cache is not None:
+                hash_cache[name] = [stat.st_size, stat.st_mtime_ns, digest]
         switch = Switch(sw["switch_id"], sw["format"], sw["timezone"], sw["country"])
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            day = file_day(path)
-            if wanted is not None and day not in wanted:
-                continue
-            name = str(path.relative_to(settings.cdr_drop_dir))
-            stat = path.stat()
-            cached = (hash_cache or {}).get(name)
-            if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
-                digest = cached[2]
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                if hash_cache is not None:
-                    hash_cache[name] = [stat.st_size, stat.st_mtime_ns, digest]
-            refs.append(DropRef(path, name, switch, digest, day))
+        refs.append(DropRef(path, name, switch, digest, day))
     return refs
-
-
-def processed_hashes(warehouse: Warehouse) -> set[str]:
-    if not warehouse.table_exists("mediation.files"):
-        return set()
-    return set(warehouse.query_arrow("select sha256 from mediation.files").column(0).to_pylist())
 
 
 @dataclass
@@ -636,7 +626,7 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
             if (ref.name, ref.sha256) not in seen:
                 by_day.setdefault(ref.day, []).append(ref)
         mediator = Mediator(warehouse, settings)
-        known = processed_hashes(warehouse)
+        known = {sha for _, sha in seen}  # contents already mediated, under any name
         plan = []
         for day in sorted(by_day):
             items = []
