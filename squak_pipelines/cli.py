@@ -94,10 +94,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if report.error:
             print(f"        error: {report.error}")
 
-    from squak_pipelines.mediation.stage import pending_days
+    from squak_pipelines.mediation.stage import mediated_days, pending_days
     from squak_pipelines.warehouse import open_warehouse
 
     def days_for(stage) -> list[str]:
+        if stage.key == "rating":
+            days = mediated_days(open_warehouse(settings))
+            print(f"        {len(days)} mediated day(s) to rate")
+            return days
         days = pending_days(open_warehouse(settings), settings)
         if days:
             print(f"        {len(days)} day(s) with new CDR files: {days[0]} .. {days[-1]}")
@@ -117,12 +121,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_lines_by_status",
                  "rejected_by_reason", "services_active", "numbers_assigned",
                  "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
-                 "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days")
+                 "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days",
+                 "rated", "suspense_by_reason", "revenue_by_service_and_call_type", "blocked_days")
 
 
 def _figure(value) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k} {v:,}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "none"
+        if all(isinstance(v, int) for v in value.values()):
+            return ", ".join(f"{k} {v:,}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "none"
+        return "; ".join(f"{k}: {_figure(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
@@ -134,7 +143,7 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'orders', 'mediation', 'staging', 'intermediate', 'marts') "
+           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'staging', 'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")
@@ -195,6 +204,33 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.rating.plans import PlanFileError
+    from squak_pipelines.rating.quote import EventsFileError, explain, quote, write_csv
+
+    try:
+        table = quote(Path(args.plan), Path(args.events), allowances=args.allowances,
+                      home_country_code=args.home_country_code)
+    except (PlanFileError, EventsFileError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.explain:
+        try:
+            print(explain(table, args.explain))
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+    if args.out:
+        write_csv(table, Path(args.out))
+        statuses = table["status"].value_counts().to_pylist()
+        print(f"wrote {table.num_rows:,} events to {args.out}: "
+              + ", ".join(f"{s['values']} {s['counts']:,}" for s in statuses))
+    elif not args.explain:
+        print("nothing to do: give --out RATED.csv and/or --explain EVENT_ID", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--note", default="", help="why")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.set_defaults(func=cmd_quarantine)
+    quote = sub.add_parser("rate", help="price a canonical events CSV under one plan (a quote)")
+    quote.add_argument("--plan", required=True, help="plan YAML (its decks are read too)")
+    quote.add_argument("--events", required=True, help="canonical events CSV")
+    quote.add_argument("--out", help="write every event with its charge and breakdown here")
+    quote.add_argument("--explain", metavar="EVENT_ID", help="print the breakdown of one event")
+    quote.add_argument("--allowances", action="store_true",
+                       help="apply the plan's allowances per account_code (default: list prices)")
+    quote.add_argument("--home-country-code", help="country code for national vs international "
+                       "(when the file has no call_type column), e.g. 1 or 44")
+    quote.set_defaults(func=cmd_rate)
     ui = sub.add_parser("ui", help="start the Dagster UI over the same data")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

@@ -6,6 +6,7 @@ from squak_pipelines.analytics import defs as analytics
 from squak_pipelines.capture import defs as capture
 from squak_pipelines.mediation import defs as mediation
 from squak_pipelines.orders import defs as orders
+from squak_pipelines.rating import defs as rating
 from squak_pipelines.reference import defs as reference
 from squak_pipelines.resources import squak_resource
 
@@ -18,6 +19,7 @@ defs = dg.Definitions.merge(
     orders.defs,
     capture.defs,
     mediation.defs,
+    rating.defs,
     analytics.defs,
     dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
 )

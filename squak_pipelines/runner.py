@@ -30,6 +30,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("capture", "CDR capture (drop-folder inventory)", "capture_job"),
     Stage("mediation", "CDR mediation (parse, normalize, de-duplicate, fraud gate)", "mediation_job",
           partitioned=True),
+    Stage("rating", "Rating and charging (price every event, suspense)", "rating_job", partitioned=True),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
 )
 

@@ -650,6 +650,14 @@ def pending_days(warehouse: Warehouse, settings: Settings) -> list[str]:
     return sorted({r.day.isoformat() for r in scan_drops(settings) if (r.name, r.sha256) not in seen})
 
 
+def mediated_days(warehouse: Warehouse) -> list[str]:
+    """Days (ISO) that mediation has processed (whatever the gate said)."""
+    if not warehouse.table_exists("mediation.partition_status"):
+        return []
+    frame = warehouse.query_df("select distinct partition_day from mediation.partition_status order by 1")
+    return [str(d)[:10] for d in frame["partition_day"]]
+
+
 def _recorded_files(warehouse: Warehouse) -> set[tuple[str, str]]:
     """(name, sha256) of every delivery already recorded: a file is handled once per content."""
     if not warehouse.table_exists("mediation.files"):

@@ -1,0 +1,135 @@
+"""Dagster wrappers for rating: day-partitioned rated events and suspense, their checks, and
+a sensor that re-rates suspense when orders or plans change."""
+
+import hashlib
+import json
+from datetime import date
+
+import dagster as dg
+
+from squak_pipelines.mediation.defs import DAILY
+from squak_pipelines.rating.stage import load_rating_checks, rate_days, suspense_days
+from squak_pipelines.resources import SquakResource
+
+GROUP = "rating"
+RATED = dg.AssetKey(["rating", "rated_events"])
+SUSPENSE = dg.AssetKey(["rating", "suspense"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(RATED, group_name=GROUP, kinds={"python", "duckdb"},
+                     deps=[dg.AssetKey(["mediation", "events"]), dg.AssetKey(["orders", "services"])],
+                     description="Every billable event priced for its account and plan, with the "
+                                 "breakdown: prefix, destination, band, deck row and date, charged "
+                                 "seconds, allowance, connect fee, rate, discount, final charge."),
+        dg.AssetSpec(SUSPENSE, group_name=GROUP, kinds={"python", "duckdb"},
+                     deps=[dg.AssetKey(["mediation", "events"]), dg.AssetKey(["orders", "services"])],
+                     description="Events that could not be rated (unknown_account, no_plan, no_rate), "
+                                 "kept with the reason and re-rated when the order or rate arrives."),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("nothing_lost", asset=RATED, blocking=True,
+                          description="Every mediated event of a rated day is rated or in suspense."),
+        dg.AssetCheckSpec("no_negative_charges", asset=RATED, blocking=True,
+                          description="No charge, discount or final charge is negative."),
+        dg.AssetCheckSpec("zero_priced_share", asset=RATED,
+                          description="Answered calls priced at zero outside allowances and "
+                                      "emergency calls stay within the configured share."),
+        dg.AssetCheckSpec("mediation_gate", asset=RATED,
+                          description="No day of the run was blocked by the mediation fraud gate."),
+    ],
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+)
+def rated_events(context: dg.AssetExecutionContext, squak: SquakResource):
+    """Rate the mediated events of the run's days (replacing earlier results of those days)."""
+    days = [date.fromisoformat(k) for k in context.partition_keys]
+    warehouse = squak.warehouse()
+    report = rate_days(warehouse, squak.settings, days)
+    metadata = {
+        "events": report.events,
+        "rated": report.rated,
+        "suspense_by_reason": dg.MetadataValue.json(report.suspense),
+        "revenue_by_service_and_call_type": dg.MetadataValue.json(report.revenue),
+        "blocked_days": dg.MetadataValue.json(report.blocked_days),
+    }
+    yield dg.MaterializeResult(asset_key=RATED, metadata={**metadata, "dagster/row_count": report.rated})
+    yield dg.MaterializeResult(asset_key=SUSPENSE, metadata=metadata)
+    span = {"first": min(days), "last": max(days)}
+    yield _nothing_lost(warehouse, span)
+    negatives = warehouse.scalar(
+        "select count(*) from rating.rated_events where partition_day between :first and :last "
+        "and (charge < 0 or discount < 0 or final_charge < 0)", span)
+    yield dg.AssetCheckResult(check_name="no_negative_charges", asset_key=RATED, passed=negatives == 0,
+                              metadata={"negative_rows": int(negatives)})
+    yield _zero_priced(warehouse, span, load_rating_checks(squak.settings.reference_dir))
+    yield dg.AssetCheckResult(check_name="mediation_gate", asset_key=RATED, passed=not report.blocked_days,
+                              metadata={"blocked_days": dg.MetadataValue.json(report.blocked_days)})
+
+
+def _nothing_lost(warehouse, span) -> dg.AssetCheckResult:
+    frame = warehouse.query_df(
+        """
+        with m as (select partition_day, count(*) as n from mediation.events
+                   where partition_day between :first and :last group by 1),
+        r as (select partition_day, count(*) as n from rating.rated_events
+              where partition_day between :first and :last group by 1),
+        s as (select partition_day, count(*) as n from rating.suspense
+              where partition_day between :first and :last group by 1)
+        select m.partition_day, m.n as mediated, coalesce(r.n, 0) as rated, coalesce(s.n, 0) as suspense
+        from m left join r using (partition_day) left join s using (partition_day)
+        where r.n is not null or s.n is not null""", span)
+    off = frame[frame["mediated"] != frame["rated"] + frame["suspense"]]
+    return dg.AssetCheckResult(
+        check_name="nothing_lost", asset_key=RATED, passed=off.empty,
+        metadata={"days": len(frame), "mediated": int(frame["mediated"].sum()),
+                  "rated": int(frame["rated"].sum()), "suspense": int(frame["suspense"].sum()),
+                  "days_out_of_balance": dg.MetadataValue.json(off.astype(str).to_dict("records"))})
+
+
+def _zero_priced(warehouse, span, limits) -> dg.AssetCheckResult:
+    row = warehouse.query_df(
+        "select count(*) as answered, coalesce(sum(case when final_charge = 0 and allowance_used = 0 "
+        "then 1 else 0 end), 0) as zero from rating.rated_events where partition_day between :first "
+        "and :last and answered and billsec > 0 and call_type <> 'emergency'", span).iloc[0]
+    share = int(row["zero"]) / int(row["answered"]) if int(row["answered"]) else 0.0
+    limit = float(limits["max_zero_priced_share"])
+    return dg.AssetCheckResult(
+        check_name="zero_priced_share", asset_key=RATED, passed=share <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"answered": int(row["answered"]), "zero_priced": int(row["zero"]),
+                  "share": round(share, 4), "limit": limit})
+
+
+rating_job = dg.define_asset_job(
+    "rating_job", selection=dg.AssetSelection.groups(GROUP), partitions_def=DAILY,
+    description="Rate the mediated events of one or more days.")
+
+
+@dg.sensor(job=rating_job, minimum_interval_seconds=60,
+           description="Re-rates days with events in suspense when orders or rate plans change.")
+def suspense_rerating_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
+    settings = squak.settings
+    warehouse = squak.warehouse()
+    digest = hashlib.sha256()
+    for path in sorted((settings.reference_dir).glob("*/*.*")):
+        if path.parent.name in ("plans", "decks"):
+            digest.update(path.name.encode() + path.read_bytes())
+    if warehouse.table_exists("orders.services"):
+        digest.update(str(warehouse.scalar(
+            "select count(*) || ':' || coalesce(cast(max(active_from) as varchar), '') || ':' || "
+            "coalesce(cast(max(active_to) as varchar), '') from orders.services")).encode())
+    state = digest.hexdigest()
+    previous = json.loads(context.cursor) if context.cursor else {}
+    context.update_cursor(json.dumps({"state": state}))
+    if previous.get("state") == state:
+        return dg.SkipReason("orders and plans unchanged")
+    days = suspense_days(warehouse)
+    if not days:
+        return dg.SkipReason("nothing in suspense")
+    return [dg.RunRequest(partition_key=day, run_key=f"rerate:{day}:{state[:16]}") for day in days]
+
+
+defs = dg.Definitions(assets=[rated_events], jobs=[rating_job], sensors=[suspense_rerating_sensor])

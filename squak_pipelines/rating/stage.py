@@ -1,0 +1,185 @@
+"""Charging: rate the mediated events of day partitions for their accounts and plans.
+
+Each event belongs to the account whose service (the calling number) was active at the
+event's start, and is priced with that service's plan. Results go to `rating.rated_events`
+(with the price breakdown) or `rating.suspense` (`unknown_account`, `no_plan`, `no_rate`).
+A day is replaced as a whole, so re-rating after a plan or order change is deterministic;
+suspense is re-rated whenever a day is. Allowances carry over between days of a cycle:
+what earlier days used is the opening balance of a later one (rate days in order).
+A day whose mediation fraud gate failed is not rated (it is reported as blocked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from squak_pipelines.config import Settings
+from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
+from squak_pipelines.rating.plans import Plan, load_plans
+from squak_pipelines.warehouse import Warehouse
+
+EVENT_COLUMNS = ("event_key", "partition_day", "switch_id", "service", "call_type", "calling_number",
+                 "called_number", "start_utc", "answer_utc", "billsec", "answered")
+OWNED_EVENTS = """
+select e.event_key, e.partition_day, e.switch_id, e.service, e.call_type, e.calling_number,
+       e.called_number, e.start_utc, e.answer_utc, e.billsec, e.answered,
+       s.account_id, s.service_id, s.plan_id
+from mediation.events e
+left join orders.services s
+  on s.number = e.calling_number
+ and s.active_from <= e.start_utc
+ and e.start_utc < coalesce(s.active_to, cast('infinity' as timestamptz))
+where e.partition_day = :day
+order by e.start_utc, e.event_key
+"""
+UNOWNED_EVENTS = """
+select e.event_key, e.partition_day, e.switch_id, e.service, e.call_type, e.calling_number,
+       e.called_number, e.start_utc, e.answer_utc, e.billsec, e.answered,
+       cast(null as varchar) as account_id, cast(null as varchar) as service_id,
+       cast(null as varchar) as plan_id
+from mediation.events e
+where e.partition_day = :day
+order by e.start_utc, e.event_key
+"""
+SUSPENSE_COLUMNS = ("event_key", "partition_day", "reason", "service", "call_type", "calling_number",
+                    "called_number", "start_utc", "billsec", "account_id", "plan_id")
+DEFAULT_CHECKS = {"max_zero_priced_share": 0.5}
+
+
+@dataclass
+class RatingReport:
+    days: list[str] = field(default_factory=list)
+    blocked_days: list[str] = field(default_factory=list)
+    events: int = 0
+    rated: int = 0
+    suspense: dict[str, int] = field(default_factory=dict)
+    revenue: dict[str, dict[str, str]] = field(default_factory=dict)  # currency -> service/type -> amount
+
+
+def load_rating_checks(reference_dir: Path) -> dict[str, float]:
+    """Limits of the rating checks (reference/rating_checks.yaml, optional)."""
+    path = reference_dir / "rating_checks.yaml"
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return {**DEFAULT_CHECKS, **(loaded or {})}
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    for name, schema in TABLES.items():
+        if not warehouse.table_exists(name):
+            warehouse.load(name, schema.empty_table(), mode="append")
+
+
+def _gate_passed(warehouse: Warehouse, day: date) -> bool:
+    if not warehouse.table_exists("mediation.partition_status"):
+        return True
+    passed = warehouse.scalar(
+        "select bool_and(gate_passed) from mediation.partition_status where partition_day = :day",
+        {"day": day})
+    return passed is not False
+
+
+def _opening(warehouse: Warehouse, day: date, cycles: list[str]):
+    """Allowance units used in the same cycles by days rated before `day`."""
+    return warehouse.query_df(
+        "select account_id, cycle, allowance, sum(allowance_used) as used from rating.rated_events "
+        "where partition_day < :day and allowance is not null and cycle in "
+        "(select unnest(string_to_array(:cycles, ','))) group by 1, 2, 3",
+        {"day": day, "cycles": ",".join(cycles)})
+
+
+def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date) -> tuple[pa.Table, pa.Table]:
+    """(rated, suspense) rows of one partition day."""
+    has_orders = warehouse.table_exists("orders.services")
+    events = warehouse.query_arrow(OWNED_EVENTS if has_orders else UNOWNED_EVENTS, {"day": day})
+    unknown = pc.is_null(events["account_id"])
+    events_for_engine = events.set_column(
+        events.schema.get_field_index("plan_id"), "plan_id",
+        pc.if_else(unknown, pa.scalar(None, pa.string()), events["plan_id"].cast(pa.string())))
+    cycles = sorted({f"{d.year:04d}-{d.month:02d}" for d in
+                     pc.unique(pc.cast(events["start_utc"], pa.date32())).to_pylist() if d} |
+                    {f"{day.year:04d}-{day.month:02d}"})
+    priced = rate(events_for_engine, plans, _opening(warehouse, day, _neighbours(cycles)))
+    status = pc.if_else(unknown, pa.scalar("unknown_account"), priced["status"])
+    ok = pc.equal(status, "rated")
+    joined = events
+    for name in OUTPUT_SCHEMA.names:
+        if name != "status":
+            joined = joined.append_column(name, priced[name])
+    rated = joined.filter(ok).select(list(TABLES["rating.rated_events"].names))
+    suspense = joined.append_column("reason", status).filter(pc.invert(ok))
+    return (rated.cast(TABLES["rating.rated_events"]),
+            suspense.select(list(SUSPENSE_COLUMNS)).cast(TABLES["rating.suspense"]))
+
+
+def _neighbours(cycles: list[str]) -> list[str]:
+    """The cycles of the day's events plus the previous month (local time can fall there)."""
+    out = set(cycles)
+    for c in cycles:
+        year, month = int(c[:4]), int(c[5:])
+        out.add(f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}")
+        out.add(f"{year + (month == 12):04d}-{month % 12 + 1:02d}")
+    return sorted(out)
+
+
+def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> RatingReport:
+    """Rate each day (in order), replacing what was rated for it before."""
+    plans = load_plans(settings.reference_dir / "plans")
+    report = RatingReport()
+    with warehouse.session():
+        ensure_tables(warehouse)
+        for day in sorted(days):
+            if not _gate_passed(warehouse, day):
+                report.blocked_days.append(day.isoformat())
+                continue
+            rated, suspense = rate_day(warehouse, plans, day)
+            with warehouse.transaction():
+                for name, table in (("rating.rated_events", rated), ("rating.suspense", suspense)):
+                    warehouse.execute(f"delete from {name} where partition_day = :day", {"day": day})
+                    if table.num_rows:
+                        warehouse.load(name, table, mode="append")
+            report.days.append(day.isoformat())
+            report.events += rated.num_rows + suspense.num_rows
+            report.rated += rated.num_rows
+            for item in pc.value_counts(suspense["reason"]).to_pylist():
+                report.suspense[item["values"]] = report.suspense.get(item["values"], 0) + item["counts"]
+        if report.days:
+            report.revenue = revenue_by_type(warehouse, report.days)
+    return report
+
+
+def revenue_by_type(warehouse: Warehouse, days: list[str]) -> dict[str, dict[str, str]]:
+    """Net usage revenue per currency and service/call type over the given days."""
+    frame = warehouse.query_df(
+        "select currency, service || '/' || coalesce(call_type, '') as kind, "
+        "cast(sum(final_charge) as varchar) as amount from rating.rated_events "
+        "where partition_day between :first and :last group by 1, 2 order by 1, 2",
+        {"first": date.fromisoformat(min(days)), "last": date.fromisoformat(max(days))})
+    out: dict[str, dict[str, str]] = {}
+    for row in frame.itertuples(index=False):
+        out.setdefault(row.currency, {})[row.kind] = row.amount
+    return out
+
+
+def suspense_days(warehouse: Warehouse) -> list[str]:
+    """Days that hold events in suspense (to re-rate when orders or plans change)."""
+    if not warehouse.table_exists("rating.suspense"):
+        return []
+    frame = warehouse.query_df("select distinct partition_day from rating.suspense order by 1")
+    return [str(d)[:10] for d in frame["partition_day"]]
+
+
+_S, _TS = pa.string(), pa.timestamp("us", tz="UTC")
+_BASE = [("event_key", _S), ("partition_day", pa.date32()), ("switch_id", _S), ("service", _S),
+         ("call_type", _S), ("calling_number", _S), ("called_number", _S), ("start_utc", _TS),
+         ("answer_utc", _TS), ("billsec", pa.int64()), ("answered", pa.bool_()), ("account_id", _S),
+         ("service_id", _S), ("plan_id", _S)]
+TABLES = {
+    "rating.rated_events": pa.schema(_BASE + [f for f in OUTPUT_SCHEMA if f.name != "status"]),
+    "rating.suspense": pa.schema([(n, dict(_BASE).get(n, _S)) for n in SUSPENSE_COLUMNS]),
+}
