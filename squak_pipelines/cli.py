@@ -122,7 +122,7 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "rejected_by_reason", "services_active", "numbers_assigned",
                  "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
                  "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days",
-                 "rated", "suspense_by_reason", "revenue_by_service_and_call_type", "blocked_days")
+                 "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days")
 
 
 def _figure(value) -> str:
@@ -143,7 +143,8 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'staging', 'intermediate', 'marts') "
+           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'staging', "
+           "'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")

@@ -52,6 +52,7 @@ def rated_events(context: dg.AssetExecutionContext, squak: SquakResource):
         "events": report.events,
         "rated": report.rated,
         "suspense_by_reason": dg.MetadataValue.json(report.suspense),
+        "revenue_by_currency": dg.MetadataValue.json(report.revenue_by_currency),
         "revenue_by_service_and_call_type": dg.MetadataValue.json(report.revenue),
         "blocked_days": dg.MetadataValue.json(report.blocked_days),
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,6 +61,11 @@ class RatingReport:
     rated: int = 0
     suspense: dict[str, int] = field(default_factory=dict)
     revenue: dict[str, dict[str, str]] = field(default_factory=dict)  # currency -> service/type -> amount
+
+    @property
+    def revenue_by_currency(self) -> dict[str, str]:
+        return {cur: str(sum((Decimal(v) for v in kinds.values()), Decimal(0)))
+                for cur, kinds in self.revenue.items()}
 
 
 def load_rating_checks(reference_dir: Path) -> dict[str, float]:
