@@ -42,6 +42,18 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak() -> None:
+    """Start a new high-water mark of this process's resident memory (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def since_reset_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def write_plan(root: Path, prefixes: int, band_rule: str) -> Path:
     rows = voice_deck_rows("USD", "2026-10-01", "2026-10-15", extra_prefixes=prefixes)
     peak_rows = [{**r, "time_band": "peak", "rate": str(round(float(r["rate"]) * 1.2, 4))}
@@ -59,7 +71,8 @@ def write_plan(root: Path, prefixes: int, band_rule: str) -> Path:
         "decks": {"voice": "deck.csv"},
         "allowances": [{"name": "1,000 US minutes", "service": "voice", "minutes": 1000,
                         "destinations": ["United States*", "Canada*"]}],
-        "discounts": [{"name": "10% off international", "applies_to": "international_usage", "percent": "10"}],
+        "discounts": [{"name": "10% off international", "applies_to": "international_usage",
+                       "percent": "10"}],
     }
     path = root / f"bench-{band_rule}.yaml"
     path.write_text(yaml.safe_dump(plan))
@@ -83,16 +96,18 @@ def make_events(n: int, prefixes: list[str], seed: int = 11) -> pa.Table:
         "billsec": pa.array(billsec),
         "answered": pa.array(billsec > 0),
         "call_type": pc.if_else(pc.starts_with(chosen, "1"), "national", "international"),
-        "account_id": pc.binary_join_element_wise("ACC-", pa.array(rng.integers(0, 20_000, n)).cast(pa.string()),
-                                                  ""),
+        "account_id": pc.binary_join_element_wise(
+            "ACC-", pa.array(rng.integers(0, 20_000, n)).cast(pa.string()), ""),
         "plan_id": pa.array(np.full(n, "BENCH", dtype=object), pa.string()),
     })
 
 
 def sql_baseline(events: pa.Table, deck: Path) -> float:
-    con = duckdb.connect()
-    con.execute("create table deck as select * from read_csv(?, all_varchar=true) where time_band = '' "
-                "qualify row_number() over (partition by prefix order by effective_from desc) = 1", [str(deck)])
+    con = duckdb.connect(config={"memory_limit": "4GB"})
+    con.execute("create table deck as select * from read_csv(?, all_varchar=true) "
+                "where coalesce(time_band, '') = '' qualify row_number() over "
+                "(partition by prefix order by effective_from desc) = 1", [str(deck)])
+    con.register("events", events.select(["event_key", "called_number", "billsec"]))
     started = time.perf_counter()
     con.execute("""
         create table priced as
@@ -106,7 +121,9 @@ def sql_baseline(events: pa.Table, deck: Path) -> float:
             cast(connect_fee as decimal(18,6)) + cast(rate as decimal(18,6)) *
             (case when billsec <= a then a else a + ceil((billsec - a) / b) * b end) / 60, 4) end as charge
         from inc""")
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    priced = con.execute("select count(*) from priced").fetchone()[0]
+    return seconds, priced
 
 
 def main() -> None:
@@ -127,14 +144,18 @@ def main() -> None:
         print(f"input load: {events.num_rows:,} events built in {time.perf_counter() - started:.1f} s")
         for rule, plan in plans.items():
             rate(events.slice(0, 1000), {"BENCH": plan})  # compile the deck once (cached)
+            reset_peak()
             started = time.perf_counter()
             out = rate(events, {"BENCH": plan})
             seconds = time.perf_counter() - started
+            peak = since_reset_mib()
             rated = pc.sum(pc.equal(out["status"], "rated")).as_py()
             revenue = pc.sum(out["final_charge"]).as_py()
             print(f"engine ({rule} band rule): {events.num_rows:,} events in {seconds:.2f} s "
                   f"({events.num_rows / seconds:,.0f} events/s); rated {rated:,}, revenue {revenue} USD; "
-                  f"peak RSS {peak_mib():,.0f} MiB")
+                  f"peak RSS during the run {peak:,.0f} MiB (inputs {events.nbytes / 2**20:,.0f} MiB and "
+                  f"output {out.nbytes / 2**20:,.0f} MiB included)")
+            del out
             if rule == "start":
                 engine_rate = events.num_rows / seconds
         sample = events.slice(0, args.sample).to_pylist()
@@ -146,9 +167,9 @@ def main() -> None:
         python_rate = len(sample) / seconds
         print(f"per-row Python reference: {len(sample):,} events in {seconds:.1f} s ({python_rate:,.0f} "
               f"events/s); the engine is {engine_rate / python_rate:,.0f}x faster")
-        seconds = sql_baseline(events, root / "deck.csv")
-        print(f"plain DuckDB SQL join (prefix, increment, rate only): {events.num_rows / seconds:,.0f} "
-              f"events/s ({seconds:.1f} s)")
+        seconds, priced = sql_baseline(events, root / "deck.csv")
+        print(f"plain DuckDB SQL join (prefix, increment, rate only; {priced:,} priced): "
+              f"{events.num_rows / seconds:,.0f} events/s ({seconds:.1f} s)")
         print(f"peak RSS {peak_mib():,.0f} MiB at {datetime.now(UTC):%H:%M:%S} UTC")
 
 

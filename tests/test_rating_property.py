@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from squak_pipelines.rating import reference
+from squak_pipelines.rating import engine, reference
 from squak_pipelines.rating.engine import rate
 from tests.rating_helpers import DECK_HEADER, events, plan_at
 
@@ -52,7 +52,8 @@ def test_engine_equals_reference(rows, calls, band_rule, rounding, decimals, min
         if (service, prefix, band, eff) in seen:
             continue
         seen.add((service, prefix, band, eff))
-        lines.append(f"{prefix},{dest},{rate_ / 10000:.4f},{connect / 10000:.4f},{inc},{eff},{band},{service}")
+        price = f"{rate_ / 10000:.4f},{connect / 10000:.4f}"
+        lines.append(f"{prefix},{dest},{price},{inc},{eff},{band},{service}")
     bands = [{"name": "peak", "windows": ["Mon-Fri 08:00-18:00"]},
              {"name": "evening", "windows": ["Mon-Fri 18:00-22:00", "Sun 01:00-02:00"]}]
     if otherwise:
@@ -69,6 +70,11 @@ def test_engine_equals_reference(rows, calls, band_rule, rounding, decimals, min
               "at": (BASE + timedelta(seconds=t)).isoformat()}
              for d, t, b, a, s, acct, ct in calls]
     got = rate(events(specs), {"T": plan}).to_pylist()
+    saved, engine.CHUNK = engine.CHUNK, 3  # chunked pricing gives the same answer
+    try:
+        assert rate(events(specs), {"T": plan}).to_pylist() == got
+    finally:
+        engine.CHUNK = saved
     want = reference.rate_events([
         reference.Event(str(i), s["service"], s["called"], datetime.fromisoformat(s["at"]), s["billsec"],
                         s["answered"], s["call_type"], s["account"]) for i, s in enumerate(specs)], plan)

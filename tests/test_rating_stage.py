@@ -80,7 +80,8 @@ def test_suspense_is_rerated_when_the_order_or_plan_arrives(charged) -> None:
     day = date.fromisoformat(str(day)[:10])
     warehouse.execute("update orders.services set plan_id = 'NOT-YET' where number = :n", {"n": number})
     rate_days(warehouse, settings, [day])
-    assert warehouse.scalar("select reason from rating.suspense where event_key = :k", {"k": key}) == "no_plan"
+    reason = "select reason from rating.suspense where event_key = :k"
+    assert warehouse.scalar(reason, {"k": key}) == "no_plan"
     warehouse.execute("create table orders.services_held as select * from orders.services where number = :n",
                       {"n": number})
     warehouse.execute("delete from orders.services where number = :n", {"n": number})

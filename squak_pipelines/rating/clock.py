@@ -46,19 +46,10 @@ class OffsetTable:
         return self.next_change[utc_seconds // SLOT - self.first_slot] - utc_seconds
 
 
-def local_day(local_seconds: np.ndarray) -> np.ndarray:
-    return local_seconds // DAY
-
-
 def minute_of_week(local_seconds: np.ndarray) -> np.ndarray:
     """Minute of the local week, Monday 00:00 = 0."""
     days = local_seconds // DAY
     return ((days + EPOCH_WEEKDAY) % 7) * 1440 + (local_seconds % DAY) // 60
-
-
-def month_index(local_seconds: np.ndarray) -> np.ndarray:
-    """Months since 1970-01 of each local instant (the billing cycle of a calendar month)."""
-    return local_seconds.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
 
 
 def month_label(index: int) -> str:

@@ -45,15 +45,25 @@ def band_at(plan: Plan, local: datetime) -> str | None:
     return plan.bands[band] if band >= 0 else None
 
 
-def pick_row(plan: Plan, service: str, digits: str, local: datetime) -> DeckRow | None:
+def prefix_index(plan: Plan) -> dict[str, dict[str, list[DeckRow]]]:
+    """service -> prefix -> deck rows."""
+    index: dict[str, dict[str, list[DeckRow]]] = {}
+    for r in plan.rows:
+        index.setdefault(r.service, {}).setdefault(r.prefix, []).append(r)
+    return index
+
+
+def pick_row(plan: Plan, index: dict[str, list[DeckRow]], digits: str, local: datetime) -> DeckRow | None:
     """Rules 1-3: longest prefix in force, band row else fallback, latest effective date."""
     day = local.date()
-    live = [r for r in plan.deck(service) if r.effective_from is None or r.effective_from <= day]
-    matching = [r for r in live if digits.startswith(r.prefix)]
-    if not matching:
+    rows: list[DeckRow] = []
+    for length in range(len(digits), 0, -1):  # longest prefix with a row in force wins
+        candidates = index.get(digits[:length], [])
+        rows = [r for r in candidates if r.effective_from is None or r.effective_from <= day]
+        if rows:
+            break
+    if not rows:
         return None
-    longest = max(len(r.prefix) for r in matching)
-    rows = [r for r in matching if len(r.prefix) == longest]
     band = band_at(plan, local)
     for candidates in ([r for r in rows if r.band and r.band == band], [r for r in rows if not r.band]):
         if candidates:
@@ -70,6 +80,7 @@ def charged_seconds(row: DeckRow, billsec: int) -> int:
 
 def rate_events(events: list[Event], plan: Plan, allowances: bool = True) -> list[Priced]:
     zone = ZoneInfo(plan.timezone)
+    index = prefix_index(plan)
     out: list[Priced] = []
     for ev in events:
         local = ev.at.astimezone(zone)
@@ -79,7 +90,7 @@ def rate_events(events: list[Event], plan: Plan, allowances: bool = True) -> lis
         number = ev.called[1:] if ev.called.startswith("+") else ""
         if not (number.isdigit() and number.isascii() and len(number) <= 15):
             number = ""
-        priced.row = pick_row(plan, ev.service, number, local) if number else None
+        priced.row = pick_row(plan, index.get(ev.service, {}), number, local) if number else None
         if not billable or ev.call_type == "emergency":
             continue
         if priced.row is None:
