@@ -68,15 +68,24 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
                                 "order by quarantine_share desc")
     fraud_days = {manifest["cdr"]["fraud"][k]["day"] for k in ("fraud_burst", "fraud_irsf")}
     assert set(shares["partition_day"].astype(str)[:2]) == fraud_days, "the fraud days stand out"
-    return {t: warehouse.count(t) for t in (
+    # Rating: every mediated event rated or in suspense; the planted unknown callers wait there.
+    rated, suspense = warehouse.count("rating.rated_events"), warehouse.count("rating.suspense")
+    assert rated + suspense == warehouse.count("mediation.events")
+    unknown = warehouse.scalar("select count(*) from rating.suspense where reason = 'unknown_account'")
+    assert 0 < unknown <= sum(f["unknown_caller"] for f in files)
+    revenue = warehouse.scalar("select cast(sum(final_charge) as varchar) from rating.rated_events")
+    assert revenue and float(revenue) > 0
+    return {"revenue": revenue} | {t: warehouse.count(t) for t in (
         "raw.cdr_drop_files", "raw.tax_rates", "marts.ops_cdr_intake_daily",
         "marts.dim_tax_jurisdictions", "orders.order_lines", "orders.services", "orders.rejections",
         "orders.order_status_history", "mediation.events", "mediation.quarantine",
-        "mediation.rejects", "mediation.duplicates", "mediation.files")}
+        "mediation.rejects", "mediation.duplicates", "mediation.files", "rating.rated_events",
+        "rating.suspense")}
 
 
 def _check_output(stdout: str) -> None:
-    assert "[5/5] Warehouse models and tests (dbt)" in stdout
+    assert "[6/6] Warehouse models and tests (dbt)" in stdout
+    assert "rated:" in stdout and "revenue by currency:" in stdout and "USD: " in stdout
     assert "order lines by status: accepted" in stdout and "rejected by reason:" in stdout
     assert "FAILED" not in stdout
     assert "failed:" not in stdout
@@ -100,13 +109,13 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     _check_output(result.stdout)
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
     counts = _check_warehouse(env, manifest)
-    # Dagster's local storage holds the three stage runs, all successful.
+    # Dagster's local storage holds the stage runs, all successful.
     import dagster as dg
 
     home = tmp_path / "squak" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 5 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 6 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
@@ -129,6 +138,6 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     with engine.connect() as con:
         statuses = con.execute(sa.text("select status from runs")).scalars().all()
     engine.dispose()
-    assert statuses == ["SUCCESS"] * 5, "Dagster's runs are stored in PostgreSQL"
+    assert statuses == ["SUCCESS"] * 6, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
