@@ -25,8 +25,6 @@ from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
 from squak_pipelines.rating.plans import Plan, load_plans
 from squak_pipelines.warehouse import Warehouse
 
-EVENT_COLUMNS = ("event_key", "partition_day", "switch_id", "service", "call_type", "calling_number",
-                 "called_number", "start_utc", "answer_utc", "billsec", "answered")
 OWNED_EVENTS = """
 select e.event_key, e.partition_day, e.switch_id, e.service, e.call_type, e.calling_number,
        e.called_number, e.start_utc, e.answer_utc, e.billsec, e.answered,
