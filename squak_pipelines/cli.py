@@ -94,10 +94,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if report.error:
             print(f"        error: {report.error}")
 
+    from squak_pipelines.invoicing.stage import last_closed_cycle
     from squak_pipelines.mediation.stage import mediated_days, pending_days
     from squak_pipelines.warehouse import open_warehouse
 
     def days_for(stage) -> list[str]:
+        if stage.key == "invoicing":
+            cycle = last_closed_cycle(open_warehouse(settings))
+            print(f"        billing cycle: {cycle or 'none closed with usage'}")
+            return [f"{cycle}-01"] if cycle else []
         if stage.key == "rating":
             days = mediated_days(open_warehouse(settings))
             print(f"        {len(days)} mediated day(s) to rate")
@@ -122,7 +127,9 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "rejected_by_reason", "services_active", "numbers_assigned",
                  "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
                  "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days",
-                 "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days")
+                 "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days",
+                 "drafts", "invoices_finalized", "already_final", "invoice_totals", "tax_totals",
+                 "documents")
 
 
 def _figure(value) -> str:
@@ -143,13 +150,14 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'staging', "
+           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'invoicing', 'staging', "
            "'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")
     print(f"    data directory: {settings.data_dir}")
     print(f"      stage logs:      {settings.data_dir / 'logs'}")
+    print(f"      invoices:        {settings.data_dir / 'invoices'} (HTML and JSON per invoice, drafts/)")
     print(f"      reference files: {settings.reference_dir}")
     print(f"      CDR drop folder: {settings.cdr_drop_dir}")
     print(f"      order drops:     {settings.orders_drop_dir}")
@@ -232,6 +240,24 @@ def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.invoicing.stage import bill_cycle
+    from squak_pipelines.warehouse import open_warehouse
+
+    try:
+        report = bill_cycle(open_warehouse(settings), settings, args.cycle, finalize=not args.preview)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    kind = "draft (preview, not numbered)" if args.preview else "final"
+    print(f"cycle {report.cycle}: {report.drafts} {kind} invoice(s) computed"
+          + ("" if args.preview else f", {report.finalized} finalized, {report.already_final} already final"))
+    for currency, total in sorted(report.totals.items()):
+        print(f"  {currency}: total {total} (taxes {report.tax_totals[currency]})")
+    print(f"  documents: {report.documents / 'drafts' if args.preview else report.documents}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--note", default="", help="why")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.set_defaults(func=cmd_quarantine)
+    bill = sub.add_parser("bill", help="draft and finalize a billing cycle's invoices")
+    bill.add_argument("--cycle", required=True, help="YYYY-MM")
+    bill.add_argument("--preview", action="store_true", help="drafts only: nothing numbered or finalized")
+    bill.set_defaults(func=cmd_bill)
     quote = sub.add_parser("rate", help="price a canonical events CSV under one plan (a quote)")
     quote.add_argument("--plan", required=True, help="plan YAML (its decks are read too)")
     quote.add_argument("--events", required=True, help="canonical events CSV")

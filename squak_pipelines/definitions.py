@@ -4,6 +4,7 @@ import dagster as dg
 
 from squak_pipelines.analytics import defs as analytics
 from squak_pipelines.capture import defs as capture
+from squak_pipelines.invoicing import defs as invoicing
 from squak_pipelines.mediation import defs as mediation
 from squak_pipelines.orders import defs as orders
 from squak_pipelines.rating import defs as rating
@@ -20,6 +21,7 @@ defs = dg.Definitions.merge(
     capture.defs,
     mediation.defs,
     rating.defs,
+    invoicing.defs,
     analytics.defs,
     dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
 )

@@ -31,6 +31,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("mediation", "CDR mediation (parse, normalize, de-duplicate, fraud gate)", "mediation_job",
           partitioned=True),
     Stage("rating", "Rating and charging (price every event, suspense)", "rating_job", partitioned=True),
+    Stage("invoicing", "Billing cycle (draft, finalize and render invoices)", "invoicing_job",
+          partitioned=True),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -265,17 +266,39 @@ class PostgresWarehouse(Warehouse):
 
     def __init__(self, url: str):
         self.url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        self._held: sa.Connection | None = None
 
     @cached_property
     def engine(self) -> sa.Engine:
         return sa.create_engine(self.url, pool_pre_ping=True)
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator[Warehouse]:
+        """Every operation inside runs on one connection in one transaction (all or nothing)."""
+        if self._held is not None:
+            yield self
+            return
         with self.engine.begin() as con:
+            self._held = con
+            try:
+                yield self
+            finally:
+                self._held = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        if self._held is not None:
+            yield self._held
+            return
+        with self.engine.begin() as con:
+            yield con
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with self._connection() as con:
             con.execute(sa.text(sql), dict(params or {}))
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        with self.engine.connect() as con:
+        with self._connection() as con:
             result = con.execute(sa.text(sql), dict(params or {}))
             type_codes = [col[1] for col in result.cursor.description]
             names = list(result.keys())
@@ -285,11 +308,11 @@ class PostgresWarehouse(Warehouse):
     def query_arrow_with(self, sql: str, name: str, data: pa.Table | pd.DataFrame,
                          params: Mapping[str, Any] | None = None) -> pa.Table:
         """The data goes into a temporary table by COPY, then one query joins it."""
-        alias = f"_squak_{check_identifier(name)}"
+        alias = f"_squak_{check_identifier(name)}_{uuid.uuid4().hex[:8]}"
         arrow = _copy_ready(to_arrow(data))
         columns = ", ".join(f'"{n}" {pg_type(t)}' for n, t in
                             zip(arrow.column_names, arrow.schema.types, strict=True))
-        with self.engine.begin() as con:
+        with self._connection() as con:
             raw = con.connection.driver_connection
             with raw.cursor() as cur:
                 cur.execute(f"create temporary table {alias} ({columns}) on commit drop")
@@ -306,21 +329,13 @@ class PostgresWarehouse(Warehouse):
         arrow = _copy_ready(to_arrow(data))
         columns = ", ".join(f'"{name}" {pg_type(t)}' for name, t in
                             zip(arrow.column_names, arrow.schema.types, strict=True))
-        raw = self.engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                if schema := _schema_of(table):
-                    cur.execute(f"create schema if not exists {schema}")
-                if mode == "replace":
-                    cur.execute(f"drop table if exists {table} cascade")
-                cur.execute(f"create table if not exists {table} ({columns})")
-                _copy_into(cur, table, arrow)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
+        with self._connection() as con, con.connection.driver_connection.cursor() as cur:
+            if schema := _schema_of(table):
+                cur.execute(f"create schema if not exists {schema}")
+            if mode == "replace":
+                cur.execute(f"drop table if exists {table} cascade")
+            cur.execute(f"create table if not exists {table} ({columns})")
+            _copy_into(cur, table, arrow)
         return arrow.num_rows
 
 

@@ -75,17 +75,23 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
     assert 0 < unknown <= sum(f["unknown_caller"] for f in files)
     revenue = warehouse.scalar("select cast(sum(final_charge) as varchar) from rating.rated_events")
     assert revenue and float(revenue) > 0
+    # Invoicing: the demo month finalized, numbered from 1, with documents on disk.
+    numbers = sorted(warehouse.query_df("select number from invoicing.invoices")["number"])
+    assert numbers and numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)]
+    docs = Path(env["SQUAK_DATA_DIR"]) / "invoices" / "2026-10"
+    assert (docs / f"{numbers[0]}.html").exists() and (docs / f"{numbers[-1]}.json").exists()
     return {"revenue": revenue} | {t: warehouse.count(t) for t in (
         "raw.cdr_drop_files", "raw.tax_rates", "marts.ops_cdr_intake_daily",
         "marts.dim_tax_jurisdictions", "orders.order_lines", "orders.services", "orders.rejections",
         "orders.order_status_history", "mediation.events", "mediation.quarantine",
         "mediation.rejects", "mediation.duplicates", "mediation.files", "rating.rated_events",
-        "rating.suspense")}
+        "rating.suspense", "invoicing.invoices", "invoicing.invoice_lines", "invoicing.billed_events")}
 
 
 def _check_output(stdout: str) -> None:
-    assert "[6/6] Warehouse models and tests (dbt)" in stdout
+    assert "[7/7] Warehouse models and tests (dbt)" in stdout
     assert "rated:" in stdout and "revenue by currency:" in stdout and "USD: " in stdout
+    assert "invoices finalized:" in stdout and "invoices:" in stdout
     assert "order lines by status: accepted" in stdout and "rejected by reason:" in stdout
     assert "FAILED" not in stdout
     assert "failed:" not in stdout
@@ -115,7 +121,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     home = tmp_path / "squak" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 6 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 7 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
@@ -138,6 +144,6 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     with engine.connect() as con:
         statuses = con.execute(sa.text("select status from runs")).scalars().all()
     engine.dispose()
-    assert statuses == ["SUCCESS"] * 6, "Dagster's runs are stored in PostgreSQL"
+    assert statuses == ["SUCCESS"] * 7, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts

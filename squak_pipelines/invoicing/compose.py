@@ -1,0 +1,329 @@
+"""Compose an account's invoice for a billing cycle from its services, plan fees and usage.
+
+Plain Python over small per-account inputs (a month has one invoice per account and
+currency, not one per call: usage arrives already summed by the warehouse). Money is
+Decimal. Rules (BILLING_RULES.md, plus the choices written in the README):
+- cycle: the calendar month in the plan's time zone; invoice date is the first day after it;
+- recurring fee per service period (the plan's fee for the service's product), prorated by
+  day: days active in the cycle / days in the cycle, the activation day counted and the
+  disconnection day not; a plan change ends one period and starts the next;
+- one-time activation fee when a service's first period starts inside the cycle;
+- usage lines grouped by service, call type and destination (calls, minutes or messages,
+  allowance used, amount); usage of an earlier cycle not yet invoiced is labelled late;
+- discounts as their own negative lines, by discount and call type;
+- every line rounded half up to the currency's minor unit; subtotal = sum of the lines;
+  each tax computed once on its whole taxable base and rounded once; total = subtotal + taxes.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from squak_pipelines.money import parse_amount, round_to_currency
+from squak_pipelines.rating.plans import Plan
+
+PAYMENT_TERMS_DAYS = 15
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    label: str  # YYYY-MM
+    first: date
+    last: date  # inclusive
+
+    @classmethod
+    def parse(cls, label: str) -> Cycle:
+        try:
+            year, month = (int(x) for x in label.split("-"))
+            first = date(year, month, 1)
+        except ValueError:
+            raise ValueError(f"billing cycle must be YYYY-MM, got {label!r}") from None
+        return cls(label, first, date(year, month, calendar.monthrange(year, month)[1]))
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    @property
+    def issue_date(self) -> date:
+        return self.last + timedelta(days=1)
+
+
+@dataclass
+class Line:
+    kind: str  # recurring, one_time, usage, late_usage, discount, tax
+    description: str
+    amount: Decimal
+    quantity: Decimal = Decimal(1)
+    unit: str = ""
+    unit_price: Decimal | None = None
+    service_id: str = ""
+    call_type: str = ""
+    destination: str = ""
+    calls: int = 0
+    allowance_used: Decimal = ZERO
+    tax_id: str = ""
+    base: Decimal | None = None  # taxable base of a tax line
+
+
+@dataclass
+class Invoice:
+    account_id: str
+    cycle: str
+    currency: str
+    issue_date: str
+    due_date: str
+    customer: dict[str, str]
+    lines: list[Line] = field(default_factory=list)
+    subtotal: Decimal = ZERO
+    tax_total: Decimal = ZERO
+    total: Decimal = ZERO
+    previous_balance: Decimal = ZERO
+    amount_due: Decimal = ZERO
+    number: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.account_id}:{self.cycle}:{self.currency}"
+
+    def as_dict(self) -> dict:
+        """JSON-ready (amounts as decimal strings)."""
+
+        def plain(value):
+            if isinstance(value, Decimal):
+                return str(value)
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return plain({**asdict(self), "key": self.key})
+
+
+@dataclass(frozen=True)
+class ServicePeriod:
+    service_id: str
+    product_id: str
+    plan_id: str
+    number: str | None
+    period: int
+    active_from: datetime  # UTC
+    active_to: datetime | None
+
+
+def _local_date(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+def active_days(period: ServicePeriod, cycle: Cycle, zone: ZoneInfo) -> int:
+    """Days of the cycle the service was active (activation day in, disconnection day out)."""
+    start = max(cycle.first, _local_date(period.active_from, zone))
+    end = cycle.last + timedelta(days=1)
+    if period.active_to is not None:
+        end = min(end, _local_date(period.active_to, zone))
+    return max((end - start).days, 0)
+
+
+def service_lines(
+    periods: list[ServicePeriod], plans: dict[str, Plan], cycle: Cycle, currency: str
+) -> list[Line]:
+    """Recurring (prorated) and one-time lines of an account's service periods."""
+    lines: list[Line] = []
+    for p in sorted(periods, key=lambda x: (x.active_from, x.service_id, x.period)):
+        plan = plans.get(p.plan_id)
+        if plan is None or plan.currency != currency:
+            continue
+        zone = ZoneInfo(plan.timezone)
+        days = active_days(p, cycle, zone)
+        label = f" {p.number}" if p.number else ""
+        for fee in (plan.fees or {}).get("recurring", []):
+            if fee.get("product") != p.product_id or days == 0:
+                continue
+            price = parse_amount(str(fee["amount"]), field="fees.recurring.amount")
+            full = days == cycle.days
+            text = f"{fee.get('description', p.product_id)}{label} ({plan.name})"
+            if not full:
+                text += f", {days} of {cycle.days} days"
+            lines.append(
+                Line(
+                    "recurring",
+                    text,
+                    round_to_currency(price * days / cycle.days, currency),
+                    (Decimal(days) / cycle.days).quantize(Decimal("0.0001")) if not full else Decimal(1),
+                    "month",
+                    price,
+                    service_id=p.service_id,
+                )
+            )
+        activated = _local_date(p.active_from, zone)
+        if p.period == 1 and cycle.first <= activated <= cycle.last:
+            for fee in (plan.fees or {}).get("one_time", []):
+                if fee.get("product") not in (None, p.product_id):
+                    continue
+                price = parse_amount(str(fee["amount"]), field="fees.one_time.amount")
+                lines.append(
+                    Line(
+                        "one_time",
+                        f"{fee.get('description', 'One-time charge')}{label}",
+                        round_to_currency(price, currency),
+                        Decimal(1),
+                        "each",
+                        price,
+                        service_id=p.service_id,
+                    )
+                )
+    return lines
+
+
+def usage_lines(usage: list[dict], cycle: Cycle, currency: str) -> list[Line]:
+    """Usage and discount lines from usage sums (one dict per service, call type, destination
+    and cycle: calls, units, allowance_used, charge, discount, discount_name)."""
+    lines: list[Line] = []
+    discounts: dict[tuple[str, str, bool], Decimal] = {}
+    for u in sorted(
+        usage, key=lambda x: (x["cycle"], x["service"], x["call_type"] or "", x["destination"] or "")
+    ):
+        late = u["cycle"] < cycle.label
+        voice = u["service"] == "voice"
+        quantity = Decimal(int(u["units"])) / 60 if voice else Decimal(int(u["units"]))
+        allowance = Decimal(int(u["allowance_used"])) / 60 if voice else Decimal(int(u["allowance_used"]))
+        prefix = f"Late usage from {u['cycle']}: " if late else ""
+        what = "calls" if voice else "messages"
+        text = (
+            f"{prefix}{u['service'].upper() if not voice else 'Voice'} {u['call_type'] or ''} - "
+            f"{u['destination'] or 'no destination'} ({int(u['calls'])} {what})"
+        )
+        lines.append(
+            Line(
+                "late_usage" if late else "usage",
+                " ".join(text.split()),
+                round_to_currency(Decimal(u["charge"]), currency),
+                quantity.quantize(Decimal("0.01")),
+                "min" if voice else "msg",
+                call_type=u["call_type"] or "",
+                destination=u["destination"] or "",
+                calls=int(u["calls"]),
+                allowance_used=allowance.quantize(Decimal("0.01")),
+            )
+        )
+        if u.get("discount") and Decimal(u["discount"]) != 0:
+            key = (u["discount_name"] or "Discount", u["call_type"] or "", late)
+            discounts[key] = discounts.get(key, ZERO) + Decimal(u["discount"])
+    for (name, call_type, late), amount in sorted(discounts.items()):
+        label = f"{name} ({call_type} usage{', late' if late else ''})"
+        lines.append(Line("discount", label, -round_to_currency(amount, currency), call_type=call_type))
+    return lines
+
+
+def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currency: str) -> list[Line]:
+    """Each applicable tax once on its whole base (EN 16931), rounded once."""
+    out: list[Line] = []
+    for tax in taxes:
+        scope = tax["applies_to"]
+        if tax["kind"] == "fixed":
+            if tax["currency"] != currency or active_numbers == 0:
+                continue
+            amount = Decimal(tax["amount"])
+            out.append(
+                Line(
+                    "tax",
+                    f"{tax['name']} ({active_numbers} numbers)",
+                    round_to_currency(amount * active_numbers, currency),
+                    Decimal(active_numbers),
+                    "number",
+                    amount,
+                    tax_id=tax["tax_id"],
+                )
+            )
+            continue
+        base = sum((line.amount for line in lines if _taxable(line, scope)), ZERO)
+        if base == 0:
+            continue
+        rate = Decimal(tax["rate_percent"])
+        out.append(
+            Line(
+                "tax",
+                f"{tax['name']} {rate.normalize():f}%",
+                round_to_currency(base * rate / 100, currency),
+                tax_id=tax["tax_id"],
+                base=base,
+            )
+        )
+    return out
+
+
+def _taxable(line: Line, scope: str) -> bool:
+    usage = line.kind in ("usage", "late_usage") or (line.kind == "discount" and line.call_type != "")
+    if scope == "all":
+        return line.kind != "tax"
+    if scope == "usage":
+        return usage
+    if scope == "recurring":
+        return line.kind == "recurring"
+    if scope == "international_usage":
+        return usage and line.call_type == "international"
+    return False
+
+
+def compose(
+    account: dict[str, str],
+    cycle: Cycle,
+    currency: str,
+    periods: list[ServicePeriod],
+    plans: dict[str, Plan],
+    usage: list[dict],
+    taxes: list[dict],
+    previous_balance: Decimal = ZERO,
+) -> Invoice:
+    """The invoice of one account, cycle and currency."""
+    lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
+    numbers = len({p.number for p in periods if p.number and _active_in(p, cycle, plans)})
+    taxes_due = tax_lines(lines, taxes, numbers, currency)
+    subtotal = sum((line.amount for line in lines), ZERO)
+    tax_total = sum((line.amount for line in taxes_due), ZERO)
+    customer = {
+        k: account.get(k) or ""
+        for k in (
+            "account_id",
+            "name",
+            "email",
+            "street",
+            "city",
+            "state",
+            "postal_code",
+            "country",
+            "segment",
+            "delivery_method",
+            "privacy_mask",
+            "brand_logo",
+            "brand_primary_color",
+            "brand_accent_color",
+            "template",
+        )
+    }
+    return Invoice(
+        account_id=account["account_id"],
+        cycle=cycle.label,
+        currency=currency,
+        issue_date=cycle.issue_date.isoformat(),
+        due_date=(cycle.issue_date + timedelta(days=PAYMENT_TERMS_DAYS)).isoformat(),
+        customer=customer,
+        lines=lines + taxes_due,
+        subtotal=subtotal,
+        tax_total=tax_total,
+        total=subtotal + tax_total,
+        previous_balance=previous_balance,
+        amount_due=subtotal + tax_total + previous_balance,
+    )
+
+
+def _active_in(period: ServicePeriod, cycle: Cycle, plans: dict[str, Plan]) -> bool:
+    plan = plans.get(period.plan_id)
+    zone = ZoneInfo(plan.timezone if plan else "UTC")
+    return active_days(period, cycle, zone) > 0

@@ -1,0 +1,125 @@
+"""Dagster wrappers for the billing cycle: monthly draft and final invoices, their checks,
+and the schedule that closes the previous month."""
+
+import os
+
+import dagster as dg
+
+from squak_pipelines.invoicing.stage import bill_cycle
+from squak_pipelines.resources import SquakResource
+
+GROUP = "invoicing"
+MONTHLY = dg.MonthlyPartitionsDefinition(
+    start_date=os.environ.get("SQUAK_FIRST_CYCLE", "2025-01-01"), end_offset=1
+)
+INVOICES = dg.AssetKey(["invoicing", "invoices"])
+DRAFTS = dg.AssetKey(["invoicing", "drafts"])
+UPSTREAM = [
+    dg.AssetKey(["rating", "rated_events"]),
+    dg.AssetKey(["orders", "services"]),
+    dg.AssetKey(["raw", "tax_rates"]),
+]
+
+
+def _cycles(context: dg.AssetExecutionContext) -> list[str]:
+    return sorted({key[:7] for key in context.partition_keys})
+
+
+@dg.asset(
+    key=DRAFTS,
+    group_name=GROUP,
+    kinds={"python", "html"},
+    deps=UPSTREAM,
+    partitions_def=MONTHLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Preview of the cycle's invoices (not numbered, not final), rendered as HTML/JSON.",
+)
+def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
+    reports = [bill_cycle(squak.warehouse(), squak.settings, c, finalize=False) for c in _cycles(context)]
+    return dg.MaterializeResult(
+        metadata={
+            "drafts": sum(r.drafts for r in reports),
+            "totals_by_cycle_and_currency": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
+            "documents": dg.MetadataValue.path(str(reports[-1].documents / "drafts")),
+        }
+    )
+
+
+@dg.asset(
+    key=INVOICES,
+    group_name=GROUP,
+    kinds={"python", "html"},
+    deps=[DRAFTS, *UPSTREAM],
+    partitions_def=MONTHLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "totals_add_up",
+            asset=INVOICES,
+            description="Every final invoice: subtotal = sum of its lines, total = subtotal + taxes.",
+        ),
+        dg.AssetCheckSpec(
+            "gapless_numbers",
+            asset=INVOICES,
+            description="Invoice numbers of each series run 1..N without gaps.",
+        ),
+    ],
+    description="Finalized invoices: numbered gaplessly, immutable, with HTML and JSON documents.",
+)
+def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
+    warehouse = squak.warehouse()
+    reports = [bill_cycle(warehouse, squak.settings, c, finalize=True) for c in _cycles(context)]
+    yield dg.MaterializeResult(
+        metadata={
+            "invoices_finalized": sum(r.finalized for r in reports),
+            "already_final": sum(r.already_final for r in reports),
+            "invoice_totals": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
+            "tax_totals": dg.MetadataValue.json({r.cycle: r.tax_totals for r in reports}),
+            "documents": dg.MetadataValue.path(str(reports[-1].documents)),
+        }
+    )
+    off = warehouse.query_df(
+        "select i.number, i.subtotal, i.tax_total, i.total, "
+        "sum(case when l.kind <> 'tax' then l.amount else 0 end) as lines, "
+        "sum(case when l.kind = 'tax' then l.amount else 0 end) as taxes "
+        "from invoicing.invoices i join invoicing.invoice_lines l on l.invoice_key = i.invoice_key "
+        "group by 1, 2, 3, 4 having sum(case when l.kind <> 'tax' then l.amount else 0 end) <> i.subtotal "
+        "or sum(case when l.kind = 'tax' then l.amount else 0 end) <> i.tax_total "
+        "or i.subtotal + i.tax_total <> i.total"
+    )
+    yield dg.AssetCheckResult(
+        check_name="totals_add_up",
+        asset_key=INVOICES,
+        passed=off.empty,
+        metadata={"invoices_off": dg.MetadataValue.json(off.astype(str).to_dict("records"))},
+    )
+    series = warehouse.query_df(
+        "select substr(number, 1, 8) as series, count(*) as n, "
+        "max(cast(substr(number, 10) as integer)) as top, min(cast(substr(number, 10) as integer)) as low "
+        "from invoicing.invoices group by 1"
+    )
+    gaps = series[(series["n"] != series["top"]) | (series["low"] != 1)]
+    yield dg.AssetCheckResult(
+        check_name="gapless_numbers",
+        asset_key=INVOICES,
+        passed=gaps.empty,
+        metadata={"series": dg.MetadataValue.json(series.astype(str).to_dict("records"))},
+    )
+
+
+invoicing_job = dg.define_asset_job(
+    "invoicing_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=MONTHLY,
+    description="Draft and finalize a billing cycle's invoices.",
+)
+close_cycle_schedule = dg.build_schedule_from_partitioned_job(
+    invoicing_job,
+    day_of_month=int(os.environ.get("SQUAK_BILL_DAY", "1")),
+    hour_of_day=int(os.environ.get("SQUAK_BILL_HOUR", "6")),
+    description="Closes the previous month's cycle (day and hour: SQUAK_BILL_DAY, SQUAK_BILL_HOUR).",
+)
+
+defs = dg.Definitions(
+    assets=[draft_invoices, final_invoices], jobs=[invoicing_job], schedules=[close_cycle_schedule]
+)

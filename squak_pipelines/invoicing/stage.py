@@ -1,0 +1,420 @@
+"""The billing cycle on the warehouse: draft (preview) and finalize a month's invoices.
+
+Inputs are read set-based: accounts, service periods overlapping the cycle, usage summed
+per account, currency, cycle, service, call type and destination from `rating.rated_events`
+(events of this cycle and earlier ones not yet invoiced), and the tax table. Drafts are
+replaced on every run. Finalizing numbers the drafts gaplessly per series
+(`SQK-<year>-<000001>`) inside one transaction that also records the events billed, so a
+finalized invoice never changes; re-running a cycle leaves it as it is and rewrites its
+documents byte for byte from the stored JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from squak_pipelines.config import Settings
+from squak_pipelines.invoicing.compose import Cycle, Invoice, Line, ServicePeriod, compose
+from squak_pipelines.invoicing.render import render_html, render_json
+from squak_pipelines.rating.plans import load_plans
+from squak_pipelines.reference.files import load_tax_rates
+from squak_pipelines.warehouse import Warehouse
+
+USAGE_SQL = """
+select r.account_id, r.currency, r.cycle, r.service, r.call_type, r.destination, r.discount_name,
+       count(*) as calls, sum(r.charged_units) as units, sum(r.allowance_used) as allowance_used,
+       sum(r.charge) as charge, sum(r.discount) as discount
+from rating.rated_events r
+where r.cycle <= :cycle and r.answered
+  and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
+group by 1, 2, 3, 4, 5, 6, 7
+"""
+_S, _D = pa.string(), pa.decimal128(18, 6)
+TABLES = {
+    "invoicing.invoices": pa.schema(
+        [
+            ("number", _S),
+            ("invoice_key", _S),
+            ("account_id", _S),
+            ("cycle", _S),
+            ("currency", _S),
+            ("issue_date", pa.date32()),
+            ("due_date", pa.date32()),
+            ("subtotal", _D),
+            ("tax_total", _D),
+            ("total", _D),
+            ("previous_balance", _D),
+            ("amount_due", _D),
+            ("document", _S),
+            ("html_sha256", _S),
+            ("finalized_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
+    "invoicing.invoice_lines": pa.schema(
+        [
+            ("invoice_key", _S),
+            ("line_no", pa.int64()),
+            ("kind", _S),
+            ("description", _S),
+            ("quantity", _D),
+            ("unit", _S),
+            ("unit_price", _D),
+            ("amount", _D),
+            ("service_id", _S),
+            ("call_type", _S),
+            ("destination", _S),
+            ("calls", pa.int64()),
+            ("allowance_used", _D),
+            ("tax_id", _S),
+            ("base", _D),
+        ]
+    ),
+    "invoicing.drafts": pa.schema(
+        [
+            ("invoice_key", _S),
+            ("account_id", _S),
+            ("cycle", _S),
+            ("currency", _S),
+            ("subtotal", _D),
+            ("tax_total", _D),
+            ("total", _D),
+            ("amount_due", _D),
+            ("document", _S),
+        ]
+    ),
+    "invoicing.billed_events": pa.schema([("event_key", _S), ("invoice_number", _S)]),
+    "invoicing.number_series": pa.schema([("series", _S), ("next_number", pa.int64())]),
+}
+
+
+@dataclass
+class BillingReport:
+    cycle: str
+    drafts: int = 0
+    finalized: int = 0
+    already_final: int = 0
+    totals: dict[str, str] = field(default_factory=dict)  # currency -> amount (this run's invoices)
+    tax_totals: dict[str, str] = field(default_factory=dict)
+    numbers: list[str] = field(default_factory=list)
+    documents: Path | None = None
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    for name, schema in TABLES.items():
+        if not warehouse.table_exists(name):
+            warehouse.load(name, schema.empty_table(), mode="append")
+
+
+def _periods(warehouse: Warehouse, cycle: Cycle) -> dict[str, list[ServicePeriod]]:
+    if not warehouse.table_exists("orders.services"):
+        return {}
+    start = datetime.combine(cycle.first, time(), UTC) - timedelta(days=1)
+    end = datetime.combine(cycle.last, time(), UTC) + timedelta(days=2)
+    rows = warehouse.query_arrow(
+        "select service_id, account_id, product_id, plan_id, number, period, active_from, active_to "
+        "from orders.services where active_from < :end and (active_to is null or active_to > :start)",
+        {"start": start, "end": end},
+    ).to_pylist()
+    out: dict[str, list[ServicePeriod]] = {}
+    for r in rows:
+        out.setdefault(r["account_id"], []).append(
+            ServicePeriod(
+                r["service_id"],
+                r["product_id"],
+                r["plan_id"],
+                r["number"],
+                int(r["period"]),
+                r["active_from"],
+                r["active_to"],
+            )
+        )
+    return out
+
+
+def _usage(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], list[dict]]:
+    if not warehouse.table_exists("rating.rated_events"):
+        return {}
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in warehouse.query_arrow(USAGE_SQL, {"cycle": cycle.label}).to_pylist():
+        out.setdefault((r["account_id"], r["currency"]), []).append(r)
+    return out
+
+
+def _previous_balances(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], Decimal]:
+    """Amount due on each account's latest finalized invoice before the cycle (payments are
+    not recorded yet, so nothing reduces it)."""
+    rows = warehouse.query_arrow(
+        "select account_id, currency, amount_due from (select account_id, currency, amount_due, "
+        "row_number() over (partition by account_id, currency order by cycle desc) as n "
+        "from invoicing.invoices where cycle < :cycle) x where n = 1",
+        {"cycle": cycle.label},
+    ).to_pylist()
+    return {(r["account_id"], r["currency"]): Decimal(r["amount_due"]) for r in rows}
+
+
+def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> list[Invoice]:
+    """Drafts for every account with services or usage in the cycle and no final invoice yet."""
+    plans = load_plans(settings.reference_dir / "plans")
+    taxes = load_tax_rates(settings.reference_dir / "tax_rates.csv").to_pylist()
+    accounts = {
+        a["account_id"]: a for a in warehouse.query_arrow("select * from orders.accounts").to_pylist()
+    }
+    periods = _periods(warehouse, cycle)
+    usage = _usage(warehouse, cycle)
+    balances = _previous_balances(warehouse, cycle)
+    final = {
+        r["invoice_key"]
+        for r in warehouse.query_arrow(
+            "select invoice_key from invoicing.invoices where cycle = :cycle", {"cycle": cycle.label}
+        ).to_pylist()
+    }
+    keys: set[tuple[str, str]] = set(usage)
+    for account_id, items in periods.items():
+        for p in items:
+            if p.plan_id in plans:
+                keys.add((account_id, plans[p.plan_id].currency))
+    drafts = []
+    for account_id, currency in sorted(keys):
+        account = accounts.get(account_id)
+        if account is None or f"{account_id}:{cycle.label}:{currency}" in final:
+            continue
+        jurisdiction = [
+            t
+            for t in taxes
+            if t["country"] == account["country"]
+            and t["state"] in ("", account["state"])
+            and (t["effective_from"] is None or t["effective_from"] <= cycle.last)
+        ]
+        invoice = compose(
+            account,
+            cycle,
+            currency,
+            periods.get(account_id, []),
+            plans,
+            usage.get((account_id, currency), []),
+            jurisdiction,
+            balances.get((account_id, currency), Decimal(0)),
+        )
+        if invoice.lines:
+            drafts.append(invoice)
+    return drafts
+
+
+def _money(values: list[Decimal | None]) -> pa.Array:
+    return pa.array(values, _D)
+
+
+def _lines_table(invoices: list[Invoice]) -> pa.Table:
+    rows = [(inv.key, n, line) for inv in invoices for n, line in enumerate(inv.lines, 1)]
+    get = lambda attr: [getattr(line, attr) for _, _, line in rows]  # noqa: E731
+    return pa.table(
+        {
+            "invoice_key": [k for k, _, _ in rows],
+            "line_no": pa.array([n for _, n, _ in rows], pa.int64()),
+            "kind": get("kind"),
+            "description": get("description"),
+            "quantity": _money(get("quantity")),
+            "unit": get("unit"),
+            "unit_price": _money(get("unit_price")),
+            "amount": _money(get("amount")),
+            "service_id": get("service_id"),
+            "call_type": get("call_type"),
+            "destination": get("destination"),
+            "calls": pa.array(get("calls"), pa.int64()),
+            "allowance_used": _money(get("allowance_used")),
+            "tax_id": get("tax_id"),
+            "base": _money(get("base")),
+        },
+        schema=TABLES["invoicing.invoice_lines"],
+    )
+
+
+def _write_documents(folder: Path, name: str, invoice: Invoice, settings: Settings) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    html = render_html(invoice, settings.reference_dir)
+    (folder / f"{name}.html").write_text(html, encoding="utf-8")
+    (folder / f"{name}.json").write_text(render_json(invoice), encoding="utf-8")
+    return hashlib.sha256(html.encode()).hexdigest()
+
+
+def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: bool) -> BillingReport:
+    """Draft the cycle's invoices (`finalize=False`: a preview) or draft and finalize them."""
+    cycle = Cycle.parse(label)
+    out_dir = settings.data_dir / "invoices" / cycle.label
+    report = BillingReport(cycle.label, documents=out_dir)
+    with warehouse.session():
+        ensure_tables(warehouse)
+        drafts = draft_invoices(warehouse, settings, cycle)
+        report.drafts = len(drafts)
+        for invoice in drafts:
+            _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), invoice, settings)
+        with warehouse.transaction():
+            warehouse.execute("delete from invoicing.drafts where cycle = :cycle", {"cycle": cycle.label})
+            warehouse.load(
+                "invoicing.drafts",
+                pa.table(
+                    {
+                        "invoice_key": [i.key for i in drafts],
+                        "account_id": [i.account_id for i in drafts],
+                        "cycle": [i.cycle for i in drafts],
+                        "currency": [i.currency for i in drafts],
+                        "subtotal": _money([i.subtotal for i in drafts]),
+                        "tax_total": _money([i.tax_total for i in drafts]),
+                        "total": _money([i.total for i in drafts]),
+                        "amount_due": _money([i.amount_due for i in drafts]),
+                        "document": [render_json(i) for i in drafts],
+                    },
+                    schema=TABLES["invoicing.drafts"],
+                ),
+                mode="append",
+            )
+        if finalize:
+            _finalize(warehouse, drafts, cycle, report)
+            _rewrite_final_documents(warehouse, settings, cycle, out_dir)
+        for invoice in drafts:
+            report.totals[invoice.currency] = str(
+                Decimal(report.totals.get(invoice.currency, "0")) + invoice.total
+            )
+            report.tax_totals[invoice.currency] = str(
+                Decimal(report.tax_totals.get(invoice.currency, "0")) + invoice.tax_total
+            )
+    return report
+
+
+def _finalize(warehouse: Warehouse, drafts: list[Invoice], cycle: Cycle, report: BillingReport) -> None:
+    """Number and store the drafts, and record the events they bill, in one transaction."""
+    series = f"SQK-{cycle.issue_date.year}"
+    with warehouse.transaction():
+        if warehouse.kind == "postgres":  # concurrent finalizations queue here: numbers stay gapless
+            warehouse.execute("lock table invoicing.number_series in exclusive mode")
+        done = {
+            r["invoice_key"]
+            for r in warehouse.query_arrow(
+                "select invoice_key from invoicing.invoices where cycle = :cycle", {"cycle": cycle.label}
+            ).to_pylist()
+        }
+        todo = [i for i in drafts if i.key not in done]
+        report.already_final = len(done)
+        if not todo:
+            return
+        start = warehouse.scalar(
+            "select next_number from invoicing.number_series where series = :s", {"s": series}
+        )
+        if start is None:
+            start = 1
+            warehouse.load(
+                "invoicing.number_series",
+                pa.table({"series": [series], "next_number": [1]}, schema=TABLES["invoicing.number_series"]),
+                mode="append",
+            )
+        now = datetime.now(UTC)
+        for offset, invoice in enumerate(todo):
+            invoice.number = f"{series}-{int(start) + offset:06d}"
+        warehouse.execute(
+            "update invoicing.number_series set next_number = :n where series = :s",
+            {"n": int(start) + len(todo), "s": series},
+        )
+        documents = [render_json(i) for i in todo]
+        warehouse.load(
+            "invoicing.invoices",
+            pa.table(
+                {
+                    "number": [i.number for i in todo],
+                    "invoice_key": [i.key for i in todo],
+                    "account_id": [i.account_id for i in todo],
+                    "cycle": [i.cycle for i in todo],
+                    "currency": [i.currency for i in todo],
+                    "issue_date": pa.array([cycle.issue_date] * len(todo), pa.date32()),
+                    "due_date": pa.array(
+                        [datetime.fromisoformat(i.due_date).date() for i in todo], pa.date32()
+                    ),
+                    "subtotal": _money([i.subtotal for i in todo]),
+                    "tax_total": _money([i.tax_total for i in todo]),
+                    "total": _money([i.total for i in todo]),
+                    "previous_balance": _money([i.previous_balance for i in todo]),
+                    "amount_due": _money([i.amount_due for i in todo]),
+                    "document": documents,
+                    "html_sha256": [""] * len(todo),
+                    "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
+                },
+                schema=TABLES["invoicing.invoices"],
+            ),
+            mode="append",
+        )
+        warehouse.load("invoicing.invoice_lines", _lines_table(todo), mode="append")
+        billed = pa.table(
+            {
+                "account_id": [i.account_id for i in todo],
+                "currency": [i.currency for i in todo],
+                "invoice_number": [i.number for i in todo],
+            }
+        )
+        keys = warehouse.query_arrow_with(
+            "select r.event_key, b.invoice_number from rating.rated_events r join {billed} b "
+            "on b.account_id = r.account_id and b.currency = r.currency "
+            "where r.cycle <= :cycle and r.answered "
+            "and not exists (select 1 from invoicing.billed_events x where x.event_key = r.event_key)",
+            "billed",
+            billed,
+            {"cycle": cycle.label},
+        )
+        if keys.num_rows:
+            warehouse.load(
+                "invoicing.billed_events", keys.cast(TABLES["invoicing.billed_events"]), mode="append"
+            )
+        report.finalized = len(todo)
+        report.numbers = [i.number for i in todo if i.number]
+
+
+def _rewrite_final_documents(warehouse: Warehouse, settings: Settings, cycle: Cycle, out_dir: Path) -> None:
+    """Documents of every final invoice of the cycle, from its stored JSON (byte-identical
+    on every run); the HTML's hash is recorded once."""
+    rows = warehouse.query_arrow(
+        "select number, document, html_sha256 from invoicing.invoices where cycle = :cycle order by number",
+        {"cycle": cycle.label},
+    ).to_pylist()
+    for row in rows:
+        invoice = invoice_from_json(row["document"])
+        digest = _write_documents(out_dir, row["number"], invoice, settings)
+        if not row["html_sha256"]:
+            warehouse.execute(
+                "update invoicing.invoices set html_sha256 = :h where number = :n",
+                {"h": digest, "n": row["number"]},
+            )
+
+
+def invoice_from_json(text: str) -> Invoice:
+    doc = json.loads(text)
+    doc.pop("key", None)
+    lines = [
+        Line(
+            **{
+                k: (
+                    Decimal(v)
+                    if k in ("amount", "quantity", "unit_price", "allowance_used", "base") and v is not None
+                    else v
+                )
+                for k, v in line.items()
+            }
+        )
+        for line in doc.pop("lines")
+    ]
+    money = {
+        k: Decimal(doc.pop(k)) for k in ("subtotal", "tax_total", "total", "previous_balance", "amount_due")
+    }
+    return Invoice(**doc, lines=lines, **money)
+
+
+def last_closed_cycle(warehouse: Warehouse, today: date | None = None) -> str | None:
+    """The latest cycle with rated usage that has ended (before the current month)."""
+    if not warehouse.table_exists("rating.rated_events"):
+        return None
+    current = (today or datetime.now(UTC).date()).strftime("%Y-%m")
+    return warehouse.scalar("select max(cycle) from rating.rated_events where cycle < :c", {"c": current})

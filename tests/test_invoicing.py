@@ -1,0 +1,196 @@
+"""Invoices: hand-computed lines (proration, activation, plan change, usage and late usage,
+discounts, taxes rounded once), and the billing cycle on the warehouse (DuckDB and
+PostgreSQL): preview, gapless numbering (also under concurrent finalizations), immutability
+and byte-identical re-runs, escaping in templates."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from squak_pipelines.invoicing.compose import Cycle, ServicePeriod, compose, tax_lines, usage_lines
+from squak_pipelines.invoicing.render import render_html
+from squak_pipelines.invoicing.stage import bill_cycle, last_closed_cycle
+from squak_pipelines.mediation.stage import mediate
+from squak_pipelines.orders.stage import run_order_stage
+from squak_pipelines.rating.stage import rate_days
+from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from tests.rating_helpers import plan_at
+from tests.test_rating_stage import _copy_demo
+
+OCT = Cycle.parse("2026-10")
+ACCOUNT = {"account_id": "ACC-1", "name": "Ada's Bakery", "country": "US", "state": "NY"}
+FEES = {"recurring": [{"product": "LINE", "description": "Phone line", "amount": "30.00"}],
+        "one_time": [{"code": "ACTIVATION", "description": "Activation fee", "amount": "25.00"}]}
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _period(start: str, end: str | None = None, plan: str = "T", period: int = 1, number: str = "+12125550100"):
+    return ServicePeriod("SVC-1", "LINE", plan, number, period, _utc(start), _utc(end) if end else None)
+
+
+@pytest.fixture
+def plans(tmp_path: Path):
+    return {"T": plan_at(tmp_path / "t", fees=FEES),
+            "Q": plan_at(tmp_path / "q", plan_id="Q", name="Premium",
+                         fees={"recurring": [{"product": "LINE", "description": "Phone line", "amount": "45.00"}]}),
+            "G": plan_at(tmp_path / "g", plan_id="G", currency="GBP", timezone="Europe/London", fees=FEES)}
+
+
+def _amounts(invoice, kind: str) -> list[Decimal]:
+    return [line.amount for line in invoice.lines if line.kind == kind]
+
+
+@pytest.mark.parametrize(("periods", "recurring", "one_time"), [
+    ([_period("2026-09-15T04:00:00")], ["30.00"], []),
+    # Activated 11 Oct 00:00 New York time: 21 of 31 days (30 x 21 / 31 = 20.3225..) and the fee.
+    ([_period("2026-10-11T04:00:00")], ["20.32"], ["25.00"]),
+    # Disconnected 21 Oct 00:00 local: 1-20 Oct, 20 days (19.3548..).
+    ([_period("2026-09-01T04:00:00", "2026-10-21T04:00:00")], ["19.35"], []),
+    # Plan change on 16 Oct: 15 days at 30.00 (14.5161..) and 16 days at 45.00 (23.2258..), no new fee.
+    ([_period("2026-09-01T04:00:00", "2026-10-16T04:00:00"),
+      _period("2026-10-16T04:00:00", plan="Q", period=2)], ["14.52", "23.23"], []),
+])
+def test_recurring_proration_activation_and_plan_change(plans, periods, recurring, one_time) -> None:
+    invoice = compose(ACCOUNT, OCT, "USD", periods, plans, [], [])
+    assert _amounts(invoice, "recurring") == [Decimal(x) for x in recurring]
+    assert _amounts(invoice, "one_time") == [Decimal(x) for x in one_time]
+    assert invoice.subtotal == sum(_amounts(invoice, "recurring") + _amounts(invoice, "one_time"), Decimal(0))
+
+
+def test_usage_discount_and_late_usage_lines() -> None:
+    usage = [
+        {"cycle": "2026-10", "service": "voice", "call_type": "international", "destination": "UK",
+         "calls": 3, "units": 600, "allowance_used": 0, "charge": "1.23456", "discount": "0.12345",
+         "discount_name": "10% off international"},
+        {"cycle": "2026-10", "service": "voice", "call_type": "national", "destination": "US", "calls": 10,
+         "units": 3000, "allowance_used": 2400, "charge": "0.605", "discount": "0", "discount_name": None},
+        {"cycle": "2026-09", "service": "sms", "call_type": "national", "destination": "US", "calls": 4,
+         "units": 4, "allowance_used": 0, "charge": "0.04", "discount": "0", "discount_name": None},
+    ]
+    lines = usage_lines(usage, OCT, "USD")
+    by_kind = {(line.kind, line.destination or line.description): line for line in lines}
+    late = by_kind[("late_usage", "US")]
+    assert late.description.startswith("Late usage from 2026-09") and late.amount == Decimal("0.04")
+    intl = by_kind[("usage", "UK")]
+    assert (intl.amount, intl.quantity, intl.calls) == (Decimal("1.23"), Decimal("10.00"), 3)
+    national = by_kind[("usage", "US")]
+    assert national.amount == Decimal("0.61") and national.allowance_used == Decimal("40.00")
+    discount = [line for line in lines if line.kind == "discount"]
+    assert [d.amount for d in discount] == [Decimal("-0.12")] and discount[0].call_type == "international"
+
+
+def test_taxes_are_computed_once_on_the_whole_base() -> None:
+    from squak_pipelines.invoicing.compose import Line
+
+    lines = [Line("usage", f"call {i}", Decimal("0.05"), call_type="national") for i in range(3)]
+    lines.append(Line("recurring", "line", Decimal("10.00")))
+    taxes = [
+        {"tax_id": "ALL", "name": "Sales tax", "applies_to": "all", "kind": "percent", "rate_percent": "10",
+         "currency": "USD", "amount": None},
+        {"tax_id": "USE", "name": "Excise", "applies_to": "usage", "kind": "percent", "rate_percent": "10",
+         "currency": "USD", "amount": None},
+        {"tax_id": "E911", "name": "E911 fee", "applies_to": "per_number", "kind": "fixed", "rate_percent": None,
+         "currency": "USD", "amount": "0.75"},
+        {"tax_id": "GBP", "name": "Other currency fee", "applies_to": "per_number", "kind": "fixed",
+         "rate_percent": None, "currency": "GBP", "amount": "1.00"},
+    ]
+    out = {t.tax_id: t for t in tax_lines(lines, taxes, active_numbers=3, currency="USD")}
+    assert out["ALL"].amount == Decimal("1.02") and out["ALL"].base == Decimal("10.15")  # 1.015 -> 1.02
+    assert out["USE"].amount == Decimal("0.02"), "0.15 x 10% = 0.015 rounds once to 0.02 (per line: 0.03)"
+    assert out["E911"].amount == Decimal("2.25") and "GBP" not in out
+
+
+def test_invoice_totals_and_currencies(plans) -> None:
+    taxes = [{"tax_id": "ALL", "name": "Sales tax", "applies_to": "all", "kind": "percent",
+              "rate_percent": "8.875", "currency": "USD", "amount": None}]
+    periods = [_period("2026-10-11T04:00:00"), ServicePeriod("SVC-2", "LINE", "G", "+442071234567", 1,
+                                                             _utc("2026-09-01T00:00:00"), None)]
+    usd = compose(ACCOUNT, OCT, "USD", periods, plans, [], taxes, previous_balance=Decimal("12.00"))
+    assert usd.subtotal == Decimal("45.32")  # 20.32 + 25.00; the GBP service is not on it
+    assert usd.tax_total == Decimal("4.02")  # 45.32 x 8.875% = 4.022..
+    assert (usd.total, usd.amount_due) == (Decimal("49.34"), Decimal("61.34"))
+    gbp = compose(ACCOUNT, OCT, "GBP", periods, plans, [], taxes)
+    # Percentage taxes follow the jurisdiction (the address), whatever the currency: 30 x 8.875%.
+    assert _amounts(gbp, "recurring") == [Decimal("30.00")] and gbp.tax_total == Decimal("2.66")
+    assert (usd.issue_date, usd.due_date) == ("2026-11-01", "2026-11-16")
+
+
+def test_template_escapes_customer_text(plans) -> None:
+    account = {**ACCOUNT, "name": '<script>alert("x")</script> & Sons', "brand_primary_color": "red;}</style>"}
+    html = render_html(compose(account, OCT, "USD", [_period("2026-09-01T00:00:00")], plans, [], []), None)
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html and "&amp; Sons" in html
+    assert "red;}</style>" not in html, "colours must be #RRGGBB"
+    assert "DRAFT" in html
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def billed(request: pytest.FixtureRequest, tmp_path: Path, demo):
+    settings = _copy_demo(demo, tmp_path / "squak")
+    if request.param == "duckdb":
+        warehouse: Warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    else:
+        warehouse = PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
+    run_order_stage(warehouse, settings)
+    rate_days(warehouse, settings, [date.fromisoformat(d) for d in mediate(warehouse, settings).days])
+    return warehouse, settings
+
+
+def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
+    warehouse, settings = billed
+    assert last_closed_cycle(warehouse, date(2026, 11, 25)) == "2026-10"
+    preview = bill_cycle(warehouse, settings, "2026-10", finalize=False)
+    assert preview.drafts > 0 and preview.finalized == 0
+    assert warehouse.count("invoicing.invoices") == 0 and warehouse.count("invoicing.drafts") == preview.drafts
+    final = bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    assert final.finalized == preview.drafts and final.totals == preview.totals
+    numbers = sorted(warehouse.query_df("select number from invoicing.invoices")["number"])
+    assert numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)], "gapless from 1"
+    folder = settings.data_dir / "invoices" / "2026-10"
+    before = {p.name: p.read_bytes() for p in folder.glob("SQK-*")}
+    assert len(before) == 2 * len(numbers)
+    billed_keys = warehouse.count("invoicing.billed_events")
+    usage = warehouse.scalar("select count(*) from rating.rated_events where answered and cycle <= '2026-10' "
+                             "and account_id is not null")
+    assert billed_keys == usage, "every answered rated event is billed once"
+    again = bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    assert (again.drafts, again.finalized, again.already_final) == (0, 0, len(numbers))
+    assert {p.name: p.read_bytes() for p in folder.glob("SQK-*")} == before, "byte-identical documents"
+    lines_ok = warehouse.scalar(
+        "select count(*) from invoicing.invoices i where i.subtotal <> (select sum(amount) from "
+        "invoicing.invoice_lines l where l.invoice_key = i.invoice_key and l.kind <> 'tax')")
+    assert lines_ok == 0
+    currencies = warehouse.query_df("select distinct currency from invoicing.invoices")["currency"]
+    assert {"USD", "GBP", "EUR", "MXN"} <= set(currencies)
+
+
+def test_concurrent_finalizations_keep_numbers_gapless(tmp_path: Path, demo, fresh_pg_url: str) -> None:
+    settings = _copy_demo(demo, tmp_path / "squak")
+    warehouse = PostgresWarehouse(fresh_pg_url)
+    run_order_stage(warehouse, settings)
+    rate_days(warehouse, settings, [date.fromisoformat(d) for d in mediate(warehouse, settings).days])
+    bill_cycle(warehouse, settings, "2026-10", finalize=False)
+    errors: list[BaseException] = []
+
+    def finalize() -> None:
+        try:
+            bill_cycle(PostgresWarehouse(fresh_pg_url), settings, "2026-10", finalize=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=finalize) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    numbers = sorted(warehouse.query_df("select number from invoicing.invoices")["number"])
+    assert numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)]
+    assert len(numbers) == len(set(warehouse.query_df("select invoice_key from invoicing.invoices")["invoice_key"]))
