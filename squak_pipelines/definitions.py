@@ -11,9 +11,10 @@ from squak_pipelines.rating import defs as rating
 from squak_pipelines.reference import defs as reference
 from squak_pipelines.resources import squak_resource
 
+# Daily stages in one job; invoices have monthly partitions and close in `invoicing_job`.
 billing_cycle_job = dg.define_asset_job(
-    "billing_cycle_job", selection=dg.AssetSelection.all(),
-    description="The whole billing pipeline, stage after stage.")
+    "billing_cycle_job", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("invoicing"),
+    description="The daily billing pipeline, stage after stage (invoices: invoicing_job).")
 
 defs = dg.Definitions.merge(
     reference.defs,

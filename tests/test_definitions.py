@@ -24,13 +24,17 @@ def test_definitions_load_completely() -> None:
     assert any(name.startswith("not_null_") for name in checks), "dbt tests surface as checks"
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"reference_job", "orders_job", "capture_job", "mediation_job", "warehouse_models_job",
-            "billing_cycle_job"} <= jobs
+            "billing_cycle_job", "rating_job", "invoicing_job"} <= jobs
+    assert defs.resolve_sensor_def("suspense_rerating_sensor") is not None
+    assert defs.resolve_schedule_def("invoicing_job_schedule") is not None
+    assert {"rating/rated_events", "rating/suspense", "invoicing/drafts", "invoicing/invoices"} <= keys
     assert defs.resolve_sensor_def("reference_files_sensor") is not None
     assert defs.resolve_sensor_def("cdr_drop_sensor") is not None
     assert {"orders/services", "orders/rejections", "mediation/events", "mediation/quarantine",
             "mediation/rejects", "mediation/partition_status"} <= keys
     assert {"no_number_assigned_twice", "active_services_billable", "conservation", "gx_fraud_gate",
-            "gx_mediated_events"} <= checks
+            "gx_mediated_events", "nothing_lost", "no_negative_charges", "totals_add_up",
+            "gapless_numbers"} <= checks
 
 
 def test_reference_sensor_runs_only_on_change(tmp_path: Path) -> None:

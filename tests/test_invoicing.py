@@ -24,40 +24,59 @@ from tests.test_rating_stage import _copy_demo
 
 OCT = Cycle.parse("2026-10")
 ACCOUNT = {"account_id": "ACC-1", "name": "Ada's Bakery", "country": "US", "state": "NY"}
-FEES = {"recurring": [{"product": "LINE", "description": "Phone line", "amount": "30.00"}],
-        "one_time": [{"code": "ACTIVATION", "description": "Activation fee", "amount": "25.00"}]}
+FEES = {
+    "recurring": [{"product": "LINE", "description": "Phone line", "amount": "30.00"}],
+    "one_time": [{"code": "ACTIVATION", "description": "Activation fee", "amount": "25.00"}],
+}
 
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _period(start: str, end: str | None = None, plan: str = "T", period: int = 1, number: str = "+12125550100"):
+def _period(
+    start: str, end: str | None = None, plan: str = "T", period: int = 1, number: str = "+12125550100"
+):
     return ServicePeriod("SVC-1", "LINE", plan, number, period, _utc(start), _utc(end) if end else None)
 
 
 @pytest.fixture
 def plans(tmp_path: Path):
-    return {"T": plan_at(tmp_path / "t", fees=FEES),
-            "Q": plan_at(tmp_path / "q", plan_id="Q", name="Premium",
-                         fees={"recurring": [{"product": "LINE", "description": "Phone line", "amount": "45.00"}]}),
-            "G": plan_at(tmp_path / "g", plan_id="G", currency="GBP", timezone="Europe/London", fees=FEES)}
+    return {
+        "T": plan_at(tmp_path / "t", fees=FEES),
+        "Q": plan_at(
+            tmp_path / "q",
+            plan_id="Q",
+            name="Premium",
+            fees={"recurring": [{"product": "LINE", "description": "Phone line", "amount": "45.00"}]},
+        ),
+        "G": plan_at(tmp_path / "g", plan_id="G", currency="GBP", timezone="Europe/London", fees=FEES),
+    }
 
 
 def _amounts(invoice, kind: str) -> list[Decimal]:
     return [line.amount for line in invoice.lines if line.kind == kind]
 
 
-@pytest.mark.parametrize(("periods", "recurring", "one_time"), [
-    ([_period("2026-09-15T04:00:00")], ["30.00"], []),
-    # Activated 11 Oct 00:00 New York time: 21 of 31 days (30 x 21 / 31 = 20.3225..) and the fee.
-    ([_period("2026-10-11T04:00:00")], ["20.32"], ["25.00"]),
-    # Disconnected 21 Oct 00:00 local: 1-20 Oct, 20 days (19.3548..).
-    ([_period("2026-09-01T04:00:00", "2026-10-21T04:00:00")], ["19.35"], []),
-    # Plan change on 16 Oct: 15 days at 30.00 (14.5161..) and 16 days at 45.00 (23.2258..), no new fee.
-    ([_period("2026-09-01T04:00:00", "2026-10-16T04:00:00"),
-      _period("2026-10-16T04:00:00", plan="Q", period=2)], ["14.52", "23.23"], []),
-])
+@pytest.mark.parametrize(
+    ("periods", "recurring", "one_time"),
+    [
+        ([_period("2026-09-15T04:00:00")], ["30.00"], []),
+        # Activated 11 Oct 00:00 New York time: 21 of 31 days (30 x 21 / 31 = 20.3225..) and the fee.
+        ([_period("2026-10-11T04:00:00")], ["20.32"], ["25.00"]),
+        # Disconnected 21 Oct 00:00 local: 1-20 Oct, 20 days (19.3548..).
+        ([_period("2026-09-01T04:00:00", "2026-10-21T04:00:00")], ["19.35"], []),
+        # Plan change on 16 Oct: 15 days at 30.00 (14.5161..) and 16 days at 45.00 (23.2258..), no new fee.
+        (
+            [
+                _period("2026-09-01T04:00:00", "2026-10-16T04:00:00"),
+                _period("2026-10-16T04:00:00", plan="Q", period=2),
+            ],
+            ["14.52", "23.23"],
+            [],
+        ),
+    ],
+)
 def test_recurring_proration_activation_and_plan_change(plans, periods, recurring, one_time) -> None:
     invoice = compose(ACCOUNT, OCT, "USD", periods, plans, [], [])
     assert _amounts(invoice, "recurring") == [Decimal(x) for x in recurring]
@@ -67,13 +86,42 @@ def test_recurring_proration_activation_and_plan_change(plans, periods, recurrin
 
 def test_usage_discount_and_late_usage_lines() -> None:
     usage = [
-        {"cycle": "2026-10", "service": "voice", "call_type": "international", "destination": "UK",
-         "calls": 3, "units": 600, "allowance_used": 0, "charge": "1.23456", "discount": "0.12345",
-         "discount_name": "10% off international"},
-        {"cycle": "2026-10", "service": "voice", "call_type": "national", "destination": "US", "calls": 10,
-         "units": 3000, "allowance_used": 2400, "charge": "0.605", "discount": "0", "discount_name": None},
-        {"cycle": "2026-09", "service": "sms", "call_type": "national", "destination": "US", "calls": 4,
-         "units": 4, "allowance_used": 0, "charge": "0.04", "discount": "0", "discount_name": None},
+        {
+            "cycle": "2026-10",
+            "service": "voice",
+            "call_type": "international",
+            "destination": "UK",
+            "calls": 3,
+            "units": 600,
+            "allowance_used": 0,
+            "charge": "1.23456",
+            "discount": "0.12345",
+            "discount_name": "10% off international",
+        },
+        {
+            "cycle": "2026-10",
+            "service": "voice",
+            "call_type": "national",
+            "destination": "US",
+            "calls": 10,
+            "units": 3000,
+            "allowance_used": 2400,
+            "charge": "0.605",
+            "discount": "0",
+            "discount_name": None,
+        },
+        {
+            "cycle": "2026-09",
+            "service": "sms",
+            "call_type": "national",
+            "destination": "US",
+            "calls": 4,
+            "units": 4,
+            "allowance_used": 0,
+            "charge": "0.04",
+            "discount": "0",
+            "discount_name": None,
+        },
     ]
     lines = usage_lines(usage, OCT, "USD")
     by_kind = {(line.kind, line.destination or line.description): line for line in lines}
@@ -93,14 +141,42 @@ def test_taxes_are_computed_once_on_the_whole_base() -> None:
     lines = [Line("usage", f"call {i}", Decimal("0.05"), call_type="national") for i in range(3)]
     lines.append(Line("recurring", "line", Decimal("10.00")))
     taxes = [
-        {"tax_id": "ALL", "name": "Sales tax", "applies_to": "all", "kind": "percent", "rate_percent": "10",
-         "currency": "USD", "amount": None},
-        {"tax_id": "USE", "name": "Excise", "applies_to": "usage", "kind": "percent", "rate_percent": "10",
-         "currency": "USD", "amount": None},
-        {"tax_id": "E911", "name": "E911 fee", "applies_to": "per_number", "kind": "fixed", "rate_percent": None,
-         "currency": "USD", "amount": "0.75"},
-        {"tax_id": "GBP", "name": "Other currency fee", "applies_to": "per_number", "kind": "fixed",
-         "rate_percent": None, "currency": "GBP", "amount": "1.00"},
+        {
+            "tax_id": "ALL",
+            "name": "Sales tax",
+            "applies_to": "all",
+            "kind": "percent",
+            "rate_percent": "10",
+            "currency": "USD",
+            "amount": None,
+        },
+        {
+            "tax_id": "USE",
+            "name": "Excise",
+            "applies_to": "usage",
+            "kind": "percent",
+            "rate_percent": "10",
+            "currency": "USD",
+            "amount": None,
+        },
+        {
+            "tax_id": "E911",
+            "name": "E911 fee",
+            "applies_to": "per_number",
+            "kind": "fixed",
+            "rate_percent": None,
+            "currency": "USD",
+            "amount": "0.75",
+        },
+        {
+            "tax_id": "GBP",
+            "name": "Other currency fee",
+            "applies_to": "per_number",
+            "kind": "fixed",
+            "rate_percent": None,
+            "currency": "GBP",
+            "amount": "1.00",
+        },
     ]
     out = {t.tax_id: t for t in tax_lines(lines, taxes, active_numbers=3, currency="USD")}
     assert out["ALL"].amount == Decimal("1.02") and out["ALL"].base == Decimal("10.15")  # 1.015 -> 1.02
@@ -109,10 +185,21 @@ def test_taxes_are_computed_once_on_the_whole_base() -> None:
 
 
 def test_invoice_totals_and_currencies(plans) -> None:
-    taxes = [{"tax_id": "ALL", "name": "Sales tax", "applies_to": "all", "kind": "percent",
-              "rate_percent": "8.875", "currency": "USD", "amount": None}]
-    periods = [_period("2026-10-11T04:00:00"), ServicePeriod("SVC-2", "LINE", "G", "+442071234567", 1,
-                                                             _utc("2026-09-01T00:00:00"), None)]
+    taxes = [
+        {
+            "tax_id": "ALL",
+            "name": "Sales tax",
+            "applies_to": "all",
+            "kind": "percent",
+            "rate_percent": "8.875",
+            "currency": "USD",
+            "amount": None,
+        }
+    ]
+    periods = [
+        _period("2026-10-11T04:00:00"),
+        ServicePeriod("SVC-2", "LINE", "G", "+442071234567", 1, _utc("2026-09-01T00:00:00"), None),
+    ]
     usd = compose(ACCOUNT, OCT, "USD", periods, plans, [], taxes, previous_balance=Decimal("12.00"))
     assert usd.subtotal == Decimal("45.32")  # 20.32 + 25.00; the GBP service is not on it
     assert usd.tax_total == Decimal("4.02")  # 45.32 x 8.875% = 4.022..
@@ -124,7 +211,11 @@ def test_invoice_totals_and_currencies(plans) -> None:
 
 
 def test_template_escapes_customer_text(plans) -> None:
-    account = {**ACCOUNT, "name": '<script>alert("x")</script> & Sons', "brand_primary_color": "red;}</style>"}
+    account = {
+        **ACCOUNT,
+        "name": '<script>alert("x")</script> & Sons',
+        "brand_primary_color": "red;}</style>",
+    }
     html = render_html(compose(account, OCT, "USD", [_period("2026-09-01T00:00:00")], plans, [], []), None)
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html and "&amp; Sons" in html
     assert "red;}</style>" not in html, "colours must be #RRGGBB"
@@ -148,7 +239,9 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     assert last_closed_cycle(warehouse, date(2026, 11, 25)) == "2026-10"
     preview = bill_cycle(warehouse, settings, "2026-10", finalize=False)
     assert preview.drafts > 0 and preview.finalized == 0
-    assert warehouse.count("invoicing.invoices") == 0 and warehouse.count("invoicing.drafts") == preview.drafts
+    assert (
+        warehouse.count("invoicing.invoices") == 0 and warehouse.count("invoicing.drafts") == preview.drafts
+    )
     final = bill_cycle(warehouse, settings, "2026-10", finalize=True)
     assert final.finalized == preview.drafts and final.totals == preview.totals
     numbers = sorted(warehouse.query_df("select number from invoicing.invoices")["number"])
@@ -157,15 +250,18 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     before = {p.name: p.read_bytes() for p in folder.glob("SQK-*")}
     assert len(before) == 2 * len(numbers)
     billed_keys = warehouse.count("invoicing.billed_events")
-    usage = warehouse.scalar("select count(*) from rating.rated_events where answered and cycle <= '2026-10' "
-                             "and account_id is not null")
+    usage = warehouse.scalar(
+        "select count(*) from rating.rated_events where answered and cycle <= '2026-10' "
+        "and account_id is not null"
+    )
     assert billed_keys == usage, "every answered rated event is billed once"
     again = bill_cycle(warehouse, settings, "2026-10", finalize=True)
     assert (again.drafts, again.finalized, again.already_final) == (0, 0, len(numbers))
     assert {p.name: p.read_bytes() for p in folder.glob("SQK-*")} == before, "byte-identical documents"
     lines_ok = warehouse.scalar(
         "select count(*) from invoicing.invoices i where i.subtotal <> (select sum(amount) from "
-        "invoicing.invoice_lines l where l.invoice_key = i.invoice_key and l.kind <> 'tax')")
+        "invoicing.invoice_lines l where l.invoice_key = i.invoice_key and l.kind <> 'tax')"
+    )
     assert lines_ok == 0
     currencies = warehouse.query_df("select distinct currency from invoicing.invoices")["currency"]
     assert {"USD", "GBP", "EUR", "MXN"} <= set(currencies)
@@ -193,4 +289,46 @@ def test_concurrent_finalizations_keep_numbers_gapless(tmp_path: Path, demo, fre
     assert not errors
     numbers = sorted(warehouse.query_df("select number from invoicing.invoices")["number"])
     assert numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)]
-    assert len(numbers) == len(set(warehouse.query_df("select invoice_key from invoicing.invoices")["invoice_key"]))
+    assert len(numbers) == len(
+        set(warehouse.query_df("select invoice_key from invoicing.invoices")["invoice_key"])
+    )
+
+
+def _double_rates(deck: Path) -> None:
+    import csv
+
+    with deck.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["rate"] = str(Decimal(row["rate"]) * 2)
+    with deck.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_rerating_a_closed_cycle_becomes_an_adjustment_on_the_next_invoice(billed) -> None:
+    warehouse, settings = billed
+    bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    prices = "select cast(sum(final_charge) as varchar) from rating.rated_events where cycle = '2026-10'"
+    before = warehouse.scalar(prices)
+    _double_rates(settings.reference_dir / "decks" / "usd_voice.csv")
+    day = date(2026, 10, 14)
+    rate_days(warehouse, settings, [day])
+    assert warehouse.scalar(prices) == before, "invoiced events keep the price they were billed at"
+    pending = warehouse.scalar("select sum(difference) from rating.adjustments where invoice_number is null")
+    assert pending is not None and pending > 0
+    rate_days(warehouse, settings, [day])  # re-rating again replaces, never doubles, the adjustment
+    assert (
+        warehouse.scalar("select sum(difference) from rating.adjustments where invoice_number is null")
+        == pending
+    )
+    november = bill_cycle(warehouse, settings, "2026-11", finalize=True)
+    assert november.finalized > 0
+    lines = warehouse.query_df("select amount from invoicing.invoice_lines where kind = 'adjustment'")
+    assert len(lines) > 0 and lines["amount"].sum() > 0
+    assert warehouse.scalar("select count(*) from rating.adjustments where invoice_number is null") == 0
+    rate_days(warehouse, settings, [day])
+    assert warehouse.scalar("select count(*) from rating.adjustments where invoice_number is null") == 0, (
+        "a difference already invoiced is not charged again"
+    )

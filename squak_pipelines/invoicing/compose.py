@@ -56,7 +56,7 @@ class Cycle:
 
 @dataclass
 class Line:
-    kind: str  # recurring, one_time, usage, late_usage, discount, tax
+    kind: str  # recurring, one_time, usage, late_usage, adjustment, discount, tax
     description: str
     amount: Decimal
     quantity: Decimal = Decimal(1)
@@ -221,6 +221,20 @@ def usage_lines(usage: list[dict], cycle: Cycle, currency: str) -> list[Line]:
     return lines
 
 
+def adjustment_lines(adjustments: list[dict], currency: str) -> list[Line]:
+    """Re-rating differences on usage already invoiced (a closed cycle is never altered)."""
+    return [
+        Line(
+            "adjustment",
+            f"Re-rating adjustment to {a['cycle']} usage ({int(a['calls'])} calls)",
+            round_to_currency(Decimal(a["difference"]), currency),
+            calls=int(a["calls"]),
+        )
+        for a in sorted(adjustments, key=lambda x: x["cycle"])
+        if round_to_currency(Decimal(a["difference"]), currency) != 0
+    ]
+
+
 def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currency: str) -> list[Line]:
     """Each applicable tax once on its whole base (EN 16931), rounded once."""
     out: list[Line] = []
@@ -259,7 +273,9 @@ def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currenc
 
 
 def _taxable(line: Line, scope: str) -> bool:
-    usage = line.kind in ("usage", "late_usage") or (line.kind == "discount" and line.call_type != "")
+    usage = line.kind in ("usage", "late_usage", "adjustment") or (
+        line.kind == "discount" and line.call_type != ""
+    )
     if scope == "all":
         return line.kind != "tax"
     if scope == "usage":
@@ -280,9 +296,11 @@ def compose(
     usage: list[dict],
     taxes: list[dict],
     previous_balance: Decimal = ZERO,
+    adjustments: list[dict] | None = None,
 ) -> Invoice:
     """The invoice of one account, cycle and currency."""
     lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
+    lines += adjustment_lines(adjustments or [], currency)
     numbers = len({p.number for p in periods if p.number and _active_in(p, cycle, plans)})
     taxes_due = tax_lines(lines, taxes, numbers, currency)
     subtotal = sum((line.amount for line in lines), ZERO)

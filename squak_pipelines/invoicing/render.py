@@ -32,6 +32,7 @@ SECTIONS = (
     ("one_time", "One-time charges"),
     ("usage", "Usage"),
     ("late_usage", "Late usage from earlier periods"),
+    ("adjustment", "Adjustments to earlier invoices"),
     ("discount", "Discounts and promotions"),
     ("tax", "Taxes and regulatory fees"),
 )
@@ -82,7 +83,9 @@ def render_html(invoice: Invoice, reference_dir: Path | None) -> str:
         "logo": _logo(reference_dir, customer.get("brand_logo") or ""),
     }
     for line in data["lines"]:
-        line["show_allowance"] = line["kind"] in ("usage", "late_usage") and Decimal(line["allowance_used"]) > 0
+        line["show_allowance"] = (
+            line["kind"] in ("usage", "late_usage") and Decimal(line["allowance_used"]) > 0
+        )
     sections = [
         {"title": title, "lines": [line for line in data["lines"] if line["kind"] == kind]}
         for kind, title in SECTIONS

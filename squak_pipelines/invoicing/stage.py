@@ -147,6 +147,20 @@ def _usage(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], list[dic
     return out
 
 
+def _adjustments(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], list[dict]]:
+    """Re-rating differences on invoiced events not yet on an invoice, by account and currency."""
+    if not warehouse.table_exists("rating.adjustments"):
+        return {}
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in warehouse.query_arrow(
+        "select account_id, currency, cycle, count(*) as calls, sum(difference) as difference "
+        "from rating.adjustments where invoice_number is null and cycle <= :cycle group by 1, 2, 3",
+        {"cycle": cycle.label},
+    ).to_pylist():
+        out.setdefault((r["account_id"], r["currency"]), []).append(r)
+    return out
+
+
 def _previous_balances(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], Decimal]:
     """Amount due on each account's latest finalized invoice before the cycle (payments are
     not recorded yet, so nothing reduces it)."""
@@ -168,6 +182,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
     }
     periods = _periods(warehouse, cycle)
     usage = _usage(warehouse, cycle)
+    adjustments = _adjustments(warehouse, cycle)
     balances = _previous_balances(warehouse, cycle)
     final = {
         r["invoice_key"]
@@ -175,7 +190,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
             "select invoice_key from invoicing.invoices where cycle = :cycle", {"cycle": cycle.label}
         ).to_pylist()
     }
-    keys: set[tuple[str, str]] = set(usage)
+    keys: set[tuple[str, str]] = set(usage) | set(adjustments)
     for account_id, items in periods.items():
         for p in items:
             if p.plan_id in plans:
@@ -201,6 +216,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
             usage.get((account_id, currency), []),
             jurisdiction,
             balances.get((account_id, currency), Decimal(0)),
+            adjustments.get((account_id, currency), []),
         )
         if invoice.lines:
             drafts.append(invoice)
@@ -368,6 +384,15 @@ def _finalize(warehouse: Warehouse, drafts: list[Invoice], cycle: Cycle, report:
         if keys.num_rows:
             warehouse.load(
                 "invoicing.billed_events", keys.cast(TABLES["invoicing.billed_events"]), mode="append"
+            )
+        if warehouse.table_exists("rating.adjustments"):
+            warehouse.query_arrow_with(
+                "update rating.adjustments a set invoice_number = b.invoice_number from {billed} b "
+                "where a.invoice_number is null and a.cycle <= :cycle "
+                "and b.account_id = a.account_id and b.currency = a.currency returning a.event_key",
+                "billed",
+                billed,
+                {"cycle": cycle.label},
             )
         report.finalized = len(todo)
         report.numbers = [i.number for i in todo if i.number]

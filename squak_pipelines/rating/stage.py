@@ -46,8 +46,19 @@ from mediation.events e
 where e.partition_day = :day
 order by e.start_utc, e.event_key
 """
-SUSPENSE_COLUMNS = ("event_key", "partition_day", "reason", "service", "call_type", "calling_number",
-                    "called_number", "start_utc", "billsec", "account_id", "plan_id")
+SUSPENSE_COLUMNS = (
+    "event_key",
+    "partition_day",
+    "reason",
+    "service",
+    "call_type",
+    "calling_number",
+    "called_number",
+    "start_utc",
+    "billsec",
+    "account_id",
+    "plan_id",
+)
 DEFAULT_CHECKS = {"max_zero_priced_share": 0.5}
 
 
@@ -62,8 +73,10 @@ class RatingReport:
 
     @property
     def revenue_by_currency(self) -> dict[str, str]:
-        return {cur: str(sum((Decimal(v) for v in kinds.values()), Decimal(0)))
-                for cur, kinds in self.revenue.items()}
+        return {
+            cur: str(sum((Decimal(v) for v in kinds.values()), Decimal(0)))
+            for cur, kinds in self.revenue.items()
+        }
 
 
 def load_rating_checks(reference_dir: Path) -> dict[str, float]:
@@ -74,7 +87,10 @@ def load_rating_checks(reference_dir: Path) -> dict[str, float]:
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
-    for name, schema in TABLES.items():
+    """Rating's tables, and the invoicing table of billed events it must respect."""
+    from squak_pipelines.invoicing.stage import TABLES as INVOICING
+
+    for name, schema in {**TABLES, "invoicing.billed_events": INVOICING["invoicing.billed_events"]}.items():
         if not warehouse.table_exists(name):
             warehouse.load(name, schema.empty_table(), mode="append")
 
@@ -84,7 +100,8 @@ def _gate_passed(warehouse: Warehouse, day: date) -> bool:
         return True
     passed = warehouse.scalar(
         "select bool_and(gate_passed) from mediation.partition_status where partition_day = :day",
-        {"day": day})
+        {"day": day},
+    )
     return passed is not False
 
 
@@ -94,7 +111,8 @@ def _opening(warehouse: Warehouse, day: date, cycles: list[str]):
         "select account_id, cycle, allowance, sum(allowance_used) as used from rating.rated_events "
         "where partition_day < :day and allowance is not null and cycle in "
         "(select unnest(string_to_array(:cycles, ','))) group by 1, 2, 3",
-        {"day": day, "cycles": ",".join(cycles)})
+        {"day": day, "cycles": ",".join(cycles)},
+    )
 
 
 def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date) -> tuple[pa.Table, pa.Table]:
@@ -103,11 +121,18 @@ def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date) -> tuple[p
     events = warehouse.query_arrow(OWNED_EVENTS if has_orders else UNOWNED_EVENTS, {"day": day})
     unknown = pc.is_null(events["account_id"])
     events_for_engine = events.set_column(
-        events.schema.get_field_index("plan_id"), "plan_id",
-        pc.if_else(unknown, pa.scalar(None, pa.string()), events["plan_id"].cast(pa.string())))
-    cycles = sorted({f"{d.year:04d}-{d.month:02d}" for d in
-                     pc.unique(pc.cast(events["start_utc"], pa.date32())).to_pylist() if d} |
-                    {f"{day.year:04d}-{day.month:02d}"})
+        events.schema.get_field_index("plan_id"),
+        "plan_id",
+        pc.if_else(unknown, pa.scalar(None, pa.string()), events["plan_id"].cast(pa.string())),
+    )
+    cycles = sorted(
+        {
+            f"{d.year:04d}-{d.month:02d}"
+            for d in pc.unique(pc.cast(events["start_utc"], pa.date32())).to_pylist()
+            if d
+        }
+        | {f"{day.year:04d}-{day.month:02d}"}
+    )
     priced = rate(events_for_engine, plans, _opening(warehouse, day, _neighbours(cycles)))
     status = pc.if_else(unknown, pa.scalar("unknown_account"), priced["status"])
     ok = pc.equal(status, "rated")
@@ -117,8 +142,10 @@ def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date) -> tuple[p
             joined = joined.append_column(name, priced[name])
     rated = joined.filter(ok).select(list(TABLES["rating.rated_events"].names))
     suspense = joined.append_column("reason", status).filter(pc.invert(ok))
-    return (rated.cast(TABLES["rating.rated_events"]),
-            suspense.select(list(SUSPENSE_COLUMNS)).cast(TABLES["rating.suspense"]))
+    return (
+        rated.cast(TABLES["rating.rated_events"]),
+        suspense.select(list(SUSPENSE_COLUMNS)).cast(TABLES["rating.suspense"]),
+    )
 
 
 def _neighbours(cycles: list[str]) -> list[str]:
@@ -143,8 +170,11 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
                 continue
             rated, suspense = rate_day(warehouse, plans, day)
             with warehouse.transaction():
+                rated, suspense = _keep_billed(warehouse, day, rated, suspense)
                 for name, table in (("rating.rated_events", rated), ("rating.suspense", suspense)):
-                    warehouse.execute(f"delete from {name} where partition_day = :day", {"day": day})
+                    warehouse.execute(
+                        f"delete from {name} where partition_day = :day {KEEP_BILLED}", {"day": day}
+                    )
                     if table.num_rows:
                         warehouse.load(name, table, mode="append")
             report.days.append(day.isoformat())
@@ -157,13 +187,56 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
     return report
 
 
+KEEP_BILLED = "and event_key not in (select event_key from invoicing.billed_events)"
+ADJUSTMENTS_SQL = """
+select n.event_key, n.partition_day, n.account_id, n.currency, n.cycle,
+       r.final_charge + coalesce(a.done, 0) as billed_charge, n.final_charge as rerated_charge,
+       n.final_charge - r.final_charge - coalesce(a.done, 0) as difference
+from {new} n
+join rating.rated_events r on r.event_key = n.event_key
+join invoicing.billed_events b on b.event_key = n.event_key
+left join (select event_key, sum(difference) as done from rating.adjustments
+           where invoice_number is not null group by 1) a on a.event_key = n.event_key
+"""
+
+
+def _keep_billed(
+    warehouse: Warehouse, day: date, rated: pa.Table, suspense: pa.Table
+) -> tuple[pa.Table, pa.Table]:
+    """A closed (invoiced) cycle is never altered: events already billed keep their rated row;
+    a different price on re-rating becomes an adjustment for the next invoice."""
+    billed = warehouse.query_arrow(
+        "select r.event_key from rating.rated_events r join invoicing.billed_events b "
+        "on b.event_key = r.event_key where r.partition_day = :day",
+        {"day": day},
+    )["event_key"]
+    warehouse.execute(
+        "delete from rating.adjustments where partition_day = :day and invoice_number is null", {"day": day}
+    )
+    if not len(billed):
+        return rated, suspense
+    changed = warehouse.query_arrow_with(
+        ADJUSTMENTS_SQL,
+        "new",
+        rated.select(["event_key", "partition_day", "account_id", "currency", "cycle", "final_charge"]),
+    )
+    changed = changed.filter(pc.not_equal(changed["difference"], 0))
+    if changed.num_rows:
+        table = changed.append_column("invoice_number", pa.nulls(changed.num_rows, pa.string()))
+        warehouse.load("rating.adjustments", table.cast(TABLES["rating.adjustments"]), mode="append")
+    keep_out = pc.is_in(rated["event_key"], value_set=billed.combine_chunks())
+    gone = pc.is_in(suspense["event_key"], value_set=billed.combine_chunks())
+    return rated.filter(pc.invert(keep_out)), suspense.filter(pc.invert(gone))
+
+
 def revenue_by_type(warehouse: Warehouse, days: list[str]) -> dict[str, dict[str, str]]:
     """Net usage revenue per currency and service/call type over the given days."""
     frame = warehouse.query_df(
         "select currency, service || '/' || coalesce(call_type, '') as kind, "
         "cast(sum(final_charge) as varchar) as amount from rating.rated_events "
         "where partition_day between :first and :last group by 1, 2 order by 1, 2",
-        {"first": date.fromisoformat(min(days)), "last": date.fromisoformat(max(days))})
+        {"first": date.fromisoformat(min(days)), "last": date.fromisoformat(max(days))},
+    )
     out: dict[str, dict[str, str]] = {}
     for row in frame.itertuples(index=False):
         out.setdefault(row.currency, {})[row.kind] = row.amount
@@ -179,11 +252,36 @@ def suspense_days(warehouse: Warehouse) -> list[str]:
 
 
 _S, _TS = pa.string(), pa.timestamp("us", tz="UTC")
-_BASE = [("event_key", _S), ("partition_day", pa.date32()), ("switch_id", _S), ("service", _S),
-         ("call_type", _S), ("calling_number", _S), ("called_number", _S), ("start_utc", _TS),
-         ("answer_utc", _TS), ("billsec", pa.int64()), ("answered", pa.bool_()), ("account_id", _S),
-         ("service_id", _S), ("plan_id", _S)]
+_BASE = [
+    ("event_key", _S),
+    ("partition_day", pa.date32()),
+    ("switch_id", _S),
+    ("service", _S),
+    ("call_type", _S),
+    ("calling_number", _S),
+    ("called_number", _S),
+    ("start_utc", _TS),
+    ("answer_utc", _TS),
+    ("billsec", pa.int64()),
+    ("answered", pa.bool_()),
+    ("account_id", _S),
+    ("service_id", _S),
+    ("plan_id", _S),
+]
 TABLES = {
     "rating.rated_events": pa.schema(_BASE + [f for f in OUTPUT_SCHEMA if f.name != "status"]),
     "rating.suspense": pa.schema([(n, dict(_BASE).get(n, _S)) for n in SUSPENSE_COLUMNS]),
+    "rating.adjustments": pa.schema(
+        [
+            ("event_key", _S),
+            ("partition_day", pa.date32()),
+            ("account_id", _S),
+            ("currency", _S),
+            ("cycle", _S),
+            ("billed_charge", pa.decimal128(18, 6)),
+            ("rerated_charge", pa.decimal128(18, 6)),
+            ("difference", pa.decimal128(18, 6)),
+            ("invoice_number", _S),
+        ]
+    ),
 }
