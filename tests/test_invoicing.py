@@ -248,7 +248,20 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     assert numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)], "gapless from 1"
     folder = settings.data_dir / "invoices" / "2026-10"
     before = {p.name: p.read_bytes() for p in folder.glob("SQK-*")}
-    assert len(before) == 2 * len(numbers)
+    assert len([n for n in before if not n.endswith("-calls.csv")]) == 2 * len(numbers)
+    assert 0 < final.call_detail_files <= len(numbers)
+    private = warehouse.query_df(
+        "select i.number from invoicing.invoices i join orders.accounts a using (account_id) "
+        "where a.privacy_mask = 'true' order by 1"
+    )["number"]
+    shown = [n for n in private if f"{n}-calls.csv" in before]
+    assert shown, "the demo has accounts that asked for privacy"
+    detail = (folder / f"{shown[0]}-calls.csv").read_text().splitlines()
+    called = detail[0].split(",").index('"called_number"')
+    assert all(row.split(",")[called].strip('"').endswith("XXXX") for row in detail[1:])
+    # A template dropped in later changes new documents, never a final invoice's.
+    (settings.reference_dir / "templates").mkdir(exist_ok=True)
+    (settings.reference_dir / "templates" / "invoice.html.j2").write_text("changed {{ invoice.total }}")
     billed_keys = warehouse.count("invoicing.billed_events")
     usage = warehouse.scalar(
         "select count(*) from rating.rated_events where answered and cycle <= '2026-10' "

@@ -18,7 +18,7 @@ Decimal. Rules (BILLING_RULES.md, plus the choices written in the README):
 from __future__ import annotations
 
 import calendar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -93,17 +93,20 @@ class Invoice:
 
     def as_dict(self) -> dict:
         """JSON-ready (amounts as decimal strings)."""
+        head = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "lines"}
+        lines = [{f: _plain(getattr(line, f)) for f in LINE_FIELDS} for line in self.lines]
+        return {**head, "lines": lines, "key": self.key}
 
-        def plain(value):
-            if isinstance(value, Decimal):
-                return str(value)
-            if isinstance(value, list):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
 
-        return plain({**asdict(self), "key": self.key})
+def _plain(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+LINE_FIELDS = tuple(f.name for f in fields(Line))
 
 
 @dataclass(frozen=True)

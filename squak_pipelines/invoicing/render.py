@@ -43,7 +43,7 @@ def environment(reference_dir: Path | None) -> jinja2.Environment:
     folders = [
         str(p)
         for p in ((reference_dir / "templates") if reference_dir else None, PACKAGE_TEMPLATES)
-        if p is not None and p.exists()
+        if p is not None  # the operator's folder may appear later: it is searched first
     ]
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
@@ -104,4 +104,4 @@ def render_html(invoice: Invoice, reference_dir: Path | None) -> str:
 
 
 def render_json(invoice: Invoice) -> str:
-    return json.dumps(invoice.as_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(invoice.as_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"

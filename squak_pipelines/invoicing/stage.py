@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from squak_pipelines.config import Settings
+from squak_pipelines.invoicing.call_detail import write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, Line, ServicePeriod, compose
 from squak_pipelines.invoicing.render import render_html, render_json
 from squak_pipelines.rating.plans import load_plans
@@ -53,6 +54,7 @@ TABLES = {
             ("previous_balance", _D),
             ("amount_due", _D),
             ("document", _S),
+            ("html", _S),
             ("html_sha256", _S),
             ("finalized_at", pa.timestamp("us", tz="UTC")),
         ]
@@ -104,6 +106,7 @@ class BillingReport:
     tax_totals: dict[str, str] = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
     documents: Path | None = None
+    call_detail_files: int = 0
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
@@ -252,12 +255,10 @@ def _lines_table(invoices: list[Invoice]) -> pa.Table:
     )
 
 
-def _write_documents(folder: Path, name: str, invoice: Invoice, settings: Settings) -> str:
+def _write_documents(folder: Path, name: str, html: str, document: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    html = render_html(invoice, settings.reference_dir)
     (folder / f"{name}.html").write_text(html, encoding="utf-8")
-    (folder / f"{name}.json").write_text(render_json(invoice), encoding="utf-8")
-    return hashlib.sha256(html.encode()).hexdigest()
+    (folder / f"{name}.json").write_text(document, encoding="utf-8")
 
 
 def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: bool) -> BillingReport:
@@ -269,8 +270,10 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
         ensure_tables(warehouse)
         drafts = draft_invoices(warehouse, settings, cycle)
         report.drafts = len(drafts)
-        for invoice in drafts:
-            _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), invoice, settings)
+        documents = [render_json(i) for i in drafts]
+        for invoice, document in zip(drafts, documents, strict=True):
+            html = render_html(invoice, settings.reference_dir)
+            _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), html, document)
         with warehouse.transaction():
             warehouse.execute("delete from invoicing.drafts where cycle = :cycle", {"cycle": cycle.label})
             warehouse.load(
@@ -285,15 +288,16 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
                         "tax_total": _money([i.tax_total for i in drafts]),
                         "total": _money([i.total for i in drafts]),
                         "amount_due": _money([i.amount_due for i in drafts]),
-                        "document": [render_json(i) for i in drafts],
+                        "document": documents,
                     },
                     schema=TABLES["invoicing.drafts"],
                 ),
                 mode="append",
             )
         if finalize:
-            _finalize(warehouse, drafts, cycle, report)
-            _rewrite_final_documents(warehouse, settings, cycle, out_dir)
+            _finalize(warehouse, settings, drafts, cycle, report)
+            _rewrite_final_documents(warehouse, cycle, out_dir)
+            report.call_detail_files = write_call_detail(warehouse, cycle.label, out_dir)
         for invoice in drafts:
             report.totals[invoice.currency] = str(
                 Decimal(report.totals.get(invoice.currency, "0")) + invoice.total
@@ -304,7 +308,9 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
     return report
 
 
-def _finalize(warehouse: Warehouse, drafts: list[Invoice], cycle: Cycle, report: BillingReport) -> None:
+def _finalize(
+    warehouse: Warehouse, settings: Settings, drafts: list[Invoice], cycle: Cycle, report: BillingReport
+) -> None:
     """Number and store the drafts, and record the events they bill, in one transaction."""
     series = f"SQK-{cycle.issue_date.year}"
     with warehouse.transaction():
@@ -338,6 +344,7 @@ def _finalize(warehouse: Warehouse, drafts: list[Invoice], cycle: Cycle, report:
             {"n": int(start) + len(todo), "s": series},
         )
         documents = [render_json(i) for i in todo]
+        pages = [render_html(i, settings.reference_dir) for i in todo]
         warehouse.load(
             "invoicing.invoices",
             pa.table(
@@ -357,7 +364,8 @@ def _finalize(warehouse: Warehouse, drafts: list[Invoice], cycle: Cycle, report:
                     "previous_balance": _money([i.previous_balance for i in todo]),
                     "amount_due": _money([i.amount_due for i in todo]),
                     "document": documents,
-                    "html_sha256": [""] * len(todo),
+                    "html": pages,
+                    "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
                     "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
                 },
                 schema=TABLES["invoicing.invoices"],
@@ -398,21 +406,17 @@ def _finalize(warehouse: Warehouse, drafts: list[Invoice], cycle: Cycle, report:
         report.numbers = [i.number for i in todo if i.number]
 
 
-def _rewrite_final_documents(warehouse: Warehouse, settings: Settings, cycle: Cycle, out_dir: Path) -> None:
-    """Documents of every final invoice of the cycle, from its stored JSON (byte-identical
-    on every run); the HTML's hash is recorded once."""
+def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) -> None:
+    """Documents of every final invoice of the cycle, written from what was stored when it was
+    finalized: the same bytes on every run, whatever templates change later."""
     rows = warehouse.query_arrow(
-        "select number, document, html_sha256 from invoicing.invoices where cycle = :cycle order by number",
+        "select number, document, html from invoicing.invoices where cycle = :cycle order by number",
         {"cycle": cycle.label},
     ).to_pylist()
+    out_dir.mkdir(parents=True, exist_ok=True)
     for row in rows:
-        invoice = invoice_from_json(row["document"])
-        digest = _write_documents(out_dir, row["number"], invoice, settings)
-        if not row["html_sha256"]:
-            warehouse.execute(
-                "update invoicing.invoices set html_sha256 = :h where number = :n",
-                {"h": digest, "n": row["number"]},
-            )
+        (out_dir / f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
+        (out_dir / f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
 
 
 def invoice_from_json(text: str) -> Invoice:
