@@ -345,3 +345,66 @@ def test_rerating_a_closed_cycle_becomes_an_adjustment_on_the_next_invoice(bille
     assert warehouse.scalar("select count(*) from rating.adjustments where invoice_number is null") == 0, (
         "a difference already invoiced is not charged again"
     )
+
+
+def test_delivery_by_email_portal_and_post_once(tmp_path: Path, demo, monkeypatch) -> None:
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from squak_pipelines.invoicing.delivery import deliver_cycle
+
+    settings = _copy_demo(demo, tmp_path / "squak")
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    run_order_stage(warehouse, settings)
+    rate_days(warehouse, settings, [date.fromisoformat(d) for d in mediate(warehouse, settings).days])
+    bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    methods = warehouse.query_df(
+        "select a.delivery_method, count(*) as n from invoicing.invoices i "
+        "join orders.accounts a using (account_id) group by 1"
+    )
+    expected = dict(zip(methods["delivery_method"], methods["n"], strict=True))
+    assert expected.get("email") and expected.get("post")
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    dead_port = free_port()  # nothing listens there: every send fails
+    monkeypatch.setenv("SQUAK_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SQUAK_SMTP_PORT", str(dead_port))
+    failed = deliver_cycle(warehouse, settings, "2026-10")
+    assert failed.failed == expected["email"] and failed.sent == 0
+    assert failed.printed == expected["post"]
+
+    received = []
+
+    class Collect:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        monkeypatch.setenv("SQUAK_SMTP_PORT", str(port))
+        retried = deliver_cycle(warehouse, settings, "2026-10")
+        again = deliver_cycle(warehouse, settings, "2026-10")
+    finally:
+        controller.stop()
+    assert retried.sent == expected["email"] == len(received), "failed sends are retried"
+    assert (again.sent, again.failed, again.printed) == (0, 0, 0), "nothing is sent or printed twice"
+    import email
+
+    message = email.message_from_bytes(received[0].content)
+    assert message["Subject"].startswith("Your Squak invoice SQK-2026-")
+    names = [part.get_filename() for part in message.walk() if part.get_filename()]
+    assert any(n.endswith(".json") for n in names)
+    portal = settings.data_dir / "portal"
+    account = warehouse.scalar("select account_id from invoicing.invoices order by number limit 1")
+    index = (portal / account / "index.html").read_text()
+    assert "SQK-2026-000001" in index and "pay now" in index
+    manifest = (settings.data_dir / "print" / "2026-10" / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == expected["post"] + 1

@@ -107,6 +107,32 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     )
 
 
+@dg.asset(
+    key=["invoicing", "deliveries"],
+    group_name=GROUP,
+    kinds={"python", "email"},
+    deps=[INVOICES],
+    partitions_def=MONTHLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Final invoices published to the customer portal, emailed (or written to the outbox) "
+    "and queued for print, each recorded once.",
+)
+def invoice_deliveries(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
+    from squak_pipelines.invoicing.delivery import deliver_cycle
+
+    reports = [deliver_cycle(squak.warehouse(), squak.settings, c) for c in _cycles(context)]
+    return dg.MaterializeResult(
+        metadata={
+            "emails_sent": sum(r.sent for r in reports),
+            "emails_to_outbox": sum(r.outbox for r in reports),
+            "emails_failed": sum(r.failed for r in reports),
+            "queued_for_print": sum(r.printed for r in reports),
+            "portal_accounts": max((r.portal_accounts for r in reports), default=0),
+            "delivery_errors": dg.MetadataValue.json([e for r in reports for e in r.errors][:20]),
+        }
+    )
+
+
 invoicing_job = dg.define_asset_job(
     "invoicing_job",
     selection=dg.AssetSelection.groups(GROUP),
@@ -121,5 +147,7 @@ close_cycle_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 defs = dg.Definitions(
-    assets=[draft_invoices, final_invoices], jobs=[invoicing_job], schedules=[close_cycle_schedule]
+    assets=[draft_invoices, final_invoices, invoice_deliveries],
+    jobs=[invoicing_job],
+    schedules=[close_cycle_schedule],
 )

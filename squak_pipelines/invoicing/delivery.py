@@ -1,0 +1,265 @@
+"""Delivery of final invoices by each customer's chosen method, recorded so nothing is sent twice.
+
+- every invoice is published to the customer portal folder: `portal/<account>/index.html`
+  lists the account's invoices (HTML, JSON, call detail) with a payment link
+  (`SQUAK_PAYMENT_URL`, `{number}` and `{amount}` filled in);
+- `email` customers get a message (HTML body, JSON and call detail attached) through the SMTP
+  server of `SQUAK_SMTP_HOST`/`SQUAK_SMTP_PORT` (`SQUAK_SMTP_USER`/`SQUAK_SMTP_PASSWORD`
+  from the environment, STARTTLS when `SQUAK_SMTP_TLS=1`); without a host, messages are
+  written to `outbox/` as .eml files (a development mode);
+- `post` customers go into the cycle's print batch: `print/<cycle>/` with the documents in
+  mailing order (country, postal code, account) and a `manifest.csv` for the print house.
+`invoicing.deliveries` holds one row per invoice and method. A delivery marked `sending` is
+never retried automatically (it may have gone out); `failed` ones are retried next run.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import smtplib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pyarrow as pa
+
+from squak_pipelines.config import Settings
+from squak_pipelines.warehouse import Warehouse
+
+DELIVERIES = pa.schema(
+    [
+        ("number", pa.string()),
+        ("method", pa.string()),
+        ("status", pa.string()),
+        ("attempts", pa.int64()),
+        ("detail", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+SENDER = "billing@squak.example"
+PAYMENT_URL = "https://pay.squak.example/invoice/{number}?amount={amount}"
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    outbox: int = 0
+    failed: int = 0
+    printed: int = 0
+    portal_accounts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _invoices(warehouse: Warehouse, cycle: str) -> list[dict]:
+    return warehouse.query_arrow(
+        "select i.number, i.account_id, i.currency, i.amount_due, i.due_date, i.html, i.document, "
+        "a.name, a.email, a.delivery_method, a.street, a.city, a.state, a.postal_code, a.country "
+        "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
+        "where i.cycle = :cycle order by i.number",
+        {"cycle": cycle},
+    ).to_pylist()
+
+
+def _status(warehouse: Warehouse) -> dict[tuple[str, str], dict]:
+    rows = warehouse.query_arrow("select * from invoicing.deliveries").to_pylist()
+    return {(r["number"], r["method"]): r for r in rows}
+
+
+def _record(warehouse: Warehouse, number: str, method: str, status: str, attempts: int, detail: str) -> None:
+    """One message's state, committed before and after it is sent (at most once)."""
+    with warehouse.transaction():
+        warehouse.execute(
+            "delete from invoicing.deliveries where number = :n and method = :m", {"n": number, "m": method}
+        )
+        warehouse.load(
+            "invoicing.deliveries",
+            pa.table(
+                {
+                    "number": [number],
+                    "method": [method],
+                    "status": [status],
+                    "attempts": [attempts],
+                    "detail": [detail],
+                    "updated_at": [datetime.now(UTC)],
+                },
+                schema=DELIVERIES,
+            ),
+            mode="append",
+        )
+
+
+def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryReport:
+    """Publish, email and print the cycle's final invoices; safe to run again."""
+    if not warehouse.table_exists("invoicing.deliveries"):
+        warehouse.load("invoicing.deliveries", DELIVERIES.empty_table(), mode="append")
+    report = DeliveryReport()
+    invoices = _invoices(warehouse, cycle)
+    done = _status(warehouse)
+    documents = settings.data_dir / "invoices" / cycle
+    report.portal_accounts = publish_portal(warehouse, settings)
+    for inv in invoices:
+        if (inv["delivery_method"] or "email") != "email":
+            continue
+        previous = done.get((inv["number"], "email"))
+        if previous and previous["status"] in ("sent", "outbox", "sending"):
+            continue
+        attempts = (previous["attempts"] if previous else 0) + 1
+        _record(warehouse, inv["number"], "email", "sending", attempts, "")
+        try:
+            where = send_email(inv, documents, settings)
+        except (OSError, smtplib.SMTPException, ValueError) as exc:
+            _record(warehouse, inv["number"], "email", "failed", attempts, f"{type(exc).__name__}: {exc}")
+            report.failed += 1
+            report.errors.append(f"{inv['number']}: {exc}")
+            continue
+        status = "outbox" if where.startswith("outbox:") else "sent"
+        _record(warehouse, inv["number"], "email", status, attempts, where)
+        report.outbox += status == "outbox"
+        report.sent += status == "sent"
+    report.printed = print_batch(
+        warehouse, settings, cycle, [i for i in invoices if i["delivery_method"] == "post"], done
+    )
+    return report
+
+
+def _message(inv: dict, documents: Path) -> EmailMessage:
+    if not inv["email"] or "@" not in inv["email"]:
+        raise ValueError(f"account {inv['account_id']} has no email address")
+    message = EmailMessage()
+    message["From"] = os.environ.get("SQUAK_SMTP_FROM", SENDER)
+    message["To"] = inv["email"]
+    message["Subject"] = (
+        f"Your Squak invoice {inv['number']}: {inv['amount_due']} {inv['currency']} due {inv['due_date']}"
+    )
+    message.set_content(
+        f"Dear {inv['name']},\n\nyour invoice {inv['number']} is attached. Amount due: "
+        f"{inv['amount_due']} {inv['currency']} by {inv['due_date']}.\nPay online: {payment_link(inv)}\n"
+    )
+    message.add_alternative(inv["html"], subtype="html")
+    message.add_attachment(
+        inv["document"].encode(), maintype="application", subtype="json", filename=f"{inv['number']}.json"
+    )
+    calls = documents / f"{inv['number']}-calls.csv"
+    if calls.exists():
+        message.add_attachment(calls.read_bytes(), maintype="text", subtype="csv", filename=calls.name)
+    return message
+
+
+def send_email(inv: dict, documents: Path, settings: Settings) -> str:
+    """Send one invoice; returns where it went (`smtp:host` or `outbox:path`)."""
+    message = _message(inv, documents)
+    host = os.environ.get("SQUAK_SMTP_HOST", "")
+    if not host:
+        outbox = settings.data_dir / "outbox"
+        outbox.mkdir(parents=True, exist_ok=True)
+        path = outbox / f"{inv['number']}.eml"
+        path.write_bytes(bytes(message))
+        return f"outbox:{path}"
+    port = int(os.environ.get("SQUAK_SMTP_PORT", "25"))
+    with smtplib.SMTP(host, port, timeout=30) as smtp:
+        if os.environ.get("SQUAK_SMTP_TLS") == "1":
+            smtp.starttls()
+        if os.environ.get("SQUAK_SMTP_USER"):
+            smtp.login(os.environ["SQUAK_SMTP_USER"], os.environ.get("SQUAK_SMTP_PASSWORD", ""))
+        smtp.send_message(message)
+    return f"smtp:{host}:{port}"
+
+
+def payment_link(inv: dict) -> str:
+    template = os.environ.get("SQUAK_PAYMENT_URL", PAYMENT_URL)
+    return template.format(number=inv["number"], amount=inv["amount_due"])
+
+
+def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
+    """Each account's portal page lists all its final invoices (newest first)."""
+    rows = warehouse.query_arrow(
+        "select i.number, i.account_id, i.cycle, i.currency, i.amount_due, i.due_date, i.html, a.name "
+        "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
+        "order by i.account_id, i.cycle desc, i.number"
+    ).to_pylist()
+    by_account: dict[str, list[dict]] = {}
+    for r in rows:
+        by_account.setdefault(r["account_id"], []).append(r)
+    root = settings.data_dir / "portal"
+    for account, invoices in by_account.items():
+        folder = root / account
+        folder.mkdir(parents=True, exist_ok=True)
+        items = []
+        for inv in invoices:
+            (folder / f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
+            calls = settings.data_dir / "invoices" / inv["cycle"] / f"{inv['number']}-calls.csv"
+            detail = ""
+            if calls.exists():
+                (folder / calls.name).write_bytes(calls.read_bytes())
+                detail = f' &middot; <a href="{html.escape(calls.name)}">call detail (CSV)</a>'
+            items.append(
+                f'<li><a href="{html.escape(inv["number"])}.html">{html.escape(inv["number"])}</a> '
+                f"({html.escape(inv['cycle'])}): {html.escape(str(inv['amount_due']))} "
+                f"{html.escape(inv['currency'])} due {inv['due_date']}{detail} &middot; "
+                f'<a href="{html.escape(payment_link(inv))}">pay now</a></li>'
+            )
+        name = html.escape(invoices[0]["name"] or account)
+        (folder / "index.html").write_text(
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Invoices of {name}'
+            f"</title></head>\n<body><h1>Invoices of {name}</h1>\n<ul>\n"
+            + "\n".join(items)
+            + "\n</ul></body></html>\n",
+            encoding="utf-8",
+        )
+    return len(by_account)
+
+
+def print_batch(
+    warehouse: Warehouse,
+    settings: Settings,
+    cycle: str,
+    invoices: list[dict],
+    done: dict[tuple[str, str], dict],
+) -> int:
+    """The cycle's postal invoices in mailing order, with a manifest; each printed once."""
+    order = sorted(invoices, key=lambda i: (i["country"] or "", i["postal_code"] or "", i["account_id"]))
+    folder = settings.data_dir / "print" / cycle
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["sequence", "invoice", "file", "name", "street", "city", "state", "postal_code", "country"]
+        )
+        for sequence, inv in enumerate(order, 1):
+            name = f"{sequence:05d}-{inv['number']}.html"
+            (folder / name).write_text(inv["html"], encoding="utf-8")
+            writer.writerow(
+                [
+                    sequence,
+                    inv["number"],
+                    name,
+                    inv["name"],
+                    inv["street"],
+                    inv["city"],
+                    inv["state"],
+                    inv["postal_code"],
+                    inv["country"],
+                ]
+            )
+    new = [i["number"] for i in order if (i["number"], "post") not in done]
+    if new:
+        now = datetime.now(UTC)
+        warehouse.load(
+            "invoicing.deliveries",
+            pa.table(
+                {
+                    "number": new,
+                    "method": ["post"] * len(new),
+                    "status": ["queued_for_print"] * len(new),
+                    "attempts": [1] * len(new),
+                    "detail": [f"print/{cycle}"] * len(new),
+                    "updated_at": [now] * len(new),
+                },
+                schema=DELIVERIES,
+            ),
+            mode="append",
+        )
+    return len(new)
