@@ -15,12 +15,10 @@ import pytest
 from squak_pipelines.invoicing.compose import Cycle, ServicePeriod, compose, tax_lines, usage_lines
 from squak_pipelines.invoicing.render import render_html
 from squak_pipelines.invoicing.stage import bill_cycle, last_closed_cycle
-from squak_pipelines.mediation.stage import mediate
-from squak_pipelines.orders.stage import run_order_stage
 from squak_pipelines.rating.stage import rate_days
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from tests.rating_helpers import plan_at
-from tests.test_rating_stage import _copy_demo
+from tests.stage_helpers import copy_demo, rated
 
 OCT = Cycle.parse("2026-10")
 ACCOUNT = {"account_id": "ACC-1", "name": "Ada's Bakery", "country": "US", "state": "NY"}
@@ -224,13 +222,12 @@ def test_template_escapes_customer_text(plans) -> None:
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def billed(request: pytest.FixtureRequest, tmp_path: Path, demo):
-    settings = _copy_demo(demo, tmp_path / "squak")
+    settings = copy_demo(demo, tmp_path / "squak")
     if request.param == "duckdb":
         warehouse: Warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     else:
         warehouse = PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
-    run_order_stage(warehouse, settings)
-    rate_days(warehouse, settings, [date.fromisoformat(d) for d in mediate(warehouse, settings).days])
+    rated(warehouse, settings)
     return warehouse, settings
 
 
@@ -281,10 +278,9 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
 
 
 def test_concurrent_finalizations_keep_numbers_gapless(tmp_path: Path, demo, fresh_pg_url: str) -> None:
-    settings = _copy_demo(demo, tmp_path / "squak")
+    settings = copy_demo(demo, tmp_path / "squak")
     warehouse = PostgresWarehouse(fresh_pg_url)
-    run_order_stage(warehouse, settings)
-    rate_days(warehouse, settings, [date.fromisoformat(d) for d in mediate(warehouse, settings).days])
+    rated(warehouse, settings)
     bill_cycle(warehouse, settings, "2026-10", finalize=False)
     errors: list[BaseException] = []
 
@@ -354,10 +350,9 @@ def test_delivery_by_email_portal_and_post_once(tmp_path: Path, demo, monkeypatc
 
     from squak_pipelines.invoicing.delivery import deliver_cycle
 
-    settings = _copy_demo(demo, tmp_path / "squak")
+    settings = copy_demo(demo, tmp_path / "squak")
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
-    run_order_stage(warehouse, settings)
-    rate_days(warehouse, settings, [date.fromisoformat(d) for d in mediate(warehouse, settings).days])
+    rated(warehouse, settings)
     bill_cycle(warehouse, settings, "2026-10", finalize=True)
     methods = warehouse.query_df(
         "select a.delivery_method, count(*) as n from invoicing.invoices i "

@@ -4,7 +4,6 @@ fraud gate blocking a day, the Dagster asset and its checks, and the quote CLI."
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -20,27 +19,17 @@ from squak_pipelines.rating.defs import rated_events, suspense_rerating_sensor
 from squak_pipelines.rating.stage import rate_days
 from squak_pipelines.resources import SquakResource
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
-
-
-def _copy_demo(demo, root: Path) -> Settings:
-    settings, _ = demo
-    shutil.copytree(settings.data_dir, root, ignore=shutil.ignore_patterns("*.duckdb*", "dagster", "logs"))
-    copy = Settings.from_env({"SQUAK_DATA_DIR": str(root)})
-    rules = copy.reference_dir / "fraud_rules.yaml"
-    rules.write_text(rules.read_text().replace("max_quarantine_share: 0.05", "max_quarantine_share: 0.9"))
-    return copy
+from tests.stage_helpers import copy_demo, mediated
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def charged(request: pytest.FixtureRequest, tmp_path: Path, demo) -> tuple[Warehouse, Settings, list[date]]:
-    settings = _copy_demo(demo, tmp_path / "squak")
+    settings = copy_demo(demo, tmp_path / "squak")
     if request.param == "duckdb":
         warehouse: Warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     else:
         warehouse = PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
-    run_order_stage(warehouse, settings)
-    days = [date.fromisoformat(d) for d in mediate(warehouse, settings).days]
-    return warehouse, settings, days
+    return warehouse, settings, mediated(warehouse, settings)
 
 
 def _totals(warehouse: Warehouse) -> list[tuple]:
@@ -108,7 +97,7 @@ def test_a_day_blocked_by_the_fraud_gate_is_not_rated(charged) -> None:
 
 
 def test_dagster_asset_checks_and_suspense_sensor(tmp_path: Path, demo) -> None:
-    settings = _copy_demo(demo, tmp_path / "squak")
+    settings = copy_demo(demo, tmp_path / "squak")
     warehouse = DuckDBWarehouse(settings.data_dir / "warehouse.duckdb")
     run_order_stage(warehouse, settings)
     mediate(warehouse, settings, [date(2026, 10, 5), date(2026, 10, 6)])

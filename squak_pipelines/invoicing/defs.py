@@ -125,7 +125,7 @@ def invoice_deliveries(context: dg.AssetExecutionContext, squak: SquakResource) 
         metadata={
             "emails_sent": sum(r.sent for r in reports),
             "emails_to_outbox": sum(r.outbox for r in reports),
-            "emails_failed": sum(r.failed for r in reports),
+            "email_send_failures": sum(r.failed for r in reports),
             "queued_for_print": sum(r.printed for r in reports),
             "portal_accounts": max((r.portal_accounts for r in reports), default=0),
             "delivery_errors": dg.MetadataValue.json([e for r in reports for e in r.errors][:20]),

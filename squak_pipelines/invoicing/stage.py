@@ -230,6 +230,20 @@ def _money(values: list[Decimal | None]) -> pa.Array:
     return pa.array(values, _D)
 
 
+def _totals(invoices: list[Invoice]) -> dict[str, pa.Array | list]:
+    """The columns drafts and final invoices share."""
+    return {
+        "invoice_key": [i.key for i in invoices],
+        "account_id": [i.account_id for i in invoices],
+        "cycle": [i.cycle for i in invoices],
+        "currency": [i.currency for i in invoices],
+        "subtotal": _money([i.subtotal for i in invoices]),
+        "tax_total": _money([i.tax_total for i in invoices]),
+        "total": _money([i.total for i in invoices]),
+        "amount_due": _money([i.amount_due for i in invoices]),
+    }
+
+
 def _lines_table(invoices: list[Invoice]) -> pa.Table:
     rows = [(inv.key, n, line) for inv in invoices for n, line in enumerate(inv.lines, 1)]
     get = lambda attr: [getattr(line, attr) for _, _, line in rows]  # noqa: E731
@@ -280,14 +294,7 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
                 "invoicing.drafts",
                 pa.table(
                     {
-                        "invoice_key": [i.key for i in drafts],
-                        "account_id": [i.account_id for i in drafts],
-                        "cycle": [i.cycle for i in drafts],
-                        "currency": [i.currency for i in drafts],
-                        "subtotal": _money([i.subtotal for i in drafts]),
-                        "tax_total": _money([i.tax_total for i in drafts]),
-                        "total": _money([i.total for i in drafts]),
-                        "amount_due": _money([i.amount_due for i in drafts]),
+                        **_totals(drafts),
                         "document": documents,
                     },
                     schema=TABLES["invoicing.drafts"],
@@ -350,19 +357,10 @@ def _finalize(
             pa.table(
                 {
                     "number": [i.number for i in todo],
-                    "invoice_key": [i.key for i in todo],
-                    "account_id": [i.account_id for i in todo],
-                    "cycle": [i.cycle for i in todo],
-                    "currency": [i.currency for i in todo],
+                    **_totals(todo),
                     "issue_date": pa.array([cycle.issue_date] * len(todo), pa.date32()),
-                    "due_date": pa.array(
-                        [datetime.fromisoformat(i.due_date).date() for i in todo], pa.date32()
-                    ),
-                    "subtotal": _money([i.subtotal for i in todo]),
-                    "tax_total": _money([i.tax_total for i in todo]),
-                    "total": _money([i.total for i in todo]),
+                    "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
                     "previous_balance": _money([i.previous_balance for i in todo]),
-                    "amount_due": _money([i.amount_due for i in todo]),
                     "document": documents,
                     "html": pages,
                     "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
