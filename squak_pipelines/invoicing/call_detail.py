@@ -47,8 +47,3 @@ def write_call_detail(warehouse: Warehouse, cycle: str, folder: Path) -> int:
         pacsv.write_csv(detail.slice(start, end - start), folder / f"{numbers[int(start)].as_py()}-calls.csv")
     return len(starts)
 
-
-def masked(number: str) -> str:
-    """The masking rule, for one number (support tools and tests)."""
-    return number[:-4] + "XXXX" if len(number) > 4 else number
-

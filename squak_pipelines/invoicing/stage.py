@@ -6,13 +6,12 @@ per account, currency, cycle, service, call type and destination from `rating.ra
 replaced on every run. Finalizing numbers the drafts gaplessly per series
 (`SQK-<year>-<000001>`) inside one transaction that also records the events billed, so a
 finalized invoice never changes; re-running a cycle leaves it as it is and rewrites its
-documents byte for byte from the stored JSON.
+documents byte for byte from the HTML and JSON stored at finalization.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.call_detail import write_call_detail
-from squak_pipelines.invoicing.compose import Cycle, Invoice, Line, ServicePeriod, compose
+from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
 from squak_pipelines.invoicing.render import render_html, render_json
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
@@ -415,28 +414,6 @@ def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) 
     for row in rows:
         (out_dir / f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
         (out_dir / f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
-
-
-def invoice_from_json(text: str) -> Invoice:
-    doc = json.loads(text)
-    doc.pop("key", None)
-    lines = [
-        Line(
-            **{
-                k: (
-                    Decimal(v)
-                    if k in ("amount", "quantity", "unit_price", "allowance_used", "base") and v is not None
-                    else v
-                )
-                for k, v in line.items()
-            }
-        )
-        for line in doc.pop("lines")
-    ]
-    money = {
-        k: Decimal(doc.pop(k)) for k in ("subtotal", "tax_total", "total", "previous_balance", "amount_due")
-    }
-    return Invoice(**doc, lines=lines, **money)
 
 
 def last_closed_cycle(warehouse: Warehouse, today: date | None = None) -> str | None:

@@ -7,7 +7,7 @@ baseline the benchmark compares with. Split-band calls are walked second by seco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -165,6 +165,3 @@ def _consume(plan: Plan, events: list[Event], out: list[Priced]) -> None:
         priced.covered = min(priced.units, remaining)
         used[key] = used.get(key, 0) + priced.units
 
-
-def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
