@@ -17,7 +17,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.mediation.defs import cdr_drop_sensor, conservation_result, gate_result, mediated_cdrs
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
-from squak_pipelines.mediation.parsers import FileFormatError, detect_format, parse_file
+from squak_pipelines.mediation.parsers import FileFormatError, detect_format, parse_file, physical_lines
 from squak_pipelines.mediation.quarantine import decide
 from squak_pipelines.mediation.stage import mediate
 from squak_pipelines.resources import SquakResource
@@ -94,6 +94,24 @@ def test_asterisk_master_csv_edge_cases(tmp_path: Path, refs) -> None:
     assert (
         _events(gz, NYC, refs)[0].drop_columns(["source_file"]).equals(events.drop_columns(["source_file"]))
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a,1\nb,2\n",
+        b"a,1\r\n\r\nb,2",  # CRLF, a blank line, no final line end
+        b"\n\na\n",
+        b'"x\ry",1\nb\n',  # a lone CR inside a field stays in its line
+        b"a\x1fb\nc\n",
+        "Zo\u00eb,\u00fc\n".encode(),
+    ],
+)
+def test_physical_lines_match_a_plain_split(data: bytes) -> None:
+    expected = data.decode("utf-8").split("\n")
+    expected = [line.removesuffix("\r") for line in expected]
+    got = physical_lines(data).to_pylist()
+    assert got == expected[: len(got)] and all(x == "" for x in expected[len(got) :])
 
 
 def test_asterisk_16_column_layout_and_latin1(tmp_path: Path, refs) -> None:

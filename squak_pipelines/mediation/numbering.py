@@ -90,30 +90,30 @@ def to_e164(numbers: pa.Array, rules: DialingRules) -> pa.Array:
 class NumberingPlan:
     """Prefix table (reference/numbering_plan.csv) for longest-prefix lookups."""
 
+    FIELDS = ("prefix", "country", "kind", "destination")
+
     def __init__(self, rows: list[dict[str, str]]):
-        self.by_length: dict[int, tuple[pa.Array, list[dict[str, str]]]] = {}
+        ordered = sorted(rows, key=lambda r: -len(r["prefix"]))
+        self.columns = {k: pa.array([r[k] for r in ordered], pa.string()) for k in self.FIELDS}
+        # Per prefix length (longest first): the prefixes and where they start in `columns`.
+        self.by_length: list[tuple[int, pa.Array, int]] = []
+        start = 0
         for length in sorted({len(r["prefix"]) for r in rows}, reverse=True):
-            group = [r for r in rows if len(r["prefix"]) == length]
-            self.by_length[length] = (pa.array([r["prefix"] for r in group]), group)
+            group = [r["prefix"] for r in ordered if len(r["prefix"]) == length]
+            self.by_length.append((length, pa.array(group, pa.string()), start))
+            start += len(group)
 
     @classmethod
     def load(cls, path: Path) -> NumberingPlan:
         return cls([r for _, r in read_rows(path, ("prefix", "country", "kind", "destination"))])
 
     def lookup(self, e164: pa.Array) -> dict[str, pa.Array]:
-        """prefix, country, kind, destination of each '+' number (nulls when no match)."""
+        """prefix, country, kind, destination of each '+' number (nulls when no match):
+        one hash lookup per prefix length, the longest match kept, one take per field."""
         digits = pc.utf8_slice_codeunits(e164, 1)
-        full = pc.starts_with(e164, "+")
-        n = len(e164)
-        found = pa.nulls(n, pa.int32())
-        out = {k: pa.nulls(n, pa.string()) for k in ("prefix", "country", "kind", "destination")}
-        for length, (prefixes, group) in self.by_length.items():
+        found = pa.nulls(len(e164), pa.int64())
+        for length, prefixes, start in self.by_length:
             idx = pc.index_in(pc.utf8_slice_codeunits(digits, 0, length), value_set=prefixes)
-            take = pc.and_(pc.and_(pc.is_valid(idx), pc.is_null(found)), full)
-            if not pc.any(take).as_py():
-                continue
-            found = pc.if_else(take, idx, found)
-            for key in out:
-                values = pa.array([r[key] for r in group])
-                out[key] = pc.if_else(take, pc.take(values, pc.fill_null(idx, 0)), out[key])
-        return out
+            found = pc.coalesce(found, pc.add(pc.cast(idx, pa.int64()), start))
+        found = pc.if_else(pc.starts_with(e164, "+"), found, None)
+        return {k: pc.take(values, found) for k, values in self.columns.items()}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +93,7 @@ class ParsedFile:
     format: str
     table: pa.Table  # one string column per field of the layout
     line_no: np.ndarray  # physical line of each row (1-based)
-    raw: pa.Array  # raw text of each row
+    raw: pa.ChunkedArray  # raw text of each row
     bad_lines: list[tuple[int, str, str]]  # (line, reason, raw text) of unreadable rows
     records_in: int  # non-empty lines that are records (header excluded)
     encoding: str
@@ -105,14 +104,36 @@ def read_bytes(path: Path) -> bytes:
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
-def _as_text(data: bytes) -> tuple[bytes, pa.Array, str]:
-    """The file as one Arrow string (UTF-8 validated by Arrow); anything that is not UTF-8 is
-    read as Latin-1 (switches that write ISO-8859-1 names)."""
+def _as_utf8(data: bytes) -> tuple[bytes, str]:
+    """The file as UTF-8 (validated by Arrow); anything that is not UTF-8 is read as
+    Latin-1 (switches that write ISO-8859-1 names)."""
     try:
-        return data, pa.array([data], pa.binary()).cast(pa.string()), "utf-8"
+        pa.array([data], pa.binary()).cast(pa.string())
+        return data, "utf-8"
     except pa.ArrowInvalid:
-        data = data.decode("latin-1").encode("utf-8")
-        return data, pa.array([data], pa.binary()).cast(pa.string()), "latin-1"
+        return data.decode("latin-1").encode("utf-8"), "latin-1"
+
+
+def physical_lines(data: bytes) -> pa.Array:
+    """Every physical line of UTF-8 `data`, without its line end. pyarrow's multi-threaded
+    reader does the split (quoting off, one column); a file with a lone CR or a 0x1F byte,
+    which that reader would split differently, is split on LF in one pass instead."""
+    if not data:
+        return pa.array([], pa.string())
+    if b"\x1f" in data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
+        text = pa.array([data], pa.binary()).cast(pa.string())
+        return pc.utf8_rtrim(pc.list_flatten(pc.split_pattern(text, pattern="\n")), characters="\r")
+    table = pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(column_names=["line"], block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(
+            delimiter="\x1f", quote_char=False, double_quote=False, ignore_empty_lines=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={"line": pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
+    return table.column(0).combine_chunks()
 
 
 def _first_fields(lines: list[bytes]) -> list[list[str]]:
@@ -155,12 +176,11 @@ def _layout(fmt: str, lines: list[bytes]) -> tuple[str, ...]:
 
 def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     """Parse one CDR file (plain or gzip) in the given format (None: detect)."""
-    data, text, encoding = _as_text(read_bytes(path))
+    data, encoding = _as_utf8(read_bytes(path))
     fmt = detect_format(data) if fmt in (None, "", "auto") else fmt
     if fmt not in FORMATS:
         raise FileFormatError(f"{path.name}: unknown format {fmt!r}")
-    # Physical lines, split in Arrow (no Python loop per line); CR of CRLF dropped.
-    lines = pc.utf8_rtrim(pc.list_flatten(pc.split_pattern(text, pattern="\n")), characters="\r")
+    lines = physical_lines(data)
     header = 1 if fmt == "canonical" else 0
     if header and (len(lines) == 0 or not lines[0].as_py().startswith("event_id")):
         raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
@@ -172,7 +192,7 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
         return "skip"
 
     table = pacsv.read_csv(
-        io.BytesIO(data),
+        pa.BufferReader(data),
         read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=header, block_size=16 << 20),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
@@ -192,7 +212,7 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
             f"{path.name}: records could not be matched to lines "
             f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
         )
-    raw = pc.take(lines, pa.array(good - 1))
+    raw = _select_lines(lines, good - 1)
     bad_lines = [(int(n), "wrong_column_count", lines[n - 1].as_py()) for n in skipped]
     return ParsedFile(
         format=fmt,
@@ -203,6 +223,20 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
         records_in=int(nonempty.sum()),
         encoding=encoding,
     )
+
+
+def _select_lines(lines: pa.Array, rows: np.ndarray) -> pa.ChunkedArray:
+    """The given lines (sorted 0-based positions): zero-copy slices of the runs of
+    consecutive lines when there are few gaps, else one filtered copy."""
+    gaps = np.flatnonzero(np.diff(rows) != 1)
+    if len(gaps) > 64:
+        mask = np.zeros(len(lines), dtype=bool)
+        mask[rows] = True
+        return pa.chunked_array([lines.filter(pa.array(mask))], pa.string())
+    starts = np.r_[0, gaps + 1]
+    ends = np.r_[gaps + 1, len(rows)]
+    runs = [lines.slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends, strict=True) if b > a]
+    return pa.chunked_array(runs, pa.string())
 
 
 def _locate(lines: pa.Array, texts: list[str]) -> list[int]:
