@@ -128,9 +128,9 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
                  "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days",
                  "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days",
-                 "drafts", "invoices_finalized", "already_final", "invoice_totals", "tax_totals",
-                 "documents", "emails_sent", "emails_to_outbox", "email_send_failures", "queued_for_print",
-                 "portal_accounts")
+                 "drafts", "invoices_finalized", "already_final", "pdfs_rendered", "invoice_totals",
+                 "tax_totals", "documents", "emails_sent", "emails_to_outbox", "email_send_failures", "queued_for_print",
+                 "portal_accounts", "print_batch")
 
 
 def _figure(value) -> str:
@@ -158,7 +158,11 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")
     print(f"    data directory: {settings.data_dir}")
     print(f"      stage logs:      {settings.data_dir / 'logs'}")
-    print(f"      invoices:        {settings.data_dir / 'invoices'} (HTML and JSON per invoice, drafts/)")
+    print(f"      invoices:        {settings.data_dir / 'invoices'} (HTML, PDF, JSON and call detail "
+          "per invoice; drafts/)")
+    print(f"      customer portal: {settings.data_dir / 'portal'} (index.html per account)")
+    print(f"      print batches:   {settings.data_dir / 'print'} (one PDF per cycle, with manifest.csv)")
+    print(f"      email outbox:    {settings.data_dir / 'outbox'} (.eml, when SQUAK_SMTP_HOST is unset)")
     print(f"      reference files: {settings.reference_dir}")
     print(f"      CDR drop folder: {settings.cdr_drop_dir}")
     print(f"      order drops:     {settings.orders_drop_dir}")

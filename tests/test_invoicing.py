@@ -5,12 +5,14 @@ and byte-identical re-runs, escaping in templates."""
 
 from __future__ import annotations
 
+import csv
 import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from squak_pipelines.invoicing.compose import Cycle, ServicePeriod, compose, tax_lines, usage_lines
 from squak_pipelines.invoicing.render import render_html
@@ -245,7 +247,12 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     assert numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)], "gapless from 1"
     folder = settings.data_dir / "invoices" / "2026-10"
     before = {p.name: p.read_bytes() for p in folder.glob("SQK-*")}
-    assert len([n for n in before if not n.endswith("-calls.csv")]) == 2 * len(numbers)
+    assert len([n for n in before if not n.endswith("-calls.csv")]) == 3 * len(numbers), "HTML, JSON, PDF"
+    first_pdf = folder / f"{numbers[0]}.pdf"
+    assert before[first_pdf.name].startswith(b"%PDF-")
+    reader = PdfReader(first_pdf)
+    assert reader.metadata.title == "Invoice SQK-2026-000001"
+    assert "SQK-2026-000001" in reader.pages[0].extract_text()
     assert 0 < final.call_detail_files <= len(numbers)
     private = warehouse.query_df(
         "select i.number from invoicing.invoices i join orders.accounts a using (account_id) "
@@ -265,8 +272,11 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
         "and account_id is not null"
     )
     assert billed_keys == usage, "every answered rated event is billed once"
+    for pdf in list(folder.glob("SQK-*.pdf"))[:3]:
+        pdf.unlink()  # rendered again from the stored HTML: the same bytes
     again = bill_cycle(warehouse, settings, "2026-10", finalize=True)
     assert (again.drafts, again.finalized, again.already_final) == (0, 0, len(numbers))
+    assert again.pdfs_rendered == 3
     assert {p.name: p.read_bytes() for p in folder.glob("SQK-*")} == before, "byte-identical documents"
     lines_ok = warehouse.scalar(
         "select count(*) from invoicing.invoices i where i.subtotal <> (select sum(amount) from "
@@ -397,9 +407,22 @@ def test_delivery_by_email_portal_and_post_once(tmp_path: Path, demo, monkeypatc
     assert message["Subject"].startswith("Your Squak invoice SQK-2026-")
     names = [part.get_filename() for part in message.walk() if part.get_filename()]
     assert any(n.endswith(".json") for n in names)
+    attached = [p for p in message.walk() if (p.get_filename() or "").endswith(".pdf")]
+    number = message["Subject"].split()[3].rstrip(":")
+    documents = settings.data_dir / "invoices" / "2026-10"
+    assert attached and attached[0].get_payload(decode=True) == (documents / f"{number}.pdf").read_bytes()
     portal = settings.data_dir / "portal"
     account = warehouse.scalar("select account_id from invoicing.invoices order by number limit 1")
     index = (portal / account / "index.html").read_text()
     assert "SQK-2026-000001" in index and "pay now" in index
-    manifest = (settings.data_dir / "print" / "2026-10" / "manifest.csv").read_text().splitlines()
-    assert len(manifest) == expected["post"] + 1
+    batch_dir = settings.data_dir / "print" / "2026-10"
+    manifest = list(csv.DictReader((batch_dir / "manifest.csv").open()))
+    assert len(manifest) == expected["post"]
+    mailing = [(m["country"], m["postal_code"]) for m in manifest]
+    assert mailing == sorted(mailing), "mailing order"
+    batch = PdfReader(batch_dir / "batch-2026-10.pdf")
+    pages = [len(PdfReader(documents / f"{m['invoice']}.pdf").pages) for m in manifest]
+    assert len(batch.pages) == sum(pages)
+    assert [int(m["first_page"]) for m in manifest] == [1 + sum(pages[:i]) for i in range(len(pages))]
+    text = batch.pages[int(manifest[1]["first_page"]) - 1].extract_text()
+    assert manifest[1]["invoice"] in text, "each invoice starts on its manifest page"

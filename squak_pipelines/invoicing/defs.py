@@ -64,7 +64,7 @@ def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource) -> d
             description="Invoice numbers of each series run 1..N without gaps.",
         ),
     ],
-    description="Finalized invoices: numbered gaplessly, immutable, with HTML and JSON documents.",
+    description="Finalized invoices: numbered gaplessly, immutable, with HTML, PDF and JSON documents.",
 )
 def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     warehouse = squak.warehouse()
@@ -73,6 +73,7 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
         metadata={
             "invoices_finalized": sum(r.finalized for r in reports),
             "already_final": sum(r.already_final for r in reports),
+            "pdfs_rendered": sum(r.pdfs_rendered for r in reports),
             "invoice_totals": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
             "tax_totals": dg.MetadataValue.json({r.cycle: r.tax_totals for r in reports}),
             "documents": dg.MetadataValue.path(str(reports[-1].documents)),
@@ -127,6 +128,7 @@ def invoice_deliveries(context: dg.AssetExecutionContext, squak: SquakResource) 
             "emails_to_outbox": sum(r.outbox for r in reports),
             "email_send_failures": sum(r.failed for r in reports),
             "queued_for_print": sum(r.printed for r in reports),
+            "print_batch": dg.MetadataValue.path(str(reports[-1].print_batch or "none")),
             "portal_accounts": max((r.portal_accounts for r in reports), default=0),
             "delivery_errors": dg.MetadataValue.json([e for r in reports for e in r.errors][:20]),
         }

@@ -3,12 +3,13 @@
 - every invoice is published to the customer portal folder: `portal/<account>/index.html`
   lists the account's invoices (HTML, JSON, call detail) with a payment link
   (`SQUAK_PAYMENT_URL`, `{number}` and `{amount}` filled in);
-- `email` customers get a message (HTML body, JSON and call detail attached) through the SMTP
+- `email` customers get a message (HTML body; PDF, JSON and call detail attached) through the SMTP
   server of `SQUAK_SMTP_HOST`/`SQUAK_SMTP_PORT` (`SQUAK_SMTP_USER`/`SQUAK_SMTP_PASSWORD`
   from the environment, STARTTLS when `SQUAK_SMTP_TLS=1`); without a host, messages are
   written to `outbox/` as .eml files (a development mode);
-- `post` customers go into the cycle's print batch: `print/<cycle>/` with the documents in
-  mailing order (country, postal code, account) and a `manifest.csv` for the print house.
+- `post` customers go into the cycle's print batch: `print/<cycle>/batch-<cycle>.pdf`, one PDF
+  of their invoices in mailing order (country, postal code, account), and a `manifest.csv`
+  giving the print house each invoice's address and first page.
 `invoicing.deliveries` holds one row per invoice and method. A delivery marked `sending` is
 never retried automatically (it may have gone out); `failed` ones are retried next run.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from squak_pipelines.config import Settings
+from squak_pipelines.invoicing.pdf import combine
 from squak_pipelines.warehouse import Warehouse
 
 DELIVERIES = pa.schema(
@@ -50,6 +52,7 @@ class DeliveryReport:
     failed: int = 0
     printed: int = 0
     portal_accounts: int = 0
+    print_batch: Path | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -119,9 +122,10 @@ def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> Deliv
         _record(warehouse, inv["number"], "email", status, attempts, where)
         report.outbox += status == "outbox"
         report.sent += status == "sent"
-    report.printed = print_batch(
-        warehouse, settings, cycle, [i for i in invoices if i["delivery_method"] == "post"], done
-    )
+    postal = [i for i in invoices if i["delivery_method"] == "post"]
+    report.printed = print_batch(warehouse, settings, cycle, postal, done)
+    if postal:
+        report.print_batch = settings.data_dir / "print" / cycle / f"batch-{cycle}.pdf"
     return report
 
 
@@ -139,6 +143,9 @@ def _message(inv: dict, documents: Path) -> EmailMessage:
         f"{inv['amount_due']} {inv['currency']} by {inv['due_date']}.\nPay online: {payment_link(inv)}\n"
     )
     message.add_alternative(inv["html"], subtype="html")
+    pdf = documents / f"{inv['number']}.pdf"
+    if pdf.exists():
+        message.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
     message.add_attachment(
         inv["document"].encode(), maintype="application", subtype="json", filename=f"{inv['number']}.json"
     )
@@ -192,9 +199,13 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
             (folder / f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
             calls = settings.data_dir / "invoices" / inv["cycle"] / f"{inv['number']}-calls.csv"
             detail = ""
+            pdf = calls.with_name(f"{inv['number']}.pdf")
+            if pdf.exists():
+                (folder / pdf.name).write_bytes(pdf.read_bytes())
+                detail += f' &middot; <a href="{html.escape(pdf.name)}">PDF</a>'
             if calls.exists():
                 (folder / calls.name).write_bytes(calls.read_bytes())
-                detail = f' &middot; <a href="{html.escape(calls.name)}">call detail (CSV)</a>'
+                detail += f' &middot; <a href="{html.escape(calls.name)}">call detail (CSV)</a>'
             items.append(
                 f'<li><a href="{html.escape(inv["number"])}.html">{html.escape(inv["number"])}</a> '
                 f"({html.escape(inv['cycle'])}): {html.escape(str(inv['amount_due']))} "
@@ -223,19 +234,22 @@ def print_batch(
     order = sorted(invoices, key=lambda i: (i["country"] or "", i["postal_code"] or "", i["account_id"]))
     folder = settings.data_dir / "print" / cycle
     folder.mkdir(parents=True, exist_ok=True)
+    if not order:
+        return 0
+    documents = settings.data_dir / "invoices" / cycle
+    batch, starts = combine([documents / f"{inv['number']}.pdf" for inv in order])
+    (folder / f"batch-{cycle}.pdf").write_bytes(batch)
     with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["sequence", "invoice", "file", "name", "street", "city", "state", "postal_code", "country"]
+            ["sequence", "invoice", "first_page", "name", "street", "city", "state", "postal_code", "country"]
         )
-        for sequence, inv in enumerate(order, 1):
-            name = f"{sequence:05d}-{inv['number']}.html"
-            (folder / name).write_text(inv["html"], encoding="utf-8")
+        for sequence, (inv, page) in enumerate(zip(order, starts, strict=True), 1):
             writer.writerow(
                 [
                     sequence,
                     inv["number"],
-                    name,
+                    page,
                     inv["name"],
                     inv["street"],
                     inv["city"],

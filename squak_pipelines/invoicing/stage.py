@@ -22,6 +22,7 @@ import pyarrow as pa
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.call_detail import write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
+from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
 from squak_pipelines.invoicing.render import render_html, render_json
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
@@ -106,6 +107,7 @@ class BillingReport:
     numbers: list[str] = field(default_factory=list)
     documents: Path | None = None
     call_detail_files: int = 0
+    pdfs_rendered: int = 0
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
@@ -302,7 +304,7 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
             )
         if finalize:
             _finalize(warehouse, settings, drafts, cycle, report)
-            _rewrite_final_documents(warehouse, cycle, out_dir)
+            report.pdfs_rendered = _rewrite_final_documents(warehouse, cycle, out_dir)
             report.call_detail_files = write_call_detail(warehouse, cycle.label, out_dir)
         for invoice in drafts:
             report.totals[invoice.currency] = str(
@@ -403,17 +405,24 @@ def _finalize(
         report.numbers = [i.number for i in todo if i.number]
 
 
-def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) -> None:
+def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) -> int:
     """Documents of every final invoice of the cycle, written from what was stored when it was
-    finalized: the same bytes on every run, whatever templates change later."""
+    finalized: the same bytes on every run, whatever templates change later. A missing PDF is
+    rendered from the stored HTML (reproducibly); returns how many PDFs were rendered."""
     rows = warehouse.query_arrow(
-        "select number, document, html from invoicing.invoices where cycle = :cycle order by number",
+        "select number, issue_date, document, html from invoicing.invoices "
+        "where cycle = :cycle order by number",
         {"cycle": cycle.label},
     ).to_pylist()
     out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
     for row in rows:
         (out_dir / f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
         (out_dir / f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
+        pdf = out_dir / f"{row['number']}.pdf"
+        if not pdf.exists():
+            jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"]))
+    return write_pdfs(jobs)
 
 
 def last_closed_cycle(warehouse: Warehouse, today: date | None = None) -> str | None:
