@@ -210,6 +210,71 @@ def test_invoice_totals_and_currencies(plans) -> None:
     assert (usd.issue_date, usd.due_date) == ("2026-11-01", "2026-11-16")
 
 
+def _promo(pid: str, kind: str, value: str, scope: str, duration: str, cycles: int | None = None):
+    from squak_pipelines.invoicing.promotions import Promotion
+
+    currency = "USD" if kind == "fixed" else ""
+    return Promotion(pid, pid.title(), kind, Decimal(value), currency, scope, duration, cycles)
+
+
+def test_coupon_for_n_cycles_percent_fixed_and_taxes(plans) -> None:
+    from squak_pipelines.invoicing.promotions import Coupon
+
+    welcome = Coupon("ACC-1", _promo("welcome", "percent", "20", "recurring", "cycles", 3), "2026-09")
+    credit = Coupon("ACC-1", _promo("credit", "fixed", "50.00", "all", "once"), "2026-10")
+    usage = [
+        {"cycle": "2026-10", "service": "voice", "call_type": "national", "destination": "US",
+         "calls": 3, "units": 600, "allowance_used": 0, "charge": "4.1000", "discount": "0",
+         "discount_name": None}
+    ]
+    taxes = [
+        {"tax_id": "REC", "name": "Line tax", "applies_to": "recurring", "kind": "percent",
+         "rate_percent": "10", "currency": "USD", "amount": None},
+        {"tax_id": "ALL", "name": "Sales tax", "applies_to": "all", "kind": "percent",
+         "rate_percent": "5", "currency": "USD", "amount": None},
+    ]
+    periods = [_period("2026-08-01T04:00:00")]  # active all month: 30.00 recurring, no activation
+    cycles = {label: Cycle.parse(label) for label in ("2026-08", "2026-09", "2026-10", "2026-11", "2026-12")}
+    invoices = {
+        label: compose(ACCOUNT, cycle, "USD", periods, plans, usage if label == "2026-10" else [], taxes,
+                       coupons=[welcome, credit])
+        for label, cycle in cycles.items()
+    }
+    promos = {label: _amounts(inv, "promotion") for label, inv in invoices.items()}
+    # 20% off 30.00 for three cycles from September; nothing before, nothing after.
+    assert promos["2026-08"] == [] and promos["2026-12"] == []
+    assert promos["2026-09"] == [Decimal("-6.00")] and promos["2026-11"] == [Decimal("-6.00")]
+    # October: 20% off, then a 50.00 credit capped at what is left (30.00 + 4.10 - 6.00 = 28.10).
+    assert promos["2026-10"] == [Decimal("-6.00"), Decimal("-28.10")]
+    october = invoices["2026-10"]
+    assert october.subtotal == Decimal("0.00")
+    labels = [line.description for line in october.lines if line.kind == "promotion"]
+    assert labels[0] == "Welcome (20% off recurring charges, cycle 2 of 3)"
+    taxes_out = {line.tax_id: line for line in october.lines if line.kind == "tax"}
+    assert taxes_out["REC"].base == Decimal("24.00") and taxes_out["REC"].amount == Decimal("2.40")
+    assert "ALL" not in taxes_out, "nothing left to tax once the credit took the rest"
+    november = invoices["2026-11"]
+    assert november.subtotal == Decimal("24.00") and november.tax_total == Decimal("3.60")  # 2.40 + 1.20
+
+
+def test_promotion_files_are_validated(tmp_path: Path) -> None:
+    from squak_pipelines.invoicing.promotions import load_coupons
+    from squak_pipelines.reference.files import ReferenceFileError
+
+    header = "promotion_id,description,kind,value,currency,applies_to,duration,cycles\n"
+    (tmp_path / "promotions.csv").write_text(header + "P1,Spring,percent,10,,all,cycles,0\n")
+    (tmp_path / "coupons.csv").write_text("account_id,promotion_id,first_cycle\nA,P1,2026-10\n")
+    with pytest.raises(ReferenceFileError, match=r"promotions.csv:2: field 'cycles'"):
+        load_coupons(tmp_path)
+    (tmp_path / "promotions.csv").write_text(header + "P1,Spring,percent,10,,all,cycles,2\n")
+    (tmp_path / "coupons.csv").write_text("account_id,promotion_id,first_cycle\nA,P2,2026-10\n")
+    with pytest.raises(ReferenceFileError, match=r"coupons.csv:2: field 'promotion_id'"):
+        load_coupons(tmp_path)
+    (tmp_path / "coupons.csv").write_text("account_id,promotion_id,first_cycle\nA,P1,2026-13\n")
+    with pytest.raises(ReferenceFileError, match=r"coupons.csv:2: field 'first_cycle'"):
+        load_coupons(tmp_path)
+
+
 def test_template_escapes_customer_text(plans) -> None:
     account = {
         **ACCOUNT,

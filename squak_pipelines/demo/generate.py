@@ -130,6 +130,26 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
     for account in operator.accounts:
         if account["brand_logo"]:
             (ref / account["brand_logo"]).write_text(_logo_svg(account), encoding="utf-8")
+    _write_promotions(ref, operator, start.strftime("%Y-%m"))
+
+
+def _write_promotions(ref: Path, operator: DemoOperator, cycle: str) -> None:
+    """A welcome discount for three cycles, a one-off loyalty credit and a usage promotion."""
+    _write_csv(ref / "promotions.csv", [
+        {"promotion_id": "WELCOME3", "description": "Welcome offer", "kind": "percent", "value": "15",
+         "currency": "", "applies_to": "recurring", "duration": "cycles", "cycles": "3"},
+        {"promotion_id": "LOYAL10", "description": "Loyalty credit", "kind": "fixed", "value": "10.00",
+         "currency": "USD", "applies_to": "all", "duration": "once", "cycles": ""},
+        {"promotion_id": "CALLS5", "description": "Calling promotion", "kind": "percent", "value": "5",
+         "currency": "", "applies_to": "usage", "duration": "forever", "cycles": ""},
+    ])
+    coupons = []
+    for n, account in enumerate(operator.accounts):
+        promotion = ("WELCOME3", "LOYAL10", "CALLS5")[n // 7 % 3] if n % 7 == 3 else None
+        if promotion:
+            coupons.append({"account_id": account["account_id"], "promotion_id": promotion,
+                            "first_cycle": cycle})
+    _write_csv(ref / "coupons.csv", coupons, ("account_id", "promotion_id", "first_cycle"))
 
 
 def _logo_svg(account: dict[str, str]) -> str:

@@ -10,7 +10,8 @@ Decimal. Rules (BILLING_RULES.md, plus the choices written in the README):
 - one-time activation fee when a service's first period starts inside the cycle;
 - usage lines grouped by service, call type and destination (calls, minutes or messages,
   allowance used, amount); usage of an earlier cycle not yet invoiced is labelled late;
-- discounts as their own negative lines, by discount and call type;
+- discounts as their own negative lines, by discount and call type; promotions and coupons
+  as their own negative lines too (promotions.py);
 - every line rounded half up to the currency's minor unit; subtotal = sum of the lines;
   each tax computed once on its whole taxable base and rounded once; total = subtotal + taxes.
 """
@@ -23,6 +24,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from squak_pipelines.invoicing.promotions import SCOPES, Coupon, in_scope, promotion_amounts
 from squak_pipelines.money import parse_amount, round_to_currency
 from squak_pipelines.rating.plans import Plan
 
@@ -56,7 +58,7 @@ class Cycle:
 
 @dataclass
 class Line:
-    kind: str  # recurring, one_time, usage, late_usage, adjustment, discount, tax
+    kind: str  # recurring, one_time, usage, late_usage, adjustment, discount, promotion, tax
     description: str
     amount: Decimal
     quantity: Decimal = Decimal(1)
@@ -69,6 +71,7 @@ class Line:
     allowance_used: Decimal = ZERO
     tax_id: str = ""
     base: Decimal | None = None  # taxable base of a tax line
+    applies_to: str = ""  # scope of a promotion line (all, recurring, usage)
 
 
 @dataclass
@@ -275,18 +278,43 @@ def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currenc
     return out
 
 
+def promotion_lines(lines: list[Line], coupons: list[Coupon], cycle: Cycle, currency: str) -> list[Line]:
+    """The account's coupons running in this cycle, as negative lines (promotions.py)."""
+    totals = {
+        scope: sum((x.amount for x in lines if in_scope(x.kind, x.call_type, scope)), ZERO)
+        for scope in SCOPES
+    }
+    out = []
+    for coupon, amount in promotion_amounts(coupons, cycle.label, currency, totals):
+        promo = coupon.promotion
+        what = f"{promo.value.normalize():f}% off" if promo.kind == "percent" else "credit"
+        scope = "" if promo.applies_to == "all" else f" {promo.applies_to} charges"
+        label = f"{promo.description} ({what}{scope}"
+        if promo.duration == "cycles":
+            done = Cycle.parse(coupon.first_cycle)
+            label += f", cycle {_months_between(done, cycle) + 1} of {promo.cycles}"
+        out.append(Line("promotion", label + ")", amount, applies_to=promo.applies_to))
+    return out
+
+
+def _months_between(first: Cycle, later: Cycle) -> int:
+    return (later.first.year - first.first.year) * 12 + later.first.month - first.first.month
+
+
 def _taxable(line: Line, scope: str) -> bool:
-    usage = line.kind in ("usage", "late_usage", "adjustment") or (
-        line.kind == "discount" and line.call_type != ""
+    usage = (
+        line.kind in ("usage", "late_usage", "adjustment")
+        or (line.kind == "discount" and line.call_type != "")
+        or (line.kind == "promotion" and line.applies_to == "usage")
     )
     if scope == "all":
         return line.kind != "tax"
     if scope == "usage":
         return usage
     if scope == "recurring":
-        return line.kind == "recurring"
+        return line.kind == "recurring" or (line.kind == "promotion" and line.applies_to == "recurring")
     if scope == "international_usage":
-        return usage and line.call_type == "international"
+        return usage and line.kind != "promotion" and line.call_type == "international"
     return False
 
 
@@ -300,10 +328,12 @@ def compose(
     taxes: list[dict],
     previous_balance: Decimal = ZERO,
     adjustments: list[dict] | None = None,
+    coupons: list[Coupon] | None = None,
 ) -> Invoice:
     """The invoice of one account, cycle and currency."""
     lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
     lines += adjustment_lines(adjustments or [], currency)
+    lines += promotion_lines(lines, coupons or [], cycle, currency)
     numbers = len({p.number for p in periods if p.number and _active_in(p, cycle, plans)})
     taxes_due = tax_lines(lines, taxes, numbers, currency)
     subtotal = sum((line.amount for line in lines), ZERO)

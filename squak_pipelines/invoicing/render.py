@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from squak_pipelines.invoicing.compose import Invoice
+from squak_pipelines.money import round_to_currency
 
 DEFAULT_TEMPLATE = "invoice.html.j2"
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
@@ -33,7 +34,8 @@ SECTIONS = (
     ("usage", "Usage"),
     ("late_usage", "Late usage from earlier periods"),
     ("adjustment", "Adjustments to earlier invoices"),
-    ("discount", "Discounts and promotions"),
+    ("discount", "Plan discounts"),
+    ("promotion", "Promotions and coupons"),
     ("tax", "Taxes and regulatory fees"),
 )
 
@@ -99,7 +101,7 @@ def render_html(invoice: Invoice, reference_dir: Path | None) -> str:
         sections=[s for s in sections if s["lines"]],
         title=title,
         period=invoice.cycle,
-        money=lambda value: f"{Decimal(value):,} {invoice.currency}",
+        money=lambda value: f"{round_to_currency(Decimal(value), invoice.currency):,} {invoice.currency}",
     )
 
 

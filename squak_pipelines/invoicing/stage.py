@@ -23,6 +23,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.call_detail import write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
 from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
+from squak_pipelines.invoicing.promotions import load_coupons
 from squak_pipelines.invoicing.render import render_html, render_json
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
@@ -76,6 +77,7 @@ TABLES = {
             ("allowance_used", _D),
             ("tax_id", _S),
             ("base", _D),
+            ("applies_to", _S),
         ]
     ),
     "invoicing.drafts": pa.schema(
@@ -114,6 +116,8 @@ def ensure_tables(warehouse: Warehouse) -> None:
     for name, schema in TABLES.items():
         if not warehouse.table_exists(name):
             warehouse.load(name, schema.empty_table(), mode="append")
+    # Columns added since a warehouse was created.
+    warehouse.execute("alter table invoicing.invoice_lines add column if not exists applies_to varchar")
 
 
 def _periods(warehouse: Warehouse, cycle: Cycle) -> dict[str, list[ServicePeriod]]:
@@ -188,6 +192,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
     usage = _usage(warehouse, cycle)
     adjustments = _adjustments(warehouse, cycle)
     balances = _previous_balances(warehouse, cycle)
+    coupons = load_coupons(settings.reference_dir)
     final = {
         r["invoice_key"]
         for r in warehouse.query_arrow(
@@ -221,6 +226,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
             jurisdiction,
             balances.get((account_id, currency), Decimal(0)),
             adjustments.get((account_id, currency), []),
+            coupons.get(account_id, []),
         )
         if invoice.lines:
             drafts.append(invoice)
@@ -265,6 +271,7 @@ def _lines_table(invoices: list[Invoice]) -> pa.Table:
             "allowance_used": _money(get("allowance_used")),
             "tax_id": get("tax_id"),
             "base": _money(get("base")),
+            "applies_to": get("applies_to"),
         },
         schema=TABLES["invoicing.invoice_lines"],
     )
