@@ -263,6 +263,22 @@ def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.invoicing.credit_notes import issue_credit_note
+    from squak_pipelines.warehouse import open_warehouse
+
+    try:
+        lines = [int(x) for x in args.lines.split(",")] if args.lines else None
+        note = issue_credit_note(open_warehouse(settings), settings, args.invoice, args.reason, lines)
+    except ValueError as exc:  # CreditNoteError, or line numbers that are not numbers
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"credit note {note.number} for invoice {note.corrects}: {note.total} {note.currency} "
+          f"(taxes {note.tax_total}); applied to the account's next invoice")
+    print(f"  documents: {settings.data_dir / 'invoices' / note.cycle / note.number}.html/.json/.pdf")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     bill.add_argument("--cycle", required=True, help="YYYY-MM")
     bill.add_argument("--preview", action="store_true", help="drafts only: nothing numbered or finalized")
     bill.set_defaults(func=cmd_bill)
+    credit = sub.add_parser("credit-note", help="correct a final invoice with a credit note")
+    credit.add_argument("--invoice", required=True, help="the final invoice's number")
+    credit.add_argument("--reason", required=True, help="why (printed on the credit note)")
+    credit.add_argument("--lines", help="invoice line numbers to credit, e.g. 3,4 (default: all left)")
+    credit.set_defaults(func=cmd_credit_note)
     quote = sub.add_parser("rate", help="price a canonical events CSV under one plan (a quote)")
     quote.add_argument("--plan", required=True, help="plan YAML (its decks are read too)")
     quote.add_argument("--events", required=True, help="canonical events CSV")

@@ -491,3 +491,59 @@ def test_delivery_by_email_portal_and_post_once(tmp_path: Path, demo, monkeypatc
     assert [int(m["first_page"]) for m in manifest] == [1 + sum(pages[:i]) for i in range(len(pages))]
     text = batch.pages[int(manifest[1]["first_page"]) - 1].extract_text()
     assert manifest[1]["invoice"] in text, "each invoice starts on its manifest page"
+
+
+def test_credit_notes_correct_an_invoice_and_reach_the_next_one(billed) -> None:
+    from squak_pipelines.invoicing.credit_notes import CreditNoteError, issue_credit_note
+
+    warehouse, settings = billed
+    bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    # An invoice with several chargeable lines and a percentage tax.
+    number = warehouse.scalar(
+        "select l.invoice_key from invoicing.invoice_lines l join invoicing.invoices i using (invoice_key) "
+        "where i.currency = 'USD' group by 1 having count(*) filter (where kind = 'tax') >= 2 "
+        "and count(*) filter (where kind <> 'tax') >= 3 order by 1 limit 1"
+    )
+    invoice = warehouse.query_df(
+        "select number, total, html_sha256 from invoicing.invoices where invoice_key = :k", {"k": number}
+    ).iloc[0]
+    lines = warehouse.query_df(
+        "select line_no, kind, amount from invoicing.invoice_lines where invoice_key = :k order by line_no",
+        {"k": number},
+    )
+    first = int(lines[lines["kind"] != "tax"]["line_no"].iloc[0])
+    partial = issue_credit_note(
+        warehouse, settings, invoice["number"], "Line <b>activated</b> late", [first], date(2026, 11, 20)
+    )
+    assert partial.number == "SQK-CN-2026-000001" and partial.corrects == invoice["number"]
+    credited = -Decimal(lines.set_index("line_no").loc[first, "amount"])
+    assert partial.subtotal == credited.quantize(Decimal("0.01"))
+    with pytest.raises(CreditNoteError, match="was credited before"):
+        issue_credit_note(warehouse, settings, invoice["number"], "again", [first])
+    rest = issue_credit_note(warehouse, settings, invoice["number"], "Account closed", today=date(2026, 11, 21))
+    assert rest.number == "SQK-CN-2026-000002"
+    assert partial.total + rest.total == -Decimal(invoice["total"]), "the credits add up to the invoice"
+    with pytest.raises(CreditNoteError, match="every line is credited"):
+        issue_credit_note(warehouse, settings, invoice["number"], "third time")
+    folder = settings.data_dir / "invoices" / "2026-10"
+    html = (folder / "SQK-CN-2026-000001.html").read_text()
+    assert "Credit note SQK-CN-2026-000001" in html and invoice["number"] in html
+    assert "&lt;b&gt;activated&lt;/b&gt;" in html, "the reason is escaped"
+    assert (folder / "SQK-CN-2026-000001.pdf").read_bytes().startswith(b"%PDF-")
+    same = warehouse.scalar(
+        "select html_sha256 from invoicing.invoices where number = :n", {"n": invoice["number"]}
+    )
+    assert same == invoice["html_sha256"], "the invoice itself never changes"
+    # The next invoice of the account takes both credits.
+    account = warehouse.scalar("select account_id from invoicing.invoices where number = :n",
+                               {"n": invoice["number"]})
+    november = bill_cycle(warehouse, settings, "2026-11", finalize=True)
+    assert november.finalized > 0
+    row = warehouse.query_df(
+        "select number, total, previous_balance, amount_due from invoicing.invoices "
+        "where account_id = :a and cycle = '2026-11' and currency = 'USD'", {"a": account}
+    ).iloc[0]
+    credits = partial.total + rest.total
+    assert Decimal(row["amount_due"]) == Decimal(row["total"]) + Decimal(row["previous_balance"]) + credits
+    applied = warehouse.query_df("select distinct applied_to from invoicing.credit_notes")["applied_to"]
+    assert list(applied) == [row["number"]]

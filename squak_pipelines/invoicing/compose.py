@@ -87,8 +87,12 @@ class Invoice:
     tax_total: Decimal = ZERO
     total: Decimal = ZERO
     previous_balance: Decimal = ZERO
+    credits: Decimal = ZERO  # credit notes issued since the last invoice (negative)
     amount_due: Decimal = ZERO
     number: str | None = None
+    document_type: str = "invoice"  # or credit_note
+    corrects: str = ""  # the invoice a credit note corrects
+    reason: str = ""  # why a credit note was issued
 
     @property
     def key(self) -> str:
@@ -262,7 +266,7 @@ def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currenc
                 )
             )
             continue
-        base = sum((line.amount for line in lines if _taxable(line, scope)), ZERO)
+        base = sum((line.amount for line in lines if taxable(line, scope)), ZERO)
         if base == 0:
             continue
         rate = Decimal(tax["rate_percent"])
@@ -301,7 +305,7 @@ def _months_between(first: Cycle, later: Cycle) -> int:
     return (later.first.year - first.first.year) * 12 + later.first.month - first.first.month
 
 
-def _taxable(line: Line, scope: str) -> bool:
+def taxable(line: Line, scope: str) -> bool:
     usage = (
         line.kind in ("usage", "late_usage", "adjustment")
         or (line.kind == "discount" and line.call_type != "")
@@ -329,6 +333,7 @@ def compose(
     previous_balance: Decimal = ZERO,
     adjustments: list[dict] | None = None,
     coupons: list[Coupon] | None = None,
+    credits: Decimal = ZERO,
 ) -> Invoice:
     """The invoice of one account, cycle and currency."""
     lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
@@ -370,7 +375,8 @@ def compose(
         tax_total=tax_total,
         total=subtotal + tax_total,
         previous_balance=previous_balance,
-        amount_due=subtotal + tax_total + previous_balance,
+        credits=credits,
+        amount_due=subtotal + tax_total + previous_balance + credits,
     )
 
 

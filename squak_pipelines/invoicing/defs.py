@@ -61,7 +61,7 @@ def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource) -> d
         dg.AssetCheckSpec(
             "gapless_numbers",
             asset=INVOICES,
-            description="Invoice numbers of each series run 1..N without gaps.",
+            description="Invoice and credit-note numbers of each series run 1..N without gaps.",
         ),
     ],
     description="Finalized invoices: numbered gaplessly, immutable, with HTML, PDF and JSON documents.",
@@ -94,10 +94,13 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
         passed=off.empty,
         metadata={"invoices_off": dg.MetadataValue.json(off.astype(str).to_dict("records"))},
     )
+    numbers = "select number from invoicing.invoices"
+    if warehouse.table_exists("invoicing.credit_notes"):
+        numbers += " union all select number from invoicing.credit_notes"
     series = warehouse.query_df(
-        "select substr(number, 1, 8) as series, count(*) as n, "
-        "max(cast(substr(number, 10) as integer)) as top, min(cast(substr(number, 10) as integer)) as low "
-        "from invoicing.invoices group by 1"
+        "select substr(number, 1, length(number) - 7) as series, count(*) as n, "
+        "max(cast(substr(number, length(number) - 5) as integer)) as top, "
+        f"min(cast(substr(number, length(number) - 5) as integer)) as low from ({numbers}) x group by 1"
     )
     gaps = series[(series["n"] != series["top"]) | (series["low"] != 1)]
     yield dg.AssetCheckResult(

@@ -181,6 +181,17 @@ def _previous_balances(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, st
     return {(r["account_id"], r["currency"]): Decimal(r["amount_due"]) for r in rows}
 
 
+def _unapplied_credits(warehouse: Warehouse) -> dict[tuple[str, str], Decimal]:
+    """Credit notes not yet on an invoice, by account and currency (negative amounts)."""
+    if not warehouse.table_exists("invoicing.credit_notes"):
+        return {}
+    rows = warehouse.query_arrow(
+        "select account_id, currency, sum(total) as total from invoicing.credit_notes "
+        "where applied_to is null group by 1, 2"
+    ).to_pylist()
+    return {(r["account_id"], r["currency"]): Decimal(r["total"]) for r in rows}
+
+
 def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> list[Invoice]:
     """Drafts for every account with services or usage in the cycle and no final invoice yet."""
     plans = load_plans(settings.reference_dir / "plans")
@@ -193,6 +204,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
     adjustments = _adjustments(warehouse, cycle)
     balances = _previous_balances(warehouse, cycle)
     coupons = load_coupons(settings.reference_dir)
+    credits = _unapplied_credits(warehouse)
     final = {
         r["invoice_key"]
         for r in warehouse.query_arrow(
@@ -227,13 +239,14 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
             balances.get((account_id, currency), Decimal(0)),
             adjustments.get((account_id, currency), []),
             coupons.get(account_id, []),
+            credits.get((account_id, currency), Decimal(0)),
         )
         if invoice.lines:
             drafts.append(invoice)
     return drafts
 
 
-def _money(values: list[Decimal | None]) -> pa.Array:
+def money_array(values: list[Decimal | None]) -> pa.Array:
     return pa.array(values, _D)
 
 
@@ -244,10 +257,10 @@ def _totals(invoices: list[Invoice]) -> dict[str, pa.Array | list]:
         "account_id": [i.account_id for i in invoices],
         "cycle": [i.cycle for i in invoices],
         "currency": [i.currency for i in invoices],
-        "subtotal": _money([i.subtotal for i in invoices]),
-        "tax_total": _money([i.tax_total for i in invoices]),
-        "total": _money([i.total for i in invoices]),
-        "amount_due": _money([i.amount_due for i in invoices]),
+        "subtotal": money_array([i.subtotal for i in invoices]),
+        "tax_total": money_array([i.tax_total for i in invoices]),
+        "total": money_array([i.total for i in invoices]),
+        "amount_due": money_array([i.amount_due for i in invoices]),
     }
 
 
@@ -260,17 +273,17 @@ def _lines_table(invoices: list[Invoice]) -> pa.Table:
             "line_no": pa.array([n for _, n, _ in rows], pa.int64()),
             "kind": get("kind"),
             "description": get("description"),
-            "quantity": _money(get("quantity")),
+            "quantity": money_array(get("quantity")),
             "unit": get("unit"),
-            "unit_price": _money(get("unit_price")),
-            "amount": _money(get("amount")),
+            "unit_price": money_array(get("unit_price")),
+            "amount": money_array(get("amount")),
             "service_id": get("service_id"),
             "call_type": get("call_type"),
             "destination": get("destination"),
             "calls": pa.array(get("calls"), pa.int64()),
-            "allowance_used": _money(get("allowance_used")),
+            "allowance_used": money_array(get("allowance_used")),
             "tax_id": get("tax_id"),
-            "base": _money(get("base")),
+            "base": money_array(get("base")),
             "applies_to": get("applies_to"),
         },
         schema=TABLES["invoicing.invoice_lines"],
@@ -323,14 +336,39 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
     return report
 
 
+def lock_numbering(warehouse: Warehouse) -> None:
+    """Inside a transaction: concurrent finalizations queue here, so numbers stay gapless."""
+    if warehouse.kind == "postgres":
+        warehouse.execute("lock table invoicing.number_series in exclusive mode")
+
+
+def reserve_numbers(warehouse: Warehouse, series: str, count: int) -> list[str]:
+    """The next `count` numbers of a series (`<series>-000001` on); call after
+    `lock_numbering`, in the transaction that stores the documents."""
+    start = warehouse.scalar(
+        "select next_number from invoicing.number_series where series = :s", {"s": series}
+    )
+    if start is None:
+        start = 1
+        warehouse.load(
+            "invoicing.number_series",
+            pa.table({"series": [series], "next_number": [1]}, schema=TABLES["invoicing.number_series"]),
+            mode="append",
+        )
+    warehouse.execute(
+        "update invoicing.number_series set next_number = :n where series = :s",
+        {"n": int(start) + count, "s": series},
+    )
+    return [f"{series}-{int(start) + offset:06d}" for offset in range(count)]
+
+
 def _finalize(
     warehouse: Warehouse, settings: Settings, drafts: list[Invoice], cycle: Cycle, report: BillingReport
 ) -> None:
     """Number and store the drafts, and record the events they bill, in one transaction."""
     series = f"SQK-{cycle.issue_date.year}"
     with warehouse.transaction():
-        if warehouse.kind == "postgres":  # concurrent finalizations queue here: numbers stay gapless
-            warehouse.execute("lock table invoicing.number_series in exclusive mode")
+        lock_numbering(warehouse)
         done = {
             r["invoice_key"]
             for r in warehouse.query_arrow(
@@ -341,23 +379,9 @@ def _finalize(
         report.already_final = len(done)
         if not todo:
             return
-        start = warehouse.scalar(
-            "select next_number from invoicing.number_series where series = :s", {"s": series}
-        )
-        if start is None:
-            start = 1
-            warehouse.load(
-                "invoicing.number_series",
-                pa.table({"series": [series], "next_number": [1]}, schema=TABLES["invoicing.number_series"]),
-                mode="append",
-            )
         now = datetime.now(UTC)
-        for offset, invoice in enumerate(todo):
-            invoice.number = f"{series}-{int(start) + offset:06d}"
-        warehouse.execute(
-            "update invoicing.number_series set next_number = :n where series = :s",
-            {"n": int(start) + len(todo), "s": series},
-        )
+        for invoice, number in zip(todo, reserve_numbers(warehouse, series, len(todo)), strict=True):
+            invoice.number = number
         documents = [render_json(i) for i in todo]
         pages = [render_html(i, settings.reference_dir) for i in todo]
         warehouse.load(
@@ -368,7 +392,7 @@ def _finalize(
                     **_totals(todo),
                     "issue_date": pa.array([cycle.issue_date] * len(todo), pa.date32()),
                     "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
-                    "previous_balance": _money([i.previous_balance for i in todo]),
+                    "previous_balance": money_array([i.previous_balance for i in todo]),
                     "document": documents,
                     "html": pages,
                     "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
@@ -398,6 +422,14 @@ def _finalize(
         if keys.num_rows:
             warehouse.load(
                 "invoicing.billed_events", keys.cast(TABLES["invoicing.billed_events"]), mode="append"
+            )
+        if warehouse.table_exists("invoicing.credit_notes"):
+            warehouse.query_arrow_with(
+                "update invoicing.credit_notes c set applied_to = b.invoice_number from {billed} b "
+                "where c.applied_to is null and b.account_id = c.account_id and b.currency = c.currency "
+                "returning c.number",
+                "billed",
+                billed,
             )
         if warehouse.table_exists("rating.adjustments"):
             warehouse.query_arrow_with(
