@@ -547,3 +547,40 @@ def test_credit_notes_correct_an_invoice_and_reach_the_next_one(billed) -> None:
     assert Decimal(row["amount_due"]) == Decimal(row["total"]) + Decimal(row["previous_balance"]) + credits
     applied = warehouse.query_df("select distinct applied_to from invoicing.credit_notes")["applied_to"]
     assert list(applied) == [row["number"]]
+
+
+def test_revenue_assurance_gate_blocks_finalization_of_leaking_drafts(tmp_path: Path, demo, monkeypatch) -> None:
+    from squak_pipelines.assurance import invoice_gate
+    from squak_pipelines.invoicing import stage
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    rated(warehouse, settings)
+    real_compose = stage.compose
+    victims: dict[str, str] = {}
+
+    def leaky(account, cycle, currency, periods, *args, **kwargs):
+        invoice = real_compose(account, cycle, currency, periods, *args, **kwargs)
+        kinds = [line.kind for line in invoice.lines]
+        if len(victims) < 2 and "usage" in kinds and "recurring" in kinds:
+            drop = "usage" if not victims else "recurring"  # a lost call group, then a lost fee
+            victims[invoice.key] = drop
+            invoice.lines.remove(next(line for line in invoice.lines if line.kind == drop))
+            invoice.subtotal = sum((x.amount for x in invoice.lines if x.kind != "tax"), Decimal(0))
+        return invoice
+
+    monkeypatch.setattr(stage, "compose", leaky)
+    with pytest.raises(invoice_gate.RevenueAssuranceError, match="rated_calls/drafted_calls") as failed:
+        bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    assert "services_expected/services_charged" in str(failed.value)
+    assert warehouse.count("invoicing.invoices") == 0, "nothing finalized"
+    frame = invoice_gate.draft_controls(warehouse, settings, "2026-10").set_index("invoice_key")
+    usage_key, fee_key = list(victims)
+    assert frame.loc[usage_key, "rated_calls"] > frame.loc[usage_key, "drafted_calls"]
+    assert frame.loc[fee_key, "services_expected"] == frame.loc[fee_key, "services_charged"] + 1
+    others = frame.drop(index=[usage_key, fee_key])
+    assert (others["rated_calls"] == others["drafted_calls"]).all()
+    assert (others["services_expected"] == others["services_charged"]).all()
+    monkeypatch.setattr(stage, "compose", real_compose)
+    final = bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    assert final.gate.success and final.finalized == final.drafts

@@ -32,16 +32,40 @@ def _cycles(context: dg.AssetExecutionContext) -> list[str]:
     deps=UPSTREAM,
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "revenue_assurance_gate",
+            asset=DRAFTS,
+            blocking=True,
+            description="GX suite `revenue_assurance_gate` on the drafts: usage completeness, orders vs "
+            "billing, lines add up, no event billed twice. Failing blocks finalization.",
+        )
+    ],
     description="Preview of the cycle's invoices (not numbered, not final), rendered as HTML/JSON.",
 )
-def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
-    reports = [bill_cycle(squak.warehouse(), squak.settings, c, finalize=False) for c in _cycles(context)]
-    return dg.MaterializeResult(
+def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
+    from squak_pipelines.assurance.invoice_gate import run_gate
+
+    warehouse = squak.warehouse()
+    reports = [bill_cycle(warehouse, squak.settings, c, finalize=False) for c in _cycles(context)]
+    yield dg.MaterializeResult(
         metadata={
             "drafts": sum(r.drafts for r in reports),
             "totals_by_cycle_and_currency": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
             "documents": dg.MetadataValue.path(str(reports[-1].documents / "drafts")),
         }
+    )
+    outcomes = {r.cycle: run_gate(warehouse, squak.settings, r.cycle) for r in reports}
+    yield dg.AssetCheckResult(
+        check_name="revenue_assurance_gate",
+        asset_key=DRAFTS,
+        passed=all(o.success for o in outcomes.values()),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "suite": "revenue_assurance_gate",
+            "cycles": dg.MetadataValue.json(sorted(outcomes)),
+            "failures": dg.MetadataValue.json({c: o.failures for c, o in outcomes.items() if not o.success}),
+        },
     )
 
 

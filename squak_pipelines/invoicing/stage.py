@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -110,6 +111,7 @@ class BillingReport:
     documents: Path | None = None
     call_detail_files: int = 0
     pdfs_rendered: int = 0
+    gate: Any = None  # the revenue-assurance gate's SuiteOutcome (when finalizing)
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
@@ -120,7 +122,7 @@ def ensure_tables(warehouse: Warehouse) -> None:
     warehouse.execute("alter table invoicing.invoice_lines add column if not exists applies_to varchar")
 
 
-def _periods(warehouse: Warehouse, cycle: Cycle) -> dict[str, list[ServicePeriod]]:
+def service_periods(warehouse: Warehouse, cycle: Cycle) -> dict[str, list[ServicePeriod]]:
     if not warehouse.table_exists("orders.services"):
         return {}
     start = datetime.combine(cycle.first, time(), UTC) - timedelta(days=1)
@@ -199,7 +201,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
     accounts = {
         a["account_id"]: a for a in warehouse.query_arrow("select * from orders.accounts").to_pylist()
     }
-    periods = _periods(warehouse, cycle)
+    periods = service_periods(warehouse, cycle)
     usage = _usage(warehouse, cycle)
     adjustments = _adjustments(warehouse, cycle)
     balances = _previous_balances(warehouse, cycle)
@@ -323,6 +325,11 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
                 mode="append",
             )
         if finalize:
+            from squak_pipelines.assurance.invoice_gate import RevenueAssuranceError, run_gate
+
+            report.gate = run_gate(warehouse, settings, cycle.label)
+            if not report.gate.success:
+                raise RevenueAssuranceError(cycle.label, report.gate)
             _finalize(warehouse, settings, drafts, cycle, report)
             report.pdfs_rendered = _rewrite_final_documents(warehouse, cycle, out_dir)
             report.call_detail_files = write_call_detail(warehouse, cycle.label, out_dir)

@@ -58,7 +58,8 @@ def _context_and_suite(definition: dict[str, Any]):
 def _outcome(name: str, result: Any) -> SuiteOutcome:
     failures = [
         {"expectation": r.expectation_config.type,
-         "column": r.expectation_config.kwargs.get("column"),
+         "column": r.expectation_config.kwargs.get("column") or "/".join(
+             str(r.expectation_config.kwargs.get(k)) for k in ("column_A", "column_B")),
          "unexpected_count": r.result.get("unexpected_count"),
          "examples": [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
          "observed": str(r.result.get("observed_value")) if "observed_value" in r.result else None}

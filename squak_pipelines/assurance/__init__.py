@@ -1,0 +1,1 @@
+"""Revenue assurance: controls that prove nothing leaked between stages."""
