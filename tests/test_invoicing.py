@@ -520,7 +520,9 @@ def test_credit_notes_correct_an_invoice_and_reach_the_next_one(billed) -> None:
     assert partial.subtotal == credited.quantize(Decimal("0.01"))
     with pytest.raises(CreditNoteError, match="was credited before"):
         issue_credit_note(warehouse, settings, invoice["number"], "again", [first])
-    rest = issue_credit_note(warehouse, settings, invoice["number"], "Account closed", today=date(2026, 11, 21))
+    rest = issue_credit_note(
+        warehouse, settings, invoice["number"], "Account closed", today=date(2026, 11, 21)
+    )
     assert rest.number == "SQK-CN-2026-000002"
     assert partial.total + rest.total == -Decimal(invoice["total"]), "the credits add up to the invoice"
     with pytest.raises(CreditNoteError, match="every line is credited"):
@@ -549,7 +551,7 @@ def test_credit_notes_correct_an_invoice_and_reach_the_next_one(billed) -> None:
     assert list(applied) == [row["number"]]
 
 
-def test_revenue_assurance_gate_blocks_finalization_of_leaking_drafts(tmp_path: Path, demo, monkeypatch) -> None:
+def test_revenue_assurance_gate_blocks_finalization_of_leaks(tmp_path: Path, demo, monkeypatch) -> None:
     from squak_pipelines.assurance import invoice_gate
     from squak_pipelines.invoicing import stage
 
