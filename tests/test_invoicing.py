@@ -328,6 +328,23 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     detail = (folder / f"{shown[0]}-calls.csv").read_text().splitlines()
     called = detail[0].split(",").index('"called_number"')
     assert all(row.split(",")[called].strip('"').endswith("XXXX") for row in detail[1:])
+    # Customers who asked for it get the itemized calls as appendix pages, masked like the CSV.
+    itemized = warehouse.query_df(
+        "select i.number, a.privacy_mask from invoicing.invoices i join orders.accounts a using (account_id) "
+        "where a.call_detail = 'appendix' order by 1"
+    )
+    with_calls = [n for n in itemized["number"] if f"{n}-calls.csv" in before]
+    assert with_calls, "the demo has customers with an itemized appendix"
+    for number in with_calls[:3]:
+        html = before[f"{number}.html"].decode()
+        csv_rows = before[f"{number}-calls.csv"].decode().splitlines()[1:]
+        assert '<section class="appendix">' in html
+        assert html.split('<section class="appendix">')[1].count("<tr><td>") == len(csv_rows)
+    plain = warehouse.scalar(
+        "select i.number from invoicing.invoices i join orders.accounts a using (account_id) "
+        "where coalesce(a.call_detail, '') = '' order by 1 limit 1"
+    )
+    assert '<section class="appendix">' not in before[f"{plain}.html"].decode()
     # A template dropped in later changes new documents, never a final invoice's.
     (settings.reference_dir / "templates").mkdir(exist_ok=True)
     (settings.reference_dir / "templates" / "invoice.html.j2").write_text("changed {{ invoice.total }}")

@@ -89,6 +89,7 @@ def _account(rng: np.random.Generator, idx: int, country: str, state: str, segme
         "brand_accent_color": accent if segment == "business" else "",
         "template": "",
         "created_at": _iso(created),
+        "call_detail": "appendix" if idx % 9 == 4 else "",  # itemized pages in the invoice
     }
 
 

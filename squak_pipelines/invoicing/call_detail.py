@@ -10,17 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from squak_pipelines.warehouse import Warehouse
 
-CALL_DETAIL_SQL = """
-select b.invoice_number, r.start_utc, r.answer_utc, r.service, r.call_type, r.calling_number,
+MASKED_CALLED_NUMBER = """
        case when lower(coalesce(a.privacy_mask, '')) in ('true', '1', 'yes')
                  and length(r.called_number) > 4
             then substr(r.called_number, 1, length(r.called_number) - 4) || 'XXXX'
-            else r.called_number end as called_number,
+            else r.called_number end as called_number"""
+CALL_DETAIL_SQL = f"""
+select b.invoice_number, r.start_utc, r.answer_utc, r.service, r.call_type, r.calling_number,
+       {MASKED_CALLED_NUMBER},
        r.destination, r.band, r.billsec, r.charged_units, r.allowance_used, r.rate,
        r.charge, r.discount, r.final_charge, r.event_key
 from invoicing.billed_events b
@@ -47,3 +50,28 @@ def write_call_detail(warehouse: Warehouse, cycle: str, folder: Path) -> int:
         pacsv.write_csv(detail.slice(start, end - start), folder / f"{numbers[int(start)].as_py()}-calls.csv")
     return len(starts)
 
+
+
+APPENDIX_SQL = f"""
+select b.invoice_number, r.start_utc, r.service, r.calling_number, {MASKED_CALLED_NUMBER},
+       r.destination, r.billsec, r.final_charge
+from invoicing.billed_events b
+join {{numbers}} n on n.number = b.invoice_number
+join rating.rated_events r on r.event_key = b.event_key
+left join orders.accounts a on a.account_id = r.account_id
+order by b.invoice_number, r.start_utc, r.event_key
+"""
+
+
+def appendix_calls(warehouse: Warehouse, numbers: list[str]) -> dict[str, list[dict]]:
+    """Every call billed on the given invoices, for the itemized appendix page (numbers masked
+    as in the CSV; times in UTC; amounts as decimal strings)."""
+    if not numbers:
+        return {}
+    table = warehouse.query_arrow_with(APPENDIX_SQL, "numbers", pa.table({"number": numbers}))
+    out: dict[str, list[dict]] = {}
+    for row in table.to_pylist():
+        row["start_utc"] = row["start_utc"].strftime("%Y-%m-%d %H:%M:%S")
+        row["final_charge"] = f"{row['final_charge']:f}"
+        out.setdefault(row.pop("invoice_number"), []).append(row)
+    return out

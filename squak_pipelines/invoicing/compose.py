@@ -361,6 +361,7 @@ def compose(
             "brand_primary_color",
             "brand_accent_color",
             "template",
+            "call_detail",
         )
     }
     return Invoice(

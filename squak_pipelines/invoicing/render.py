@@ -66,7 +66,9 @@ def _logo(reference_dir: Path | None, relative: str) -> str:
     return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def render_html(invoice: Invoice, reference_dir: Path | None) -> str:
+def render_html(invoice: Invoice, reference_dir: Path | None, calls: list[dict] | None = None) -> str:
+    """The invoice as HTML; `calls` (when the customer asked for it) becomes the itemized
+    call-detail appendix page."""
     data = invoice.as_dict()
     customer = data["customer"]
     env = environment(reference_dir)
@@ -101,6 +103,7 @@ def render_html(invoice: Invoice, reference_dir: Path | None) -> str:
         sections=[s for s in sections if s["lines"]],
         title=title,
         period=invoice.cycle,
+        calls=calls or [],
         money=lambda value: f"{round_to_currency(Decimal(value), invoice.currency):,} {invoice.currency}",
     )
 

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from squak_pipelines.config import Settings
-from squak_pipelines.invoicing.call_detail import write_call_detail
+from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
 from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
 from squak_pipelines.invoicing.promotions import load_coupons
@@ -343,6 +343,10 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
     return report
 
 
+def _wants_appendix(invoice: Invoice) -> bool:
+    return (invoice.customer.get("call_detail") or "").lower() == "appendix"
+
+
 def lock_numbering(warehouse: Warehouse) -> None:
     """Inside a transaction: concurrent finalizations queue here, so numbers stay gapless."""
     if warehouse.kind == "postgres":
@@ -389,27 +393,6 @@ def _finalize(
         now = datetime.now(UTC)
         for invoice, number in zip(todo, reserve_numbers(warehouse, series, len(todo)), strict=True):
             invoice.number = number
-        documents = [render_json(i) for i in todo]
-        pages = [render_html(i, settings.reference_dir) for i in todo]
-        warehouse.load(
-            "invoicing.invoices",
-            pa.table(
-                {
-                    "number": [i.number for i in todo],
-                    **_totals(todo),
-                    "issue_date": pa.array([cycle.issue_date] * len(todo), pa.date32()),
-                    "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
-                    "previous_balance": money_array([i.previous_balance for i in todo]),
-                    "document": documents,
-                    "html": pages,
-                    "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
-                    "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
-                },
-                schema=TABLES["invoicing.invoices"],
-            ),
-            mode="append",
-        )
-        warehouse.load("invoicing.invoice_lines", _lines_table(todo), mode="append")
         billed = pa.table(
             {
                 "account_id": [i.account_id for i in todo],
@@ -430,6 +413,28 @@ def _finalize(
             warehouse.load(
                 "invoicing.billed_events", keys.cast(TABLES["invoicing.billed_events"]), mode="append"
             )
+        documents = [render_json(i) for i in todo]
+        calls = appendix_calls(warehouse, [i.number for i in todo if _wants_appendix(i)])
+        pages = [render_html(i, settings.reference_dir, calls.get(i.number)) for i in todo]
+        warehouse.load(
+            "invoicing.invoices",
+            pa.table(
+                {
+                    "number": [i.number for i in todo],
+                    **_totals(todo),
+                    "issue_date": pa.array([cycle.issue_date] * len(todo), pa.date32()),
+                    "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
+                    "previous_balance": money_array([i.previous_balance for i in todo]),
+                    "document": documents,
+                    "html": pages,
+                    "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
+                    "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
+                },
+                schema=TABLES["invoicing.invoices"],
+            ),
+            mode="append",
+        )
+        warehouse.load("invoicing.invoice_lines", _lines_table(todo), mode="append")
         if warehouse.table_exists("invoicing.credit_notes"):
             warehouse.query_arrow_with(
                 "update invoicing.credit_notes c set applied_to = b.invoice_number from {billed} b "

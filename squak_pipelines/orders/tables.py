@@ -15,7 +15,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         "account_id", "name", "segment", "email", "street", "city", "state", "postal_code",
         "country", "currency", "bill_day", "payment_method", "card_token", "card_brand",
         "card_last4", "card_expiry", "autopay", "delivery_method", "privacy_mask", "brand_logo",
-        "brand_primary_color", "brand_accent_color", "template", "created_at", "billing_issue",
+        "brand_primary_color", "brand_accent_color", "template", "created_at", "call_detail", "billing_issue",
         "source_file")]),
     "orders.order_lines": pa.schema([
         ("order_id", S), ("line_no", S), ("account_id", S), ("kind", S), ("product_id", S),
