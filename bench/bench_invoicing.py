@@ -4,12 +4,15 @@
 
 Uses the demo's reference files (plans, decks, taxes) and writes synthetic accounts, services
 and rated usage straight into a DuckDB warehouse (building them is timed apart), then runs
-`bill_cycle` with finalization for 2026-10. Prints invoices/s and peak RSS; asserts nothing.
+`bill_cycle` with finalization for 2026-10 (PDFs off), then renders PDFs of a sample of
+the final invoices on every core, as `bill_cycle` does. Prints invoices/s, PDFs/s and peak
+RSS; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -21,6 +24,7 @@ import pyarrow as pa
 
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.generate import GenerateOptions, generate
+from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
 from squak_pipelines.invoicing.stage import bill_cycle
 from squak_pipelines.orders.tables import SCHEMAS
 from squak_pipelines.rating.engine import to_decimal
@@ -114,7 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=30_000)
     parser.add_argument("--events-per-account", type=int, default=60)
+    parser.add_argument("--pdf-sample", type=int, default=1000, help="PDFs to render (0: all)")
     args = parser.parse_args()
+    os.environ["SQUAK_INVOICE_PDF"] = "off"  # PDFs are timed apart, below
     with tempfile.TemporaryDirectory(prefix="squak-bench-bill-") as tmp:
         settings = Settings.from_env({"SQUAK_DATA_DIR": str(Path(tmp) / "squak")})
         generate(settings, GenerateOptions(customers=20, cdrs=100, seed=1))  # reference files only
@@ -134,6 +140,21 @@ def main() -> None:
             f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
         )
         print(f"totals: {report.totals}")
+        rows = warehouse.query_arrow(
+            "select number, issue_date, html from invoicing.invoices order by number"
+            + (f" limit {args.pdf_sample}" if args.pdf_sample else "")
+        ).to_pylist()
+        folder = Path(tmp) / "pdf"
+        folder.mkdir()
+        jobs = [PdfJob(folder / f"{r['number']}.pdf", r["html"], r["issue_date"], r["number"]) for r in rows]
+        started = time.perf_counter()
+        write_pdfs(jobs)
+        seconds = time.perf_counter() - started
+        rate = len(jobs) / seconds
+        print(
+            f"PDF: {len(jobs):,} invoices in {seconds:.1f} s ({rate:,.1f} PDFs/s on {os.cpu_count()} cores; "
+            f"{report.finalized / rate / 60:,.0f} min for all {report.finalized:,})"
+        )
 
 
 if __name__ == "__main__":

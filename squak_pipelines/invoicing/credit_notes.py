@@ -170,8 +170,7 @@ def issue_credit_note(
             ]
             subtotal = sum((line.amount for line in lines), ZERO)
             tax_total = sum((line.amount for line in taxes), ZERO)
-            year = issued.year
-            [number] = reserve_numbers(warehouse, f"SQK-CN-{year}", 1)
+            [number] = reserve_numbers(warehouse, f"SQK-CN-{issued.year}", 1)
             note = replace(
                 original,
                 lines=lines + taxes,
@@ -188,51 +187,7 @@ def issue_credit_note(
                 corrects=invoice_number,
                 reason=reason.strip(),
             )
-            document = render_json(note)
-            page = render_html(note, settings.reference_dir)
-            warehouse.load(
-                "invoicing.credit_notes",
-                pa.table(
-                    {
-                        "number": [number],
-                        "invoice_number": [invoice_number],
-                        "account_id": [note.account_id],
-                        "cycle": [note.cycle],
-                        "currency": [note.currency],
-                        "issue_date": pa.array([issued], pa.date32()),
-                        "reason": [note.reason],
-                        "subtotal": money_array([subtotal]),
-                        "tax_total": money_array([tax_total]),
-                        "total": money_array([note.total]),
-                        "applied_to": pa.nulls(1, pa.string()),
-                        "document": [document],
-                        "html": [page],
-                        "html_sha256": [hashlib.sha256(page.encode()).hexdigest()],
-                        "created_at": [datetime.now(UTC)],
-                    },
-                    schema=CREDIT_TABLES["invoicing.credit_notes"],
-                ),
-                mode="append",
-            )
-            sources = [n for n, _ in credited] + [None] * len(taxes)
-            all_lines = lines + taxes
-            warehouse.load(
-                "invoicing.credit_note_lines",
-                pa.table(
-                    {
-                        "number": [number] * len(all_lines),
-                        "line_no": pa.array(range(1, len(all_lines) + 1), pa.int64()),
-                        "invoice_number": [invoice_number] * len(all_lines),
-                        "credits_line_no": pa.array(sources, pa.int64()),
-                        "kind": [x.kind for x in all_lines],
-                        "description": [x.description for x in all_lines],
-                        "amount": money_array([x.amount for x in all_lines]),
-                        "tax_id": [x.tax_id for x in all_lines],
-                    },
-                    schema=CREDIT_TABLES["invoicing.credit_note_lines"],
-                ),
-                mode="append",
-            )
+            _store(warehouse, settings, note, [n for n, _ in credited], issued)
         write_credit_note_documents(warehouse, settings.data_dir / "invoices" / row["cycle"], number)
     return note
 
@@ -247,3 +202,57 @@ def write_credit_note_documents(warehouse: Warehouse, folder: Path, number: str)
     (folder / f"{number}.html").write_text(row["html"], encoding="utf-8")
     (folder / f"{number}.json").write_text(row["document"], encoding="utf-8")
     (folder / f"{number}.pdf").write_bytes(render_pdf(row["html"], row["issue_date"], number))
+
+
+def _store(
+    warehouse: Warehouse, settings: Settings, note: Invoice, credited: list[int], issued: date
+) -> None:
+    """The credit note and its lines (the credited invoice lines first, then taxes)."""
+    number, invoice_number = note.number, note.corrects
+    subtotal, tax_total = note.subtotal, note.tax_total
+    taxes = [x for x in note.lines if x.kind == "tax"]
+    document = render_json(note)
+    page = render_html(note, settings.reference_dir)
+    warehouse.load(
+        "invoicing.credit_notes",
+        pa.table(
+            {
+                "number": [number],
+                "invoice_number": [invoice_number],
+                "account_id": [note.account_id],
+                "cycle": [note.cycle],
+                "currency": [note.currency],
+                "issue_date": pa.array([issued], pa.date32()),
+                "reason": [note.reason],
+                "subtotal": money_array([subtotal]),
+                "tax_total": money_array([tax_total]),
+                "total": money_array([note.total]),
+                "applied_to": pa.nulls(1, pa.string()),
+                "document": [document],
+                "html": [page],
+                "html_sha256": [hashlib.sha256(page.encode()).hexdigest()],
+                "created_at": [datetime.now(UTC)],
+            },
+            schema=CREDIT_TABLES["invoicing.credit_notes"],
+        ),
+        mode="append",
+    )
+    sources = [*credited, *[None] * len(taxes)]
+    all_lines = note.lines
+    warehouse.load(
+        "invoicing.credit_note_lines",
+        pa.table(
+            {
+                "number": [number] * len(all_lines),
+                "line_no": pa.array(range(1, len(all_lines) + 1), pa.int64()),
+                "invoice_number": [invoice_number] * len(all_lines),
+                "credits_line_no": pa.array(sources, pa.int64()),
+                "kind": [x.kind for x in all_lines],
+                "description": [x.description for x in all_lines],
+                "amount": money_array([x.amount for x in all_lines]),
+                "tax_id": [x.tax_id for x in all_lines],
+            },
+            schema=CREDIT_TABLES["invoicing.credit_note_lines"],
+        ),
+        mode="append",
+    )

@@ -12,6 +12,7 @@ documents byte for byte from the HTML and JSON stored at finalization.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -459,7 +460,8 @@ def _finalize(
 def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) -> int:
     """Documents of every final invoice of the cycle, written from what was stored when it was
     finalized: the same bytes on every run, whatever templates change later. A missing PDF is
-    rendered from the stored HTML (reproducibly); returns how many PDFs were rendered."""
+    rendered from the stored HTML (reproducibly; `SQUAK_INVOICE_PDF=off` skips PDFs, for
+    operators who send HTML only); returns how many PDFs were rendered."""
     rows = warehouse.query_arrow(
         "select number, issue_date, document, html from invoicing.invoices "
         "where cycle = :cycle order by number",
@@ -471,9 +473,13 @@ def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) 
         (out_dir / f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
         (out_dir / f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
         pdf = out_dir / f"{row['number']}.pdf"
-        if not pdf.exists():
+        if pdfs_wanted() and not pdf.exists():
             jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"]))
     return write_pdfs(jobs)
+
+
+def pdfs_wanted() -> bool:
+    return os.environ.get("SQUAK_INVOICE_PDF", "on").lower() not in ("off", "0", "false", "no")
 
 
 def last_closed_cycle(warehouse: Warehouse, today: date | None = None) -> str | None:
