@@ -7,6 +7,7 @@ call order, so the files are the same on every run.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,13 @@ order by b.invoice_number, r.start_utc, r.event_key
 """
 
 
+def _short(amount: Decimal) -> str:
+    """An exact amount with trailing zeros beyond the cents dropped (0.007500 -> 0.0075)."""
+    text = f"{amount.normalize():f}"
+    whole, _, cents = text.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
 def appendix_calls(warehouse: Warehouse, numbers: list[str]) -> dict[str, list[dict]]:
     """Every call billed on the given invoices, for the itemized appendix page (numbers masked
     as in the CSV; times in UTC; amounts as decimal strings)."""
@@ -72,6 +80,6 @@ def appendix_calls(warehouse: Warehouse, numbers: list[str]) -> dict[str, list[d
     out: dict[str, list[dict]] = {}
     for row in table.to_pylist():
         row["start_utc"] = row["start_utc"].strftime("%Y-%m-%d %H:%M:%S")
-        row["final_charge"] = f"{row['final_charge']:f}"
+        row["final_charge"] = _short(row["final_charge"])
         out.setdefault(row.pop("invoice_number"), []).append(row)
     return out
