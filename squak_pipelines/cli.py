@@ -128,9 +128,9 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
                  "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days",
                  "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days",
-                 "drafts", "invoices_finalized", "already_final", "pdfs_rendered", "invoice_totals",
-                 "tax_totals", "documents", "emails_sent", "emails_to_outbox", "email_send_failures",
-                 "queued_for_print", "portal_accounts", "print_batch")
+                 "drafts", "invoices_finalized", "already_final", "pdfs_rendered", "call_detail_files",
+                 "invoice_totals", "tax_totals", "documents", "emails_sent", "emails_to_outbox",
+                 "email_send_failures", "queued_for_print", "portal_accounts", "print_batch")
 
 
 def _figure(value) -> str:

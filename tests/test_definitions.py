@@ -27,7 +27,8 @@ def test_definitions_load_completely() -> None:
             "billing_cycle_job", "rating_job", "invoicing_job"} <= jobs
     assert defs.resolve_sensor_def("suspense_rerating_sensor") is not None
     assert defs.resolve_schedule_def("invoicing_job_schedule") is not None
-    assert {"rating/rated_events", "rating/suspense", "invoicing/drafts", "invoicing/invoices"} <= keys
+    assert {"rating/rated_events", "rating/suspense", "invoicing/drafts", "invoicing/invoices",
+            "invoicing/documents", "invoicing/deliveries"} <= keys
     assert defs.resolve_sensor_def("reference_files_sensor") is not None
     assert defs.resolve_sensor_def("cdr_drop_sensor") is not None
     assert {"orders/services", "orders/rejections", "mediation/events", "mediation/quarantine",

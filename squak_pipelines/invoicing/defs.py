@@ -14,6 +14,7 @@ MONTHLY = dg.MonthlyPartitionsDefinition(
 )
 INVOICES = dg.AssetKey(["invoicing", "invoices"])
 DRAFTS = dg.AssetKey(["invoicing", "drafts"])
+DOCUMENTS = dg.AssetKey(["invoicing", "documents"])
 UPSTREAM = [
     dg.AssetKey(["rating", "rated_events"]),
     dg.AssetKey(["orders", "services"]),
@@ -88,16 +89,17 @@ def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
             description="Invoice and credit-note numbers of each series run 1..N without gaps.",
         ),
     ],
-    description="Finalized invoices: numbered gaplessly, immutable, with HTML, PDF and JSON documents.",
+    description="Finalized invoices: numbered gaplessly, immutable, stored with their HTML and JSON.",
 )
 def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     warehouse = squak.warehouse()
-    reports = [bill_cycle(warehouse, squak.settings, c, finalize=True) for c in _cycles(context)]
+    reports = [
+        bill_cycle(warehouse, squak.settings, c, finalize=True, documents=False) for c in _cycles(context)
+    ]
     yield dg.MaterializeResult(
         metadata={
             "invoices_finalized": sum(r.finalized for r in reports),
             "already_final": sum(r.already_final for r in reports),
-            "pdfs_rendered": sum(r.pdfs_rendered for r in reports),
             "invoice_totals": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
             "tax_totals": dg.MetadataValue.json({r.cycle: r.tax_totals for r in reports}),
             "documents": dg.MetadataValue.path(str(reports[-1].documents)),
@@ -136,10 +138,34 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
 
 
 @dg.asset(
+    key=DOCUMENTS,
+    group_name=GROUP,
+    kinds={"python", "pdf"},
+    deps=[INVOICES],
+    partitions_def=MONTHLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Documents of the final invoices: HTML and JSON as stored, PDF rendered from the stored "
+    "HTML (reproducible), itemized call detail as CSV.",
+)
+def invoice_documents(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
+    from squak_pipelines.invoicing.stage import write_documents
+
+    cycles = _cycles(context)
+    written = [write_documents(squak.warehouse(), squak.settings, c) for c in cycles]
+    return dg.MaterializeResult(
+        metadata={
+            "pdfs_rendered": sum(pdfs for pdfs, _ in written),
+            "call_detail_files": sum(files for _, files in written),
+            "documents": dg.MetadataValue.path(str(squak.settings.data_dir / "invoices" / cycles[-1])),
+        }
+    )
+
+
+@dg.asset(
     key=["invoicing", "deliveries"],
     group_name=GROUP,
     kinds={"python", "email"},
-    deps=[INVOICES],
+    deps=[DOCUMENTS],
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="Final invoices published to the customer portal, emailed (or written to the outbox) "
@@ -176,7 +202,7 @@ close_cycle_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 defs = dg.Definitions(
-    assets=[draft_invoices, final_invoices, invoice_deliveries],
+    assets=[draft_invoices, final_invoices, invoice_documents, invoice_deliveries],
     jobs=[invoicing_job],
     schedules=[close_cycle_schedule],
 )

@@ -299,8 +299,11 @@ def _write_documents(folder: Path, name: str, html: str, document: str) -> None:
     (folder / f"{name}.json").write_text(document, encoding="utf-8")
 
 
-def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: bool) -> BillingReport:
-    """Draft the cycle's invoices (`finalize=False`: a preview) or draft and finalize them."""
+def bill_cycle(
+    warehouse: Warehouse, settings: Settings, label: str, finalize: bool, documents: bool = True
+) -> BillingReport:
+    """Draft the cycle's invoices (`finalize=False`: a preview) or draft and finalize them,
+    then (unless `documents=False`) write the final invoices' documents."""
     cycle = Cycle.parse(label)
     out_dir = settings.data_dir / "invoices" / cycle.label
     report = BillingReport(cycle.label, documents=out_dir)
@@ -332,8 +335,10 @@ def bill_cycle(warehouse: Warehouse, settings: Settings, label: str, finalize: b
             if not report.gate.success:
                 raise RevenueAssuranceError(cycle.label, report.gate)
             _finalize(warehouse, settings, drafts, cycle, report)
-            report.pdfs_rendered = _rewrite_final_documents(warehouse, cycle, out_dir)
-            report.call_detail_files = write_call_detail(warehouse, cycle.label, out_dir)
+            if documents:
+                report.pdfs_rendered, report.call_detail_files = write_documents(
+                    warehouse, settings, cycle.label
+                )
         for invoice in drafts:
             report.totals[invoice.currency] = str(
                 Decimal(report.totals.get(invoice.currency, "0")) + invoice.total
@@ -455,6 +460,17 @@ def _finalize(
             )
         report.finalized = len(todo)
         report.numbers = [i.number for i in todo if i.number]
+
+
+def write_documents(warehouse: Warehouse, settings: Settings, label: str) -> tuple[int, int]:
+    """HTML, JSON, PDF and call-detail CSV of every final invoice of the cycle; returns the
+    PDFs rendered and the call-detail files written."""
+    cycle = Cycle.parse(label)
+    out_dir = settings.data_dir / "invoices" / cycle.label
+    with warehouse.session():
+        ensure_tables(warehouse)
+        pdfs = _rewrite_final_documents(warehouse, cycle, out_dir)
+        return pdfs, write_call_detail(warehouse, cycle.label, out_dir)
 
 
 def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) -> int:
