@@ -1,8 +1,8 @@
 """Delivery of final invoices by each customer's chosen method, recorded so nothing is sent twice.
 
 - every invoice is published to the customer portal folder: `portal/<account>/index.html`
-  lists the account's invoices (HTML, JSON, call detail) with a payment link
-  (`SQUAK_PAYMENT_URL`, `{number}` and `{amount}` filled in);
+  lists the account's invoices (HTML, PDF, call detail) with a signed, expiring payment link
+  (`SQUAK_PAYMENT_URL` with `{token}`; payments/links.py);
 - `email` customers get a message (HTML body; PDF, JSON and call detail attached) through the SMTP
   server of `SQUAK_SMTP_HOST`/`SQUAK_SMTP_PORT` (`SQUAK_SMTP_USER`/`SQUAK_SMTP_PASSWORD`
   from the environment, STARTTLS when `SQUAK_SMTP_TLS=1`); without a host, messages are
@@ -22,6 +22,7 @@ import os
 import smtplib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.pdf import combine
+from squak_pipelines.payments.links import payment_url
 from squak_pipelines.warehouse import Warehouse
 
 DELIVERIES = pa.schema(
@@ -42,7 +44,6 @@ DELIVERIES = pa.schema(
     ]
 )
 SENDER = "billing@squak.example"
-PAYMENT_URL = "https://pay.squak.example/invoice/{number}?amount={amount}"
 
 
 @dataclass
@@ -58,8 +59,8 @@ class DeliveryReport:
 
 def _invoices(warehouse: Warehouse, cycle: str) -> list[dict]:
     return warehouse.query_arrow(
-        "select i.number, i.account_id, i.currency, i.amount_due, i.due_date, i.html, i.document, "
-        "a.name, a.email, a.delivery_method, a.street, a.city, a.state, a.postal_code, a.country "
+        "select i.number, i.account_id, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
+        "i.document, a.name, a.email, a.delivery_method, a.street, a.city, a.state, a.postal_code, a.country "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
         "where i.cycle = :cycle order by i.number",
         {"cycle": cycle},
@@ -129,7 +130,7 @@ def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> Deliv
     return report
 
 
-def _message(inv: dict, documents: Path) -> EmailMessage:
+def _message(inv: dict, documents: Path, link: str) -> EmailMessage:
     if not inv["email"] or "@" not in inv["email"]:
         raise ValueError(f"account {inv['account_id']} has no email address")
     message = EmailMessage()
@@ -140,7 +141,7 @@ def _message(inv: dict, documents: Path) -> EmailMessage:
     )
     message.set_content(
         f"Dear {inv['name']},\n\nyour invoice {inv['number']} is attached. Amount due: "
-        f"{inv['amount_due']} {inv['currency']} by {inv['due_date']}.\nPay online: {payment_link(inv)}\n"
+        f"{inv['amount_due']} {inv['currency']} by {inv['due_date']}.\nPay online: {link}\n"
     )
     message.add_alternative(inv["html"], subtype="html")
     pdf = documents / f"{inv['number']}.pdf"
@@ -157,7 +158,7 @@ def _message(inv: dict, documents: Path) -> EmailMessage:
 
 def send_email(inv: dict, documents: Path, settings: Settings) -> str:
     """Send one invoice; returns where it went (`smtp:host` or `outbox:path`)."""
-    message = _message(inv, documents)
+    message = _message(inv, documents, payment_link(inv, settings.data_dir))
     host = os.environ.get("SQUAK_SMTP_HOST", "")
     if not host:
         outbox = settings.data_dir / "outbox"
@@ -175,15 +176,17 @@ def send_email(inv: dict, documents: Path, settings: Settings) -> str:
     return f"smtp:{host}:{port}"
 
 
-def payment_link(inv: dict) -> str:
-    template = os.environ.get("SQUAK_PAYMENT_URL", PAYMENT_URL)
-    return template.format(number=inv["number"], amount=inv["amount_due"])
+def payment_link(inv: dict, data_dir: Path) -> str:
+    """The invoice's signed, expiring payment link (squak_pipelines/payments/links.py)."""
+    amount = Decimal(inv["amount_due"])
+    return payment_url(inv["number"], amount, inv["currency"], inv["issue_date"], data_dir)
 
 
 def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
     """Each account's portal page lists all its final invoices (newest first)."""
     rows = warehouse.query_arrow(
-        "select i.number, i.account_id, i.cycle, i.currency, i.amount_due, i.due_date, i.html, a.name "
+        "select i.number, i.account_id, i.cycle, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
+        "a.name "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
         "order by i.account_id, i.cycle desc, i.number"
     ).to_pylist()
@@ -210,7 +213,7 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
                 f'<li><a href="{html.escape(inv["number"])}.html">{html.escape(inv["number"])}</a> '
                 f"({html.escape(inv['cycle'])}): {html.escape(str(inv['amount_due']))} "
                 f"{html.escape(inv['currency'])} due {inv['due_date']}{detail} &middot; "
-                f'<a href="{html.escape(payment_link(inv))}">pay now</a></li>'
+                f'<a href="{html.escape(payment_link(inv, settings.data_dir))}">pay now</a></li>'
             )
         name = html.escape(invoices[0]["name"] or account)
         (folder / "index.html").write_text(

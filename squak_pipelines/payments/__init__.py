@@ -1,0 +1,1 @@
+"""Payments and receivables: intake, matching, ledger, aging, dunning and payment links."""
