@@ -72,6 +72,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     def start(number: int, stage) -> None:
         print(f"  [{number}/{len(STAGES)}] {stage.title} ...", flush=True)
+        if stage.key == "payments" and (settings.data_dir / "demo" / "manifest.json").exists():
+            _demo_customers_pay(settings)
 
     def end(number: int, report) -> None:
         status = "ok" if report.success else "FAILED"
@@ -130,7 +132,10 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days",
                  "drafts", "invoices_finalized", "already_final", "pdfs_rendered", "call_detail_files",
                  "invoice_totals", "tax_totals", "documents", "emails_sent", "emails_to_outbox",
-                 "email_send_failures", "queued_for_print", "portal_accounts", "print_batch")
+                 "email_send_failures", "queued_for_print", "portal_accounts", "print_batch",
+                 "payment_files", "new_payments", "duplicate_payments", "rejected_payment_records",
+                 "invoiced_by_currency", "collected_by_currency", "payment_suspense_by_reason",
+                 "aging_by_currency", "dunning_by_state", "dunning_notices_sent")
 
 
 def _figure(value) -> str:
@@ -263,6 +268,56 @@ def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _demo_customers_pay(settings: Settings) -> None:
+    """The demo's customers answer their invoices with payment files (once)."""
+    from squak_pipelines.warehouse import open_warehouse
+
+    folder = settings.payments_drop_dir
+    if folder.exists() and any(folder.iterdir()):
+        return
+    if not open_warehouse(settings).table_exists("invoicing.invoices"):
+        return
+    files = write_demo_payment_files(settings)
+    print(f"        demo customers paid: {len(files)} payment file(s) in {folder}")
+
+
+def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import date
+
+    from squak_pipelines.payments.stage import assign, run_payments
+    from squak_pipelines.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    try:
+        if args.action == "assign":
+            assign(warehouse, args.payment, args.by, args.invoice, args.account)
+            print(f"payment {args.payment} assigned to {args.invoice or args.account}")
+        if args.action == "demo-files":
+            files = write_demo_payment_files(settings)
+            print(f"{len(files)} demo payment file(s) in {settings.payments_drop_dir}")
+        report = run_payments(warehouse, settings, date.fromisoformat(args.as_of) if args.as_of else None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"payments as of {report.as_of}: {report.files} new file(s), {report.new_payments} new payment(s), "
+          f"{report.duplicates} duplicate(s), {report.rejected} rejected record(s)")
+    for currency in sorted(report.invoiced):
+        collected = report.collected.get(currency, "0")
+        print(f"  {currency}: invoiced {report.invoiced[currency]}, collected {collected}")
+    for currency, buckets in sorted(report.aging.items()):
+        print(f"  aging {currency}: " + ", ".join(f"{k} {v}" for k, v in buckets.items()))
+    print(f"  suspense: {report.suspense or 'none'}; dunning: {report.dunning or 'none'} "
+          f"({report.notices} new notice(s))")
+    return 0
+
+
+def write_demo_payment_files(settings: Settings) -> list:
+    from squak_pipelines.demo.payments import write_demo_payments
+    from squak_pipelines.warehouse import open_warehouse
+
+    return write_demo_payments(open_warehouse(settings), settings)
+
+
 def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.invoicing.credit_notes import issue_credit_note
     from squak_pipelines.warehouse import open_warehouse
@@ -310,6 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
     bill.add_argument("--cycle", required=True, help="YYYY-MM")
     bill.add_argument("--preview", action="store_true", help="drafts only: nothing numbered or finalized")
     bill.set_defaults(func=cmd_bill)
+    pay = sub.add_parser("payments", help="payments and receivables: intake, matching, aging, dunning")
+    pay.add_argument("action", choices=["run", "assign", "demo-files"],
+                     help="run: read new payment files and rebuild; assign: match a payment by hand; "
+                          "demo-files: write the demo customers' payment files, then run")
+    pay.add_argument("--as-of", help="aging date (YYYY-MM-DD; default today)")
+    pay.add_argument("--payment", help="payment_id to assign")
+    pay.add_argument("--invoice", help="assign to this invoice")
+    pay.add_argument("--account", help="assign to this account")
+    pay.add_argument("--by", default="finance", help="who assigned it")
+    pay.set_defaults(func=cmd_payments)
     credit = sub.add_parser("credit-note", help="correct a final invoice with a credit note")
     credit.add_argument("--invoice", required=True, help="the final invoice's number")
     credit.add_argument("--reason", required=True, help="why (printed on the credit note)")

@@ -94,6 +94,11 @@ class Settings:
         return self.drop_dir / "orders"
 
     @property
+    def payments_drop_dir(self) -> Path:
+        """Card settlement reports, bank statements (camt.053) and manual payment files."""
+        return self.drop_dir / "payments"
+
+    @property
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster"
 

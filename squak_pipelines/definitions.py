@@ -7,13 +7,16 @@ from squak_pipelines.capture import defs as capture
 from squak_pipelines.invoicing import defs as invoicing
 from squak_pipelines.mediation import defs as mediation
 from squak_pipelines.orders import defs as orders
+from squak_pipelines.payments import defs as payments
 from squak_pipelines.rating import defs as rating
 from squak_pipelines.reference import defs as reference
 from squak_pipelines.resources import squak_resource
 
-# Daily stages in one job; invoices have monthly partitions and close in `invoicing_job`.
+# Daily stages in one job; invoices have monthly partitions and close in `invoicing_job`, and
+# payments follow the files customers' money arrives in (`payments_job`).
 billing_cycle_job = dg.define_asset_job(
-    "billing_cycle_job", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("invoicing"),
+    "billing_cycle_job",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("invoicing", "payments"),
     description="The daily billing pipeline, stage after stage (invoices: invoicing_job).")
 
 defs = dg.Definitions.merge(
@@ -23,6 +26,7 @@ defs = dg.Definitions.merge(
     mediation.defs,
     rating.defs,
     invoicing.defs,
+    payments.defs,
     analytics.defs,
     dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
 )

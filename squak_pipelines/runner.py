@@ -33,6 +33,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("rating", "Rating and charging (price every event, suspense)", "rating_job", partitioned=True),
     Stage("invoicing", "Billing cycle (draft, finalize and render invoices)", "invoicing_job",
           partitioned=True),
+    Stage("payments", "Payments and receivables (intake, matching, ledger, aging, dunning)", "payments_job"),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
 )
 

@@ -153,3 +153,173 @@ def test_settlement_and_manual_csv_with_rejects(tmp_path: Path) -> None:
     assert read.payments[0]["payment_id"] == "manual:MAN-1" and read.payments[0]["method"] == "cheque"
     assert read.payments[0]["received_at"] == datetime(2026, 11, 21, tzinfo=UTC)
     assert [(r["location"], r["field"]) for r in read.rejects] == [("line 3", "amount")]
+
+
+def _at(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+def _invoice(number: str, account: str, total: str, issued: str = "2026-11-01", due: str = "2026-11-16",
+             currency: str = "USD") -> dict:
+    return {"number": number, "account_id": account, "currency": currency, "issue_date": _at(issued),
+            "due_date": _at(due), "total": Decimal(total)}
+
+
+def _pay(pid: str, amount: str, day: str, *, method: str = "bank", status: str = "succeeded",
+         remittance: str | None = None, token: str | None = None, account: str | None = None,
+         currency: str = "USD", reference: str | None = None) -> dict:
+    return {"payment_id": pid, "method": method, "status": status, "amount": Decimal(amount),
+            "currency": currency, "received_at": _at(day), "token": token, "account_id": account,
+            "invoice_hint": None, "remittance": remittance, "reference": reference or pid}
+
+
+def test_matching_paths_partial_over_duplicate_refund_and_suspense() -> None:
+    from squak_pipelines.payments.matching import match
+
+    invoices = [
+        _invoice("SQK-2026-000001", "A", "50.00"),
+        _invoice("SQK-2026-000002", "B", "30.00"),
+        _invoice("SQK-2026-000003", "C", "20.00"),
+        _invoice("SQK-2026-000004", "D", "40.00"),
+        _invoice("SQK-2026-000005", "A", "10.00", issued="2026-12-01", due="2026-12-16"),
+    ]
+    payments = [
+        _pay("bank:1", "30.00", "2026-11-10", remittance="inv sqk 2026 000001 thanks"),  # partial
+        _pay("bank:1", "30.00", "2026-11-10", remittance="inv sqk 2026 000001 thanks"),  # same, twice
+        _pay("card:ch_9:succeeded", "30.00", "2026-11-11", method="card", token="tok_b"),  # token+amount
+        _pay("card:ch_8:succeeded", "25.00", "2026-11-11", method="card", token="tok_c", reference="ch_8"),
+        _pay("bank:2", "35.00", "2026-11-12", remittance="SQK-2026-000001"),  # 20 pays it, 15 credit
+        _pay("bank:3", "99.00", "2026-11-12", remittance="no reference at all"),
+        _pay("bank:4", "5.00", "2026-11-12", remittance="SQK-2026-999999"),
+        _pay("manual:M1", "40.00", "2026-11-13", method="manual", account="D"),
+        _pay("card:ch_7:succeeded", "20.00", "2026-11-14", method="card", token="tok_c", reference="ch_7"),
+        _pay("card:ch_7:chargeback", "20.00", "2026-11-20", method="card", status="chargeback",
+             token="tok_c", reference="ch_7"),
+    ]
+    out = match(invoices, [], payments, {"tok_b": "B", "tok_c": "C"}, {})
+    open_amounts = {n: i.open for n, i in out.invoices.items()}
+    assert open_amounts["SQK-2026-000001"] == Decimal("0.00")  # 30 + 20 of the 35
+    assert open_amounts["SQK-2026-000002"] == Decimal("0.00"), "token and exact amount"
+    assert open_amounts["SQK-2026-000003"] == Decimal("20.00"), "the chargeback reopened it"
+    assert open_amounts["SQK-2026-000004"] == Decimal("0.00"), "manual payment to the account"
+    assert open_amounts["SQK-2026-000005"] == Decimal("0.00"), "account credit (15) pays the next invoice"
+    suspense = {s["payment_id"]: s["reason"] for s in out.suspense}
+    assert suspense == {"card:ch_8:succeeded": "no_open_invoice_of_amount", "bank:3": "no_reference",
+                        "bank:4": "unknown_invoice"}
+    assert out.credit[("A", "USD")] == Decimal("5.00"), "15 over, 10 used by the next invoice"
+    paid = {}
+    for a in out.allocations:
+        paid[a["payment_id"]] = paid.get(a["payment_id"], Decimal(0)) + a["amount"]
+    assert paid["bank:1"] == Decimal("30.00"), "a payment delivered twice counts once"
+    assert all(paid[p["payment_id"]] <= p["amount"] for p in payments if p["payment_id"] in paid)
+    balance = {}
+    for e in out.ledger:
+        balance[e["account_id"]] = balance.get(e["account_id"], Decimal(0)) + e["amount"]
+    assert balance == {"A": Decimal("-5.00"), "B": Decimal("0.00"), "C": Decimal("20.00"),
+                       "D": Decimal("0.00")}
+
+
+def test_manual_assignment_credit_notes_and_currency_mismatch() -> None:
+    from squak_pipelines.payments.matching import match
+
+    invoices = [_invoice("SQK-2026-000001", "A", "50.00"), _invoice("SQK-2026-000002", "B", "10.00",
+                                                                    currency="GBP")]
+    notes = [{"number": "SQK-CN-2026-000001", "invoice_number": "SQK-2026-000001", "account_id": "A",
+              "currency": "USD", "issued_at": _at("2026-11-05"), "total": Decimal("-20.00")}]
+    payments = [_pay("bank:9", "30.00", "2026-11-10", remittance="hello"),
+                _pay("bank:10", "10.00", "2026-11-10", remittance="SQK-2026-000002")]  # USD for a GBP bill
+    out = match(invoices, notes, payments, {}, {"bank:9": {"invoice_number": "SQK-2026-000001"}})
+    assert out.invoices["SQK-2026-000001"].open == Decimal("0.00"), "credit note 20 + assigned 30"
+    assert [s["reason"] for s in out.suspense] == ["currency_mismatch"]
+    assert [m["how"] for m in out.matches] == ["assigned"]
+
+
+@pytest.mark.parametrize(
+    ("as_of", "bucket", "state"),
+    [("2026-11-16", "current", None), ("2026-11-17", "1-30", "reminder"), ("2026-12-16", "1-30", "reminder"),
+     ("2026-12-17", "31-60", "warning"), ("2027-01-15", "31-60", "warning"),
+     ("2027-01-16", "61-90", "suspension_candidate"), ("2027-02-14", "61-90", "suspension_candidate"),
+     ("2027-02-15", "90+", "suspension_candidate")],
+)
+def test_aging_bucket_and_dunning_boundaries(as_of: str, bucket: str, state: str | None, tmp_path) -> None:
+    from squak_pipelines.payments.matching import match
+    from squak_pipelines.payments.receivables import DunningRules, aging, dunning
+
+    out = match([_invoice("SQK-2026-000001", "A", "50.00")], [], [], {}, {})
+    [row] = aging(out, date.fromisoformat(as_of))
+    assert row["bucket"] == bucket and row["open_amount"] == Decimal("50.00")
+    rules = DunningRules.load(tmp_path / "missing.yaml")
+    states = [d["state"] for d in dunning([row], rules)]
+    assert states == ([state] if state else [])
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def invoiced(request: pytest.FixtureRequest, tmp_path: Path, demo):
+    from squak_pipelines.invoicing.stage import bill_cycle
+    from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
+    from tests.stage_helpers import copy_demo, rated
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    if request.param == "duckdb":
+        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    else:
+        warehouse = PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
+    rated(warehouse, settings)
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")  # PDFs are tested with invoicing
+    bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    return warehouse, settings
+
+
+def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced) -> None:
+    import shutil
+
+    from squak_pipelines.demo.payments import write_demo_payments
+    from squak_pipelines.payments.stage import assign, ledger_differences, payments_paid_twice, run_payments
+
+    warehouse, settings = invoiced
+    files = write_demo_payments(warehouse, settings)
+    assert {f.name.split("-")[0] for f in files} >= {"settlement", "camt053"}
+    (settings.payments_drop_dir / "settlement-broken.csv").write_text(
+        "processor_reference,token,amount,currency,status,settled_at\nch_x,tok,abc,USD,succeeded,2026-11-20\n"
+    )
+    as_of = date(2026, 11, 25)
+    first = run_payments(warehouse, settings, as_of)
+    assert first.new_payments > 0 and first.rejected == 1
+    reject = warehouse.query_df("select * from payments.rejects").iloc[0]
+    assert (reject["source_file"], reject["location"]) == ("settlement-broken.csv", "line 2")
+    assert reject["field"] == "amount"
+    for currency, invoiced_total in first.invoiced.items():
+        assert Decimal(first.collected.get(currency, "0")) <= Decimal(invoiced_total)
+    assert first.suspense.get("no_reference"), "payments without a usable reference wait in suspense"
+    assert ledger_differences(warehouse).empty, "the ledger balances"
+    assert payments_paid_twice(warehouse).empty
+    hows = set(warehouse.query_df("select distinct how from payments.matches")["how"])
+    assert {"reference", "reversal"} <= hows
+    aging = warehouse.query_df("select bucket, count(*) as n from payments.aging group by 1")
+    assert set(aging["bucket"]) <= {"current", "1-30"} and "1-30" in set(aging["bucket"])
+    assert first.dunning.get("reminder") and first.notices == sum(first.dunning.values())
+    # Re-running changes nothing; the same file under a new name adds no payment.
+    again = run_payments(warehouse, settings, as_of)
+    assert (again.files, again.new_payments, again.notices) == (0, 0, 0)
+    assert again.collected == first.collected
+    shutil.copy(files[0], settings.payments_drop_dir / files[0].name.replace("-", "-resent-", 1))
+    resent = run_payments(warehouse, settings, as_of)
+    assert resent.files == 1 and resent.new_payments == 0 and resent.duplicates > 0
+    # Finance assigns a suspense payment by hand: it leaves suspense and pays the invoice.
+    waiting = warehouse.query_df(
+        "select s.payment_id, s.amount, s.currency from payments.suspense s where reason = 'no_reference' "
+        "order by 1 limit 1"
+    ).iloc[0]
+    target = warehouse.scalar(
+        "select invoice_number from payments.aging where currency = :c order by open_amount desc limit 1",
+        {"c": waiting["currency"]},
+    )
+    assign(warehouse, waiting["payment_id"], "test", invoice_number=target)
+    after = run_payments(warehouse, settings, as_of)
+    assert after.suspense.get("no_reference", 0) == first.suspense["no_reference"] - 1
+    how = warehouse.scalar(
+        "select how from payments.matches where payment_id = :p", {"p": waiting["payment_id"]}
+    )
+    assert how == "assigned"
+    assert ledger_differences(warehouse).empty

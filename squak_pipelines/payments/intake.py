@@ -32,8 +32,20 @@ from squak_pipelines.money import MINOR_UNITS
 
 CARD_STATUSES = ("succeeded", "failed", "refunded", "chargeback")
 PAYMENT_FIELDS = (
-    "payment_id", "source_file", "location", "method", "status", "amount", "currency",
-    "received_at", "reference", "token", "account_id", "invoice_hint", "remittance", "payer",
+    "payment_id",
+    "source_file",
+    "location",
+    "method",
+    "status",
+    "amount",
+    "currency",
+    "received_at",
+    "reference",
+    "token",
+    "account_id",
+    "invoice_hint",
+    "remittance",
+    "payer",
 )
 
 
@@ -125,14 +137,22 @@ def read_settlement(data: bytes, name: str) -> PaymentFile:
             if row["status"].lower() not in CARD_STATUSES:
                 raise _Bad("status", f"{row['status']!r} is not one of {', '.join(CARD_STATUSES)}")
             status = row["status"].lower()
-            out.payments.append(_record(
-                payment_id=f"card:{row['processor_reference']}:{status}",
-                source_file=name, location=f"line {line}", method="card", status=status,
-                amount=_amount(row["amount"]), currency=_currency(row["currency"]),
-                received_at=_moment(row["settled_at"], "settled_at"),
-                reference=row["processor_reference"], token=row["token"] or None,
-                invoice_hint=row.get("description") or None, remittance=row.get("description") or None,
-            ))
+            out.payments.append(
+                _record(
+                    payment_id=f"card:{row['processor_reference']}:{status}",
+                    source_file=name,
+                    location=f"line {line}",
+                    method="card",
+                    status=status,
+                    amount=_amount(row["amount"]),
+                    currency=_currency(row["currency"]),
+                    received_at=_moment(row["settled_at"], "settled_at"),
+                    reference=row["processor_reference"],
+                    token=row["token"] or None,
+                    invoice_hint=row.get("description") or None,
+                    remittance=row.get("description") or None,
+                )
+            )
         except _Bad as bad:
             out.rejects.append(_reject(name, f"line {line}", bad.field, str(bad), raw))
     return out
@@ -145,14 +165,22 @@ def read_manual(data: bytes, name: str) -> PaymentFile:
         try:
             if not row["payment_id"]:
                 raise _Bad("payment_id", "must not be empty")
-            out.payments.append(_record(
-                payment_id=f"manual:{row['payment_id']}", source_file=name, location=f"line {line}",
-                method=row.get("method") or "manual", status="succeeded",
-                amount=_amount(row["amount"]), currency=_currency(row["currency"]),
-                received_at=_moment(row["received_at"], "received_at"), reference=row["payment_id"],
-                account_id=row["account_id"] or None, invoice_hint=row["invoice_number"] or None,
-                remittance=row.get("note") or None,
-            ))
+            out.payments.append(
+                _record(
+                    payment_id=f"manual:{row['payment_id']}",
+                    source_file=name,
+                    location=f"line {line}",
+                    method=row.get("method") or "manual",
+                    status="succeeded",
+                    amount=_amount(row["amount"]),
+                    currency=_currency(row["currency"]),
+                    received_at=_moment(row["received_at"], "received_at"),
+                    reference=row["payment_id"],
+                    account_id=row["account_id"] or None,
+                    invoice_hint=row["invoice_number"] or None,
+                    remittance=row.get("note") or None,
+                )
+            )
         except _Bad as bad:
             out.rejects.append(_reject(name, f"line {line}", bad.field, str(bad), raw))
     return out
@@ -187,8 +215,15 @@ def read_camt053(data: bytes, name: str) -> PaymentFile:
     try:
         root = ElementTree.fromstring(data)
     except Exception as exc:  # defusedxml and expat raise several kinds
-        out.rejects.append(_reject(name, "document", "(xml)", f"not readable XML: {exc}", data[:200].decode(
-            "utf-8", errors="replace")))
+        out.rejects.append(
+            _reject(
+                name,
+                "document",
+                "(xml)",
+                f"not readable XML: {exc}",
+                data[:200].decode("utf-8", errors="replace"),
+            )
+        )
         return out
     if _local(root.tag) != "Document" or _child(root, "BkToCstmrStmt") is None:
         out.rejects.append(_reject(name, "document", _local(root.tag), "not a camt.053 statement", ""))
@@ -209,24 +244,37 @@ def read_camt053(data: bytes, name: str) -> PaymentFile:
                 direction = _text(entry, "CdtDbtInd")
                 if direction not in ("CRDT", "DBIT"):
                     raise _Bad("CdtDbtInd", f"must be CRDT or DBIT, got {direction!r}")
-                booked = _text(entry, "BookgDt", "Dt") or _text(entry, "BookgDt", "DtTm") or _text(
-                    entry, "ValDt", "Dt")
+                booked = (
+                    _text(entry, "BookgDt", "Dt")
+                    or _text(entry, "BookgDt", "DtTm")
+                    or _text(entry, "ValDt", "Dt")
+                )
                 if not booked:
                     raise _Bad("BookgDt", "missing booking date")
                 reference = _text(entry, "AcctSvcrRef") or _text(
-                    entry, "NtryDtls", "TxDtls", "Refs", "EndToEndId")
+                    entry, "NtryDtls", "TxDtls", "Refs", "EndToEndId"
+                )
                 if not reference:
                     digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
                     reference = f"{statement_id}:{e_no}:{digest}"
                 texts = _all_text(entry, "Ustrd") + _all_text(entry, "Ref")
-                out.payments.append(_record(
-                    payment_id=f"bank:{reference}", source_file=name, location=where, method="bank",
-                    status="succeeded" if direction == "CRDT" else "not_a_payment",
-                    amount=amount, currency=currency, received_at=_moment(booked, "BookgDt"),
-                    reference=reference, remittance=" | ".join(texts) or None,
-                    payer=_text(entry, "NtryDtls", "TxDtls", "RltdPties", "Dbtr", "Nm")
-                    or _text(entry, "NtryDtls", "TxDtls", "RltdPties", "Dbtr", "Pty", "Nm") or None,
-                ))
+                out.payments.append(
+                    _record(
+                        payment_id=f"bank:{reference}",
+                        source_file=name,
+                        location=where,
+                        method="bank",
+                        status="succeeded" if direction == "CRDT" else "not_a_payment",
+                        amount=amount,
+                        currency=currency,
+                        received_at=_moment(booked, "BookgDt"),
+                        reference=reference,
+                        remittance=" | ".join(texts) or None,
+                        payer=_text(entry, "NtryDtls", "TxDtls", "RltdPties", "Dbtr", "Nm")
+                        or _text(entry, "NtryDtls", "TxDtls", "RltdPties", "Dbtr", "Pty", "Nm")
+                        or None,
+                    )
+                )
             except _Bad as bad:
                 out.rejects.append(_reject(name, f"{where}/{bad.field}", bad.field, str(bad), raw))
     return out
@@ -241,7 +289,14 @@ def read_payment_file(path: Path, name: str | None = None) -> PaymentFile:
     kind = file_kind(name)
     if kind is None:
         out = PaymentFile(name, "unknown")
-        out.rejects.append(_reject(name, "file", "(name)", "unknown payment file kind "
-                                   "(settlement*.csv, manual*.csv or camt.053 *.xml)", ""))
+        out.rejects.append(
+            _reject(
+                name,
+                "file",
+                "(name)",
+                "unknown payment file kind (settlement*.csv, manual*.csv or camt.053 *.xml)",
+                "",
+            )
+        )
         return out
     return READERS[kind](path.read_bytes(), name)
