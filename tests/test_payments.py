@@ -323,3 +323,25 @@ def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced) ->
     )
     assert how == "assigned"
     assert ledger_differences(warehouse).empty
+    # The next invoice shows what was paid: amount due = total + previous balance - payments.
+    from squak_pipelines.invoicing.stage import bill_cycle
+
+    bill_cycle(warehouse, settings, "2026-11", finalize=True)
+    rows = warehouse.query_df(
+        "select account_id, total, previous_balance, amount_due, document from invoicing.invoices "
+        "where cycle = '2026-11' order by account_id"
+    )
+    paid = warehouse.query_df(
+        "select m.account_id, p.currency, "
+        "sum(case when p.status = 'succeeded' then p.amount else -p.amount end) as amount "
+        "from payments.matches m join payments.payments p using (payment_id) group by 1, 2"
+    )
+    paid_by = {(r.account_id, r.currency): Decimal(r.amount) for r in paid.itertuples()}
+    checked = 0
+    for row in rows.itertuples():
+        doc = json.loads(row.document)
+        received = paid_by.get((row.account_id, doc["currency"]), Decimal(0))
+        assert Decimal(doc["payments"]) == -received
+        assert Decimal(row.amount_due) == Decimal(row.total) + Decimal(row.previous_balance) - received
+        checked += received != 0
+    assert checked > 0

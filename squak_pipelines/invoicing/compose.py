@@ -87,6 +87,7 @@ class Invoice:
     tax_total: Decimal = ZERO
     total: Decimal = ZERO
     previous_balance: Decimal = ZERO
+    payments: Decimal = ZERO  # payments received since the last invoice, net of refunds (negative)
     credits: Decimal = ZERO  # credit notes issued since the last invoice (negative)
     amount_due: Decimal = ZERO
     number: str | None = None
@@ -334,6 +335,7 @@ def compose(
     adjustments: list[dict] | None = None,
     coupons: list[Coupon] | None = None,
     credits: Decimal = ZERO,
+    payments: Decimal = ZERO,
 ) -> Invoice:
     """The invoice of one account, cycle and currency."""
     lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
@@ -376,8 +378,9 @@ def compose(
         tax_total=tax_total,
         total=subtotal + tax_total,
         previous_balance=previous_balance,
+        payments=payments,
         credits=credits,
-        amount_due=subtotal + tax_total + previous_balance + credits,
+        amount_due=subtotal + tax_total + previous_balance + payments + credits,
     )
 
 

@@ -173,8 +173,8 @@ def _adjustments(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], li
 
 
 def _previous_balances(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], Decimal]:
-    """Amount due on each account's latest finalized invoice before the cycle (payments are
-    not recorded yet, so nothing reduces it)."""
+    """Amount due on each account's latest finalized invoice before the cycle (payments
+    received since are their own figure)."""
     rows = warehouse.query_arrow(
         "select account_id, currency, amount_due from (select account_id, currency, amount_due, "
         "row_number() over (partition by account_id, currency order by cycle desc) as n "
@@ -195,6 +195,24 @@ def _unapplied_credits(warehouse: Warehouse) -> dict[tuple[str, str], Decimal]:
     return {(r["account_id"], r["currency"]): Decimal(r["total"]) for r in rows}
 
 
+def _payments_received(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], Decimal]:
+    """Matched payments (less refunds and chargebacks) of each account received after its
+    last invoice was issued and before this cycle's invoice date, as negative amounts."""
+    if not warehouse.table_exists("payments.matches"):
+        return {}
+    rows = warehouse.query_arrow(
+        "select m.account_id, p.currency, sum(case when p.status = 'succeeded' then -p.amount "
+        "else p.amount end) as amount "
+        "from payments.matches m join payments.payments p using (payment_id) "
+        "left join (select account_id, currency, max(issue_date) as last_issue from invoicing.invoices "
+        "where cycle < :cycle group by 1, 2) l on l.account_id = m.account_id and l.currency = p.currency "
+        "where p.received_at < :issued and (l.last_issue is null or p.received_at >= l.last_issue) "
+        "group by 1, 2",
+        {"cycle": cycle.label, "issued": datetime.combine(cycle.issue_date, time(), UTC)},
+    ).to_pylist()
+    return {(r["account_id"], r["currency"]): Decimal(r["amount"]) for r in rows}
+
+
 def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> list[Invoice]:
     """Drafts for every account with services or usage in the cycle and no final invoice yet."""
     plans = load_plans(settings.reference_dir / "plans")
@@ -208,6 +226,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
     balances = _previous_balances(warehouse, cycle)
     coupons = load_coupons(settings.reference_dir)
     credits = _unapplied_credits(warehouse)
+    paid = _payments_received(warehouse, cycle)
     final = {
         r["invoice_key"]
         for r in warehouse.query_arrow(
@@ -243,6 +262,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
             adjustments.get((account_id, currency), []),
             coupons.get(account_id, []),
             credits.get((account_id, currency), Decimal(0)),
+            paid.get((account_id, currency), Decimal(0)),
         )
         if invoice.lines:
             drafts.append(invoice)
