@@ -80,7 +80,14 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
     assert numbers and numbers == [f"SQK-2026-{n:06d}" for n in range(1, len(numbers) + 1)]
     docs = Path(env["SQUAK_DATA_DIR"]) / "invoices" / "2026-10"
     assert (docs / f"{numbers[0]}.html").exists() and (docs / f"{numbers[-1]}.json").exists()
+    assert (docs / f"{numbers[0]}.pdf").read_bytes().startswith(b"%PDF-")
+    # Payments: the demo customers' files read, matched, and the ledger reconciles.
+    from squak_pipelines.payments.stage import ledger_differences
+
+    assert warehouse.count("payments.payments") > 0 and warehouse.count("payments.matches") > 0
+    assert ledger_differences(warehouse).empty
     return {"revenue": revenue} | {t: warehouse.count(t) for t in (
+        "payments.payments", "payments.matches", "payments.ledger", "payments.dunning_notices",
         "raw.cdr_drop_files", "raw.tax_rates", "marts.ops_cdr_intake_daily",
         "marts.dim_tax_jurisdictions", "orders.order_lines", "orders.services", "orders.rejections",
         "orders.order_status_history", "mediation.events", "mediation.quarantine",
@@ -89,7 +96,8 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
 
 
 def _check_output(stdout: str) -> None:
-    assert "[7/7] Warehouse models and tests (dbt)" in stdout
+    assert "[8/8] Warehouse models and tests (dbt)" in stdout
+    assert "collected by currency:" in stdout and "aging by currency:" in stdout
     assert "rated:" in stdout and "revenue by currency:" in stdout and "USD: " in stdout
     assert "invoices finalized:" in stdout and "invoices:" in stdout
     assert "order lines by status: accepted" in stdout and "rejected by reason:" in stdout
@@ -121,7 +129,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     home = tmp_path / "squak" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 7 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 8 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
@@ -144,6 +152,6 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     with engine.connect() as con:
         statuses = con.execute(sa.text("select status from runs")).scalars().all()
     engine.dispose()
-    assert statuses == ["SUCCESS"] * 7, "Dagster's runs are stored in PostgreSQL"
+    assert statuses == ["SUCCESS"] * 8, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts

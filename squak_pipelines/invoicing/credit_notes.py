@@ -25,7 +25,13 @@ from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import LINE_FIELDS, ZERO, Invoice, Line, taxable
 from squak_pipelines.invoicing.pdf import render_pdf
 from squak_pipelines.invoicing.render import render_html, render_json
-from squak_pipelines.invoicing.stage import ensure_tables, lock_numbering, money_array, reserve_numbers
+from squak_pipelines.invoicing.stage import (
+    ensure_tables,
+    lock_numbering,
+    money_array,
+    pdfs_wanted,
+    reserve_numbers,
+)
 from squak_pipelines.money import round_to_currency
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
@@ -201,7 +207,8 @@ def write_credit_note_documents(warehouse: Warehouse, folder: Path, number: str)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{number}.html").write_text(row["html"], encoding="utf-8")
     (folder / f"{number}.json").write_text(row["document"], encoding="utf-8")
-    (folder / f"{number}.pdf").write_bytes(render_pdf(row["html"], row["issue_date"], number))
+    if pdfs_wanted():
+        (folder / f"{number}.pdf").write_bytes(render_pdf(row["html"], row["issue_date"], number))
 
 
 def _store(
