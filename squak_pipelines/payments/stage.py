@@ -361,7 +361,7 @@ def _notice_text(state: dict, as_of: date) -> str:
         f"Squak Communications - payment {state['state'].replace('_', ' ')}\n"
         f"Account {state['account_id']}, as of {as_of.isoformat()}\n\n{NOTICE[state['state']]}\n\n"
         f"Overdue invoices: {state['invoices'].replace(',', ', ')}\n"
-        f"Overdue amount: {state['overdue_amount']:f} {state['currency']}"
+        f"Overdue amount: {Decimal(state['overdue_amount']).quantize(Decimal('0.01')):f} {state['currency']}"
         f" ({state['days_past_due']} days past due)\n"
     )
 
