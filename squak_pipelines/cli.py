@@ -135,7 +135,8 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "email_send_failures", "queued_for_print", "portal_accounts", "print_batch",
                  "payment_files", "new_payments", "duplicate_payments", "rejected_payment_records",
                  "invoiced_by_currency", "collected_by_currency", "payment_suspense_by_reason",
-                 "aging_by_currency", "dunning_by_state", "dunning_notices_sent")
+                 "aging_by_currency", "dunning_by_state", "dunning_notices_sent",
+                 "autopay_charge_requests")
 
 
 def _figure(value) -> str:
@@ -307,7 +308,7 @@ def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
     for currency, buckets in sorted(report.aging.items()):
         print(f"  aging {currency}: " + ", ".join(f"{k} {v}" for k, v in buckets.items()))
     print(f"  suspense: {report.suspense or 'none'}; dunning: {report.dunning or 'none'} "
-          f"({report.notices} new notice(s))")
+          f"({report.notices} new notice(s)); auto-pay charge requests: {report.charge_requests}")
     return 0
 
 

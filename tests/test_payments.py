@@ -300,8 +300,12 @@ def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced) ->
     assert set(aging["bucket"]) <= {"current", "1-30"} and "1-30" in set(aging["bucket"])
     assert first.dunning.get("reminder") and first.notices == sum(first.dunning.values())
     # Re-running changes nothing; the same file under a new name adds no payment.
+    assert first.charge_requests > 0, "the refunded and charged-back invoices are charged again"
+    requests = sorted((settings.data_dir / "outgoing").glob("charge-requests-*.csv"))
+    header = requests[0].read_text().splitlines()[0]
+    assert header == "request_id,token,amount,currency,invoice_number,attempt"
     again = run_payments(warehouse, settings, as_of)
-    assert (again.files, again.new_payments, again.notices) == (0, 0, 0)
+    assert (again.files, again.new_payments, again.notices, again.charge_requests) == (0, 0, 0, 0)
     assert again.collected == first.collected
     shutil.copy(files[0], settings.payments_drop_dir / files[0].name.replace("-", "-resent-", 1))
     resent = run_payments(warehouse, settings, as_of)
@@ -345,3 +349,42 @@ def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced) ->
         assert Decimal(row.amount_due) == Decimal(row.total) + Decimal(row.previous_balance) - received
         checked += received != 0
     assert checked > 0
+
+
+def test_autopay_requests_first_charge_and_retries_on_schedule() -> None:
+    from squak_pipelines.payments.autopay import RetrySchedule, due_requests
+    from squak_pipelines.payments.matching import match
+
+    invoices = [_invoice("SQK-2026-000001", "A", "50.00"), _invoice("SQK-2026-000002", "B", "20.00"),
+                _invoice("SQK-2026-000003", "C", "10.00")]
+    schedule = RetrySchedule((3, 7))
+    tokens = {"A": "tok_a", "B": "tok_b"}  # C has no auto-pay
+
+    def declined(n: int, day: str) -> dict:
+        return _pay(f"card:d{n}:failed", "50.00", day, method="card", status="failed", token="tok_a",
+                    remittance="SQK-2026-000001", reference=f"d{n}")
+
+    paid_b = _pay("card:ok:succeeded", "20.00", "2026-11-02", method="card", token="tok_b",
+                  remittance="SQK-2026-000002", reference="ok")
+    first = due_requests(match(invoices, [], [], tokens, {}), tokens, [], set(), date(2026, 11, 1), schedule)
+    assert [(r["request_id"], r["amount"], r["token"]) for r in first] == [
+        ("SQK-2026-000001-A1", Decimal("50.00"), "tok_a"), ("SQK-2026-000002-A1", Decimal("20.00"), "tok_b")
+    ]
+    out = match(invoices, [], [paid_b], tokens, {})
+    made = {"SQK-2026-000001-A1"}
+    assert due_requests(out, tokens, [paid_b], made, date(2026, 11, 3), schedule) == [], "B paid, A asked"
+    history = [paid_b, declined(1, "2026-11-02")]
+    out = match(invoices, [], history, tokens, {})
+    done = {"SQK-2026-000001-A1"}
+    assert due_requests(out, tokens, history, done, date(2026, 11, 4), schedule) == [], "retry not due yet"
+    [retry] = due_requests(out, tokens, history, done, date(2026, 11, 5), schedule)
+    assert (retry["request_id"], retry["attempt"]) == ("SQK-2026-000001-A2", 2)
+    assert retry["due_on"] == date(2026, 11, 5), "3 days after the first decline"
+    history += [declined(2, "2026-11-05")]
+    [third] = due_requests(match(invoices, [], history, tokens, {}), tokens, history,
+                           done | {"SQK-2026-000001-A2"}, date(2026, 11, 9), schedule)
+    assert third["due_on"] == date(2026, 11, 9), "7 days after the first decline"
+    history += [declined(3, "2026-11-09")]
+    done |= {"SQK-2026-000001-A2", "SQK-2026-000001-A3"}
+    out = match(invoices, [], history, tokens, {})
+    assert due_requests(out, tokens, history, done, date(2026, 12, 31), schedule) == [], "retries run out"

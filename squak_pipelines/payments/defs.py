@@ -66,6 +66,7 @@ def receivables(squak: SquakResource):
         "aging_by_currency": dg.MetadataValue.json(report.aging),
         "dunning_by_state": dg.MetadataValue.json(report.dunning),
         "dunning_notices_sent": report.notices,
+        "autopay_charge_requests": report.charge_requests,
     }
     for name in KEYS:
         yield dg.MaterializeResult(asset_key=dg.AssetKey(["payments", name]), metadata=metadata)

@@ -10,6 +10,7 @@ Stored facts (appended): `files` (each delivery once, by name and content hash),
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -19,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from squak_pipelines.config import Settings
+from squak_pipelines.payments.autopay import RetrySchedule, due_requests
 from squak_pipelines.payments.intake import PAYMENT_FIELDS, read_payment_file
 from squak_pipelines.payments.matching import Outcome, match
 from squak_pipelines.payments.receivables import BUCKETS, DunningRules, aging, dunning
@@ -67,6 +69,19 @@ TABLES = {
             ("account_id", _S),
             ("assigned_by", _S),
             ("assigned_at", _TS),
+        ]
+    ),
+    "payments.charge_requests": pa.schema(
+        [
+            ("request_id", _S),
+            ("invoice_number", _S),
+            ("account_id", _S),
+            ("token", _S),
+            ("amount", _D),
+            ("currency", _S),
+            ("attempt", _I),
+            ("due_on", pa.date32()),
+            ("file", _S),
         ]
     ),
     "payments.dunning_notices": pa.schema(
@@ -146,6 +161,7 @@ class PaymentsReport:
     aging: dict[str, dict[str, str]] = field(default_factory=dict)  # currency -> bucket -> amount
     dunning: dict[str, int] = field(default_factory=dict)
     notices: int = 0
+    charge_requests: int = 0
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
@@ -311,8 +327,63 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
             warehouse.execute(f"delete from {name}")
             warehouse.load(name, table, mode="append")
         report.notices = _send_notices(warehouse, settings, states, as_of)
+        report.charge_requests = _request_charges(warehouse, settings, outcome, payments, as_of)
     _summarize(invoices, outcome, payments, aged, states, report)
     return outcome
+
+
+def _request_charges(
+    warehouse: Warehouse, settings: Settings, outcome: Outcome, payments: list[dict], as_of: date
+) -> int:
+    """Auto-pay charge requests due by `as_of`, written as the processor's batch file
+    (`outgoing/charge-requests-<date>[-n].csv`) and recorded so none is made twice."""
+    tokens = (
+        {
+            r["account_id"]: r["card_token"]
+            for r in warehouse.query_arrow(
+                "select account_id, card_token from orders.accounts where lower(autopay) = 'true' "
+                "and card_token is not null and card_token <> ''"
+            ).to_pylist()
+        }
+        if warehouse.table_exists("orders.accounts")
+        else {}
+    )
+    already = set(
+        warehouse.query_arrow("select request_id from payments.charge_requests").column(0).to_pylist()
+    )
+    schedule = RetrySchedule.load(settings.reference_dir / "autopay.yaml")
+    due = due_requests(outcome, tokens, payments, already, as_of, schedule)
+    if not due:
+        return 0
+    folder = settings.data_dir / "outgoing"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, n = folder / f"charge-requests-{as_of.isoformat()}.csv", 1
+    while path.exists():
+        n += 1
+        path = folder / f"charge-requests-{as_of.isoformat()}-{n}.csv"
+    columns = ("request_id", "token", "amount", "currency", "invoice_number", "attempt")
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        for r in due:
+            writer.writerow(
+                [
+                    r["request_id"],
+                    r["token"],
+                    f"{r['amount']:.2f}",
+                    r["currency"],
+                    r["invoice_number"],
+                    r["attempt"],
+                ]
+            )
+    warehouse.load(
+        "payments.charge_requests",
+        pa.Table.from_pylist(
+            [{**r, "file": path.name} for r in due], schema=TABLES["payments.charge_requests"]
+        ),
+        mode="append",
+    )
+    return len(due)
 
 
 def _send_notices(warehouse: Warehouse, settings: Settings, states: list[dict], as_of: date) -> int:
@@ -469,8 +540,10 @@ def ledger_differences(warehouse: Warehouse) -> pd.DataFrame:
     computed from the source tables (empty when the ledger reconciles)."""
     if not warehouse.table_exists("invoicing.invoices"):
         return pd.DataFrame()
-    notes = "invoicing.credit_notes" if warehouse.table_exists("invoicing.credit_notes") else (
-        "(select '' as account_id, '' as currency, 0 as total where false) x"
+    notes = (
+        "invoicing.credit_notes"
+        if warehouse.table_exists("invoicing.credit_notes")
+        else ("(select '' as account_id, '' as currency, 0 as total where false) x")
     )
     return warehouse.query_df(LEDGER_SQL.format(credit_notes=notes))
 
