@@ -38,6 +38,16 @@ def _progress(label: str):
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.demo.generate import GenerateOptions, generate
 
+    if getattr(args, "payments", False):  # customers answer the invoices already finalized
+        from squak_pipelines.warehouse import open_warehouse
+
+        if not open_warehouse(settings).table_exists("invoicing.invoices"):
+            print("error: no final invoices yet: run the pipeline first (make run)", file=sys.stderr)
+            return 2
+        files = write_demo_payment_files(settings)
+        print(f"==> {len(files)} demo payment file(s) in {settings.payments_drop_dir}")
+        return 0
+
     options = GenerateOptions(customers=args.customers, month=args.month, cdrs=args.cdrs,
                               seed=args.seed, deck_extra_prefixes=args.deck_prefixes)
     print(f"==> Generating the demo operator for {options.month} (seed {options.seed}) "
@@ -349,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write the deterministic demo data set")
     generation_options(gen)
+    gen.add_argument("--payments", action="store_true",
+                     help="instead: the demo customers' payment files for the invoices already final "
+                          "(make run does this once the month is invoiced)")
     gen.set_defaults(func=cmd_generate)
     run = sub.add_parser("run", help="run the billing pipeline over the data directory")
     run.set_defaults(func=cmd_run)
