@@ -331,8 +331,8 @@ def bill_cycle(
         ensure_tables(warehouse)
         drafts = draft_invoices(warehouse, settings, cycle)
         report.drafts = len(drafts)
-        documents = [render_json(i) for i in drafts]
-        for invoice, document in zip(drafts, documents, strict=True):
+        draft_json = [render_json(i) for i in drafts]
+        for invoice, document in zip(drafts, draft_json, strict=True):
             html = render_html(invoice, settings.reference_dir)
             _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), html, document)
         with warehouse.transaction():
@@ -342,7 +342,7 @@ def bill_cycle(
                 pa.table(
                     {
                         **_totals(drafts),
-                        "document": documents,
+                        "document": draft_json,
                     },
                     schema=TABLES["invoicing.drafts"],
                 ),
