@@ -52,7 +52,6 @@ def write_call_detail(warehouse: Warehouse, cycle: str, folder: Path) -> int:
     return len(starts)
 
 
-
 APPENDIX_SQL = f"""
 select b.invoice_number, r.start_utc, r.service, r.calling_number, {MASKED_CALLED_NUMBER},
        r.destination, r.billsec, r.final_charge
