@@ -159,6 +159,32 @@ def _figure(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _receivables_table(warehouse) -> None:
+    """Invoiced vs collected and the aging of what is open, per currency."""
+    if not warehouse.table_exists("payments.aging"):
+        return
+    from decimal import Decimal
+
+    from squak_pipelines.payments.receivables import BUCKETS
+
+    def sums(sql: str) -> dict:
+        return {tuple(r[:-1]): Decimal(r[-1]) for r in warehouse.query_df(sql).itertuples(index=False)}
+
+    invoiced = sums("select currency, sum(total) from invoicing.invoices group by 1")
+    collected = sums("select p.currency, sum(a.amount) from payments.allocations a "
+                     "join payments.payments p using (payment_id) group by 1")
+    aged = sums("select currency, bucket, sum(open_amount) from payments.aging group by 1, 2")
+    as_of = warehouse.scalar("select cast(max(as_of) as varchar) from payments.aging") or "-"
+    print(f"    receivables (aging as of {as_of}):")
+    head = f"{'':<5}{'invoiced':>12}{'collected':>12}{'rate':>7}" + "".join(f"{b:>10}" for b in BUCKETS)
+    print(f"      {head}")
+    for (currency,), total in sorted(invoiced.items()):
+        paid = collected.get((currency,), Decimal(0))
+        rate = f"{paid / total:.0%}" if total else "-"
+        cells = "".join(f"{aged.get((currency, b), Decimal(0)):>10,.2f}" for b in BUCKETS)
+        print(f"      {currency:<5}{total:>12,.2f}{paid:>12,.2f}{rate:>7}{cells}")
+
+
 def _summary(settings: Settings, reports, ok: bool) -> None:
     from squak_pipelines.warehouse import open_warehouse
 
@@ -167,11 +193,12 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'invoicing', 'staging', "
-           "'intermediate', 'marts') "
+           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'invoicing', 'payments', "
+           "'staging', 'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")
+    _receivables_table(warehouse)
     print(f"    data directory: {settings.data_dir}")
     print(f"      stage logs:      {settings.data_dir / 'logs'}")
     print(f"      invoices:        {settings.data_dir / 'invoices'} (HTML, PDF, JSON and call detail "
