@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
+import pyarrow as pa
+
 # ISO 4217 minor units for the currencies Squak bills in (extend as operators need).
 MINOR_UNITS: dict[str, int] = {
     "USD": 2, "CAD": 2, "EUR": 2, "GBP": 2, "MXN": 2, "INR": 2, "PHP": 2, "AUD": 2,
@@ -18,6 +20,7 @@ MINOR_UNITS: dict[str, int] = {
 ROUNDING_MODES = {"half_up": ROUND_HALF_UP, "up": ROUND_UP, "down": ROUND_DOWN}
 
 MICROS = 1_000_000
+MONEY_TYPE = pa.decimal128(18, 6)  # how amounts are stored (SQL NUMERIC(18, 6))
 
 
 def minor_units(currency: str) -> int:
@@ -65,3 +68,8 @@ def to_micros(amount: Decimal) -> int:
 
 def from_micros(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-6)
+
+
+def money_array(values) -> pa.Array:
+    """Amounts (Decimal, or decimal strings) as an Arrow column of MONEY_TYPE; None stays null."""
+    return pa.array([None if v is None else Decimal(v) for v in values], MONEY_TYPE)

@@ -1,6 +1,7 @@
 """The revenue-assurance gate on a cycle's draft invoices, run before any is finalized.
 
-One row per draft (account and currency) with the figures the controls compare; the suite
+One row per draft (account and currency) with the figures the controls compare (amounts in
+integer micro-units, exact); the suite
 `expectations/revenue_assurance_gate.json` (Great Expectations) decides:
 - usage completeness: answered rated calls of the account not billed yet = calls on the
   draft's usage lines, and their charge = the usage lines' amount (within half a minor unit
@@ -21,6 +22,7 @@ import pandas as pd
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import Cycle, active_days
 from squak_pipelines.invoicing.stage import service_periods
+from squak_pipelines.money import MICROS, minor_units, to_micros
 from squak_pipelines.quality.gx_suites import SuiteOutcome, validate_dataframe
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.warehouse import Warehouse
@@ -70,20 +72,21 @@ def draft_controls(warehouse: Warehouse, settings: Settings, label: str) -> pd.D
         charged = {x["service_id"] for x in lines if x["kind"] == "recurring"}
         got = rated.get((draft["account_id"], draft["currency"]), {"calls": 0, "charge": 0})
         drafted_usage = sum((Decimal(x["amount"]) for x in usage), Decimal(0))
+        half_unit = MICROS // 10 ** minor_units(draft["currency"]) // 2  # half a minor unit
         rows.append({
             "invoice_key": draft["invoice_key"],
             "account_id": draft["account_id"],
             "currency": draft["currency"],
             "rated_calls": int(got["calls"]),
             "drafted_calls": sum(int(x["calls"]) for x in usage),
-            "usage_difference": float(abs(Decimal(got["charge"]) - drafted_usage)),
-            "rounding_allowance": 0.005 * len(usage) + 1e-9,
+            "usage_difference": to_micros(abs(Decimal(got["charge"]) - drafted_usage)),
+            "rounding_allowance": half_unit * len(usage),
             "services_expected": len(expected),
             "services_charged": len(charged & expected),
             "services_not_active": len(charged - expected),
-            "subtotal": float(Decimal(draft["subtotal"])),
-            "lines_total": float(sum((Decimal(x["amount"]) for x in lines if x["kind"] != "tax"),
-                                     Decimal(0))),
+            "subtotal": to_micros(Decimal(draft["subtotal"])),
+            "lines_total": to_micros(sum((Decimal(x["amount"]) for x in lines if x["kind"] != "tax"),
+                                         Decimal(0))),
             "events_billed_twice": twice,
         })
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -28,11 +28,10 @@ from squak_pipelines.invoicing.render import render_html, render_json
 from squak_pipelines.invoicing.stage import (
     ensure_tables,
     lock_numbering,
-    money_array,
     pdfs_wanted,
     reserve_numbers,
 )
-from squak_pipelines.money import round_to_currency
+from squak_pipelines.money import money_array, round_to_currency
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
 

@@ -27,6 +27,7 @@ from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, com
 from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
 from squak_pipelines.invoicing.promotions import load_coupons
 from squak_pipelines.invoicing.render import render_html, render_json
+from squak_pipelines.money import money_array
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
@@ -267,10 +268,6 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> li
         if invoice.lines:
             drafts.append(invoice)
     return drafts
-
-
-def money_array(values: list[Decimal | None]) -> pa.Array:
-    return pa.array(values, _D)
 
 
 def _totals(invoices: list[Invoice]) -> dict[str, pa.Array | list]:

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from squak_pipelines.config import Settings
+from squak_pipelines.money import money_array
 from squak_pipelines.payments.autopay import RetrySchedule, due_requests
 from squak_pipelines.payments.intake import PAYMENT_FIELDS, read_payment_file
 from squak_pipelines.payments.matching import Outcome, match
@@ -170,10 +171,6 @@ def ensure_tables(warehouse: Warehouse) -> None:
             warehouse.load(name, schema.empty_table(), mode="append")
 
 
-def _money(values) -> pa.Array:
-    return pa.array([None if v is None else Decimal(v) for v in values], _D)
-
-
 def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> None:
     """Read every payment file not seen before (by name and content)."""
     folder = settings.payments_drop_dir
@@ -200,7 +197,7 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
         with warehouse.transaction():
             if fresh:
                 columns = {f: [p[f] for p in fresh] for f in PAYMENT_FIELDS}
-                columns["amount"] = _money(columns["amount"])
+                columns["amount"] = money_array(columns["amount"])
                 warehouse.load(
                     "payments.payments", pa.table(columns, schema=TABLES["payments.payments"]), mode="append"
                 )
@@ -278,7 +275,7 @@ def _ledger(outcome: Outcome) -> pa.Table:
         balance[key] = balance.get(key, Decimal(0)) + row["amount"]
         row["balance"] = balance[key]
     table = {name: [r[name] for r in rows] for name in DERIVED["payments.ledger"].names}
-    table["amount"], table["balance"] = _money(table["amount"]), _money(table["balance"])
+    table["amount"], table["balance"] = money_array(table["amount"]), money_array(table["balance"])
     return pa.table(table, schema=DERIVED["payments.ledger"])
 
 
@@ -307,7 +304,7 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
             {
                 "payment_id": [a["payment_id"] for a in outcome.allocations],
                 "invoice_number": [a["invoice_number"] for a in outcome.allocations],
-                "amount": _money([a["amount"] for a in outcome.allocations]),
+                "amount": money_array([a["amount"] for a in outcome.allocations]),
             },
             schema=DERIVED["payments.allocations"],
         ),
