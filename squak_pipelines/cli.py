@@ -100,9 +100,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 if name in meta and name not in shown:
                     shown.add(name)
                     print(f"        {name.replace('_', ' ')}: {_figure(meta[name])}")
-        failed = [name for name, passed in report.checks.items() if not passed]
-        print(f"        checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed"
-              + (f"; failed: {', '.join(failed)}" if failed else ""))
+        if report.stage.key == "assurance" and report.success:
+            _print_controls(settings)
+        failed = [n for n, passed in report.checks.items() if not passed and n not in report.warnings]
+        passing = len(report.checks) - len(failed) - len(report.warnings)
+        print(f"        checks: {passing}/{len(report.checks)} passed"
+              + (f"; failed: {', '.join(failed)}" if failed else "")
+              + (f"; needing attention: {', '.join(report.warnings)}" if report.warnings else ""))
         if report.error:
             print(f"        error: {report.error}")
 
@@ -111,7 +115,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.warehouse import open_warehouse
 
     def days_for(stage) -> list[str]:
-        if stage.key == "invoicing":
+        if stage.key in ("invoicing", "assurance"):
             cycle = last_closed_cycle(open_warehouse(settings))
             print(f"        billing cycle: {cycle or 'none closed with usage'}")
             return [f"{cycle}-01"] if cycle else []
@@ -147,6 +151,25 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "invoiced_by_currency", "collected_by_currency", "payment_suspense_by_reason",
                  "aging_by_currency", "dunning_by_state", "dunning_notices_sent",
                  "autopay_charge_requests")
+
+
+def _print_controls(settings: Settings) -> None:
+    """The stored results of the last audited cycle's revenue-assurance controls."""
+    from squak_pipelines.assurance.stage import stored_results
+    from squak_pipelines.invoicing.stage import last_closed_cycle
+    from squak_pipelines.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    cycle = last_closed_cycle(warehouse)
+    rows = stored_results(warehouse, cycle) if cycle else []
+    if not rows:
+        return
+    print(f"        revenue-assurance controls, cycle {cycle} (as of {rows[0]['as_of']}):")
+    for r in rows:
+        verdict = "pass" if r["passed"] else ("FAIL" if r["critical"] else "attention")
+        print(f"          {r['number']}. {r['title']:<30} {verdict:<9} {r['summary']}")
+    leakage = settings.data_dir / "invoices" / cycle / f"leakage-{cycle}.csv"
+    print(f"        leakage report: {leakage} ({sum(r['findings'] for r in rows)} findings)")
 
 
 def _figure(value) -> str:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from squak_pipelines.analytics import defs as analytics
+from squak_pipelines.assurance import defs as assurance
 from squak_pipelines.capture import defs as capture
 from squak_pipelines.invoicing import defs as invoicing
 from squak_pipelines.mediation import defs as mediation
@@ -13,10 +14,12 @@ from squak_pipelines.reference import defs as reference
 from squak_pipelines.resources import squak_resource
 
 # Daily stages in one job; invoices have monthly partitions and close in `invoicing_job`, and
-# payments follow the files customers' money arrives in (`payments_job`).
+# payments follow the files customers' money arrives in (`payments_job`); the revenue-assurance
+# controls audit a closed cycle (`assurance_job`) and the finance report follows the marts.
 billing_cycle_job = dg.define_asset_job(
     "billing_cycle_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("invoicing", "payments"),
+    selection=dg.AssetSelection.all()
+    - dg.AssetSelection.groups("invoicing", "payments", "assurance", "reporting"),
     description="The daily billing pipeline, stage after stage (invoices: invoicing_job).")
 
 defs = dg.Definitions.merge(
@@ -27,6 +30,7 @@ defs = dg.Definitions.merge(
     rating.defs,
     invoicing.defs,
     payments.defs,
+    assurance.defs,
     analytics.defs,
     dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
 )

@@ -34,6 +34,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("invoicing", "Billing cycle (draft, finalize and render invoices)", "invoicing_job",
           partitioned=True),
     Stage("payments", "Payments and receivables (intake, matching, ledger, aging, dunning)", "payments_job"),
+    Stage("assurance", "Revenue assurance (controls and leakage report)", "assurance_job", partitioned=True),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
 )
 
@@ -48,6 +49,7 @@ class StageReport:
     run_id: str
     assets: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # failed checks of severity WARN
     error: str | None = None
 
 
@@ -83,6 +85,8 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         report.checks[name] = evaluation.passed
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
+            report.warnings.append(name)
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         report.error = "; ".join(

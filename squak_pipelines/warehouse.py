@@ -166,13 +166,19 @@ class DuckDBWarehouse(Warehouse):
     def _native(sql: str) -> str:
         return _NAMED_PARAM.sub(r"$\1", sql)
 
+    @staticmethod
+    def _used(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The parameters the statement names (DuckDB refuses unused ones; PostgreSQL ignores them)."""
+        names = set(_NAMED_PARAM.findall(sql))
+        return {k: v for k, v in (params or {}).items() if k in names}
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         with self.connect() as con:
-            con.execute(self._native(sql), dict(params or {}))
+            con.execute(self._native(sql), self._used(sql, params))
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         with self.connect() as con:
-            result = con.execute(self._native(sql), dict(params or {}))
+            result = con.execute(self._native(sql), self._used(sql, params))
             return _fetch_arrow(result)
 
     def query_arrow_with(self, sql: str, name: str, data: pa.Table | pd.DataFrame,
@@ -180,7 +186,7 @@ class DuckDBWarehouse(Warehouse):
         alias = f"_squak_{check_identifier(name)}"
         with self.connect() as con:
             con.register(alias, to_arrow(data))
-            result = con.execute(self._native(sql.replace("{" + name + "}", alias)), dict(params or {}))
+            result = con.execute(self._native(sql.replace("{" + name + "}", alias)), self._used(sql, params))
             return _fetch_arrow(result)
 
     def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:

@@ -9,11 +9,13 @@ integer micro-units, exact); the suite
 - orders vs billing: services active in the cycle whose plan has a recurring fee for their
   product = services with a recurring line; no recurring line for a service not active;
 - the draft's lines add up to its subtotal; no event key is billed twice.
+With it, the critical controls of `assurance.stage` that apply before finalization must pass.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -97,17 +99,43 @@ COLUMNS = ["invoice_key", "account_id", "currency", "rated_calls", "drafted_call
            "subtotal", "lines_total", "events_billed_twice"]
 
 
-def run_gate(warehouse: Warehouse, settings: Settings, label: str) -> SuiteOutcome:
-    """The suite's verdict on the cycle's drafts (an empty cycle passes)."""
-    return validate_dataframe(SUITE, draft_controls(warehouse, settings, label))
+@dataclass
+class GateOutcome:
+    """The gate's verdict: the GX suite on the drafts and the critical controls that can judge
+    a cycle before finalization (usage completeness up to rating, independent re-rating)."""
+
+    suite: SuiteOutcome
+    controls: list = field(default_factory=list)  # ControlResult of the critical controls
+
+    @property
+    def success(self) -> bool:
+        return self.suite.success and all(c.passed for c in self.controls)
+
+    @property
+    def failures(self) -> list[dict]:
+        return self.suite.failures + [
+            {"expectation": f"control {c.number} {c.control}", "column": c.summary,
+             "unexpected_count": len(c.findings),
+             "records": c.findings["record"].head(20).tolist()}
+            for c in self.controls if not c.passed]
+
+
+def run_gate(warehouse: Warehouse, settings: Settings, label: str) -> GateOutcome:
+    """The suite's verdict on the cycle's drafts (an empty cycle passes) and the critical
+    controls' results."""
+    from squak_pipelines.assurance.stage import critical_controls_before_finalization
+
+    return GateOutcome(validate_dataframe(SUITE, draft_controls(warehouse, settings, label)),
+                       critical_controls_before_finalization(warehouse, settings, label))
 
 
 class RevenueAssuranceError(RuntimeError):
     """The gate failed: the cycle's drafts are not finalized."""
 
-    def __init__(self, label: str, outcome: SuiteOutcome):
+    def __init__(self, label: str, outcome: GateOutcome):
         failed = "; ".join(
-            f"{f['expectation']} on {f['column']} ({f.get('unexpected_count')} drafts)"
+            f"{f['expectation']} on {f['column']} ({f.get('unexpected_count')} "
+            f"{'records' if f['expectation'].startswith('control') else 'drafts'})"
             for f in outcome.failures
         )
         super().__init__(f"revenue-assurance gate failed for cycle {label}: {failed}; nothing finalized")

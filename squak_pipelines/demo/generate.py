@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from squak_pipelines.assurance.thresholds import default_file_text
 from squak_pipelines.config import Settings
 from squak_pipelines.demo import catalogue, switch_formats
 from squak_pipelines.demo.operator import DemoOperator, build_operator
@@ -125,6 +126,7 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
          "international_prefix": str(r["intl"]), "emergency_numbers": ";".join(r["emergency"])}  # type: ignore[arg-type]
         for c, r in catalogue.HOME_COUNTRIES.items()])
     (ref / "fraud_rules.yaml").write_text(yaml.safe_dump(catalogue.FRAUD_RULES, sort_keys=False))
+    (ref / "assurance.yaml").write_text(default_file_text())
     _write_csv(ref / "number_inventory.csv", operator.inventory)
     (ref / "brands").mkdir(parents=True, exist_ok=True)
     for account in operator.accounts:

@@ -38,8 +38,10 @@ def _cycles(context: dg.AssetExecutionContext) -> list[str]:
             "revenue_assurance_gate",
             asset=DRAFTS,
             blocking=True,
-            description="GX suite `revenue_assurance_gate` on the drafts: usage completeness, orders vs "
-            "billing, lines add up, no event billed twice. Failing blocks finalization.",
+            description="GX suite `revenue_assurance_gate` on the drafts (usage completeness, orders vs "
+            "billing, lines add up, no event billed twice) and the critical revenue-assurance controls "
+            "(records conserved through mediation and rating, independent re-rating). Failing blocks "
+            "finalization.",
         )
     ],
     description="Preview of the cycle's invoices (not numbered, not final), rendered as HTML/JSON.",
@@ -66,6 +68,8 @@ def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
             "suite": "revenue_assurance_gate",
             "cycles": dg.MetadataValue.json(sorted(outcomes)),
             "failures": dg.MetadataValue.json({c: o.failures for c, o in outcomes.items() if not o.success}),
+            "critical_controls": dg.MetadataValue.json(
+                {c: {r.control: r.summary for r in o.controls} for c, o in outcomes.items()}),
         },
     )
 

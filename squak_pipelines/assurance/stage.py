@@ -1,0 +1,241 @@
+"""Run the revenue-assurance controls of a billing cycle and keep their results.
+
+Results go to `assurance.control_results` (one row per control and cycle),
+`assurance.findings` (the leakage report: every discrepancy with its amount and record) and
+`assurance.expected_revenue` (control 7's table); the leakage report is also written as
+`invoices/<cycle>/leakage-<cycle>.csv` for finance. A re-run replaces the cycle's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from squak_pipelines.assurance.billing_controls import (
+    duplicate_billing,
+    invoiced_vs_expected,
+    orders_vs_billing,
+)
+from squak_pipelines.assurance.collection_controls import invoiced_vs_collected
+from squak_pipelines.assurance.controls import FINDING_COLUMNS, Control, ControlResult, Phase, Scope
+from squak_pipelines.assurance.rerating import rerating
+from squak_pipelines.assurance.thresholds import load_thresholds
+from squak_pipelines.assurance.usage_controls import suspense_aging, usage_completeness, zero_rated
+from squak_pipelines.config import Settings
+from squak_pipelines.invoicing.compose import Cycle
+from squak_pipelines.money import MONEY_TYPE, money_array
+from squak_pipelines.warehouse import Warehouse
+
+CONTROLS: tuple[Control, ...] = (
+    Control(1, "usage_completeness", "Usage completeness", usage_completeness, ("draft", "final")),
+    Control(2, "suspense_aging", "Suspense and reject aging", suspense_aging),
+    Control(3, "duplicate_billing", "Duplicate billing", duplicate_billing),
+    Control(4, "zero_rated", "Zero-rated audit", zero_rated),
+    Control(5, "rerating", "Independent re-rating", rerating, ("draft", "final")),
+    Control(6, "orders_vs_billing", "Orders vs billing", orders_vs_billing),
+    Control(7, "invoiced_vs_expected", "Invoiced vs expected revenue", invoiced_vs_expected),
+    Control(8, "invoiced_vs_collected", "Invoiced vs collected", invoiced_vs_collected),
+)
+_S = pa.string()
+TABLES = {
+    "assurance.control_results": pa.schema(
+        [
+            ("cycle", _S),
+            ("number", pa.int64()),
+            ("control", _S),
+            ("title", _S),
+            ("critical", pa.bool_()),
+            ("passed", pa.bool_()),
+            ("summary", _S),
+            ("findings", pa.int64()),
+            ("figures", _S),
+            ("threshold", _S),
+            ("as_of", pa.date32()),
+            ("run_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
+    "assurance.findings": pa.schema(
+        [
+            ("cycle", _S),
+            ("control", _S),
+            ("kind", _S),
+            ("record", _S),
+            ("account_id", _S),
+            ("currency", _S),
+            ("amount", MONEY_TYPE),
+            ("detail", _S),
+        ]
+    ),
+    "assurance.expected_revenue": pa.schema(
+        [
+            ("cycle", _S),
+            ("plan_id", _S),
+            ("currency", _S),
+            ("line_type", _S),
+            ("expected", MONEY_TYPE),
+            ("invoiced", MONEY_TYPE),
+            ("difference", MONEY_TYPE),
+            ("explanation", _S),
+        ]
+    ),
+}
+
+
+@dataclass
+class AssuranceReport:
+    cycle: str
+    as_of: date
+    results: list[ControlResult] = field(default_factory=list)
+    leakage_report: Path | None = None
+
+    @property
+    def critical_failures(self) -> list[ControlResult]:
+        return [r for r in self.results if r.critical and not r.passed]
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    for name, schema in TABLES.items():
+        if not warehouse.table_exists(name):
+            warehouse.load(name, schema.empty_table(), mode="append")
+
+
+def run_controls(
+    warehouse: Warehouse,
+    settings: Settings,
+    label: str,
+    as_of: date | None = None,
+    phase: Phase = "final",
+    names: tuple[str, ...] | None = None,
+) -> list[ControlResult]:
+    """Evaluate the controls that apply to the phase (all of them after finalization)."""
+    scope = Scope(
+        warehouse,
+        settings,
+        Cycle.parse(label),
+        as_of or datetime.now(UTC).date(),
+        load_thresholds(settings.reference_dir),
+        phase,
+    )
+    return [c.evaluate(scope) for c in CONTROLS if phase in c.phases and (names is None or c.name in names)]
+
+
+def critical_controls_before_finalization(
+    warehouse: Warehouse, settings: Settings, label: str
+) -> list[ControlResult]:
+    """The critical controls that can judge a cycle before its invoices exist."""
+    return [r for r in run_controls(warehouse, settings, label, phase="draft") if r.critical]
+
+
+def run_assurance(
+    warehouse: Warehouse, settings: Settings, label: str, as_of: date | None = None
+) -> AssuranceReport:
+    """All controls of a finalized cycle, stored, with the leakage report written."""
+    report = AssuranceReport(label, as_of or datetime.now(UTC).date())
+    with warehouse.session():
+        ensure_tables(warehouse)
+        report.results = run_controls(warehouse, settings, label, report.as_of)
+        _store(warehouse, label, report)
+    report.leakage_report = write_leakage_report(settings, label, report.results)
+    return report
+
+
+def _store(warehouse: Warehouse, label: str, report: AssuranceReport) -> None:
+    now = datetime.now(UTC)
+    results = report.results
+    rows = pa.Table.from_pylist(
+        [
+            {
+                "cycle": label,
+                "number": r.number,
+                "control": r.control,
+                "title": r.title,
+                "critical": r.critical,
+                "passed": r.passed,
+                "summary": r.summary,
+                "findings": len(r.findings),
+                "figures": json.dumps({k: v for k, v in r.figures.items() if k != "by_plan"}, default=str),
+                "threshold": json.dumps(r.threshold, default=str),
+                "as_of": report.as_of,
+                "run_at": now,
+            }
+            for r in results
+        ],
+        schema=TABLES["assurance.control_results"],
+    )
+    found = [f for r in results for f in r.findings.to_dict("records")]
+    finding_table = pa.table(
+        {
+            "cycle": [label] * len(found),
+            **{c: [_text(f[c]) for f in found] for c in FINDING_COLUMNS if c != "amount"},
+            "amount": money_array(_amount(f["amount"]) for f in found),
+        },
+        schema=TABLES["assurance.findings"],
+    )
+    by_plan = next((r.figures.get("by_plan", []) for r in results if r.control == "invoiced_vs_expected"), [])
+    expected = pa.table(
+        {
+            "cycle": [label] * len(by_plan),
+            "plan_id": [x["plan_id"] for x in by_plan],
+            "currency": [x["currency"] for x in by_plan],
+            "line_type": [x["line_type"] for x in by_plan],
+            **{k: money_array(x[k] for x in by_plan) for k in ("expected", "invoiced", "difference")},
+            "explanation": [x["explanation"] for x in by_plan],
+        },
+        schema=TABLES["assurance.expected_revenue"],
+    )
+    with warehouse.transaction():
+        for name, table in (
+            ("assurance.control_results", rows),
+            ("assurance.findings", finding_table),
+            ("assurance.expected_revenue", expected),
+        ):
+            warehouse.execute(f"delete from {name} where cycle = :cycle", {"cycle": label})
+            warehouse.load(name, table, mode="append")
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _amount(value) -> Decimal | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return Decimal(value).quantize(Decimal("0.000001"))
+
+
+def write_leakage_report(settings: Settings, label: str, results: list[ControlResult]) -> Path:
+    """`invoices/<cycle>/leakage-<cycle>.csv`: one row per finding (amounts as decimal strings)."""
+    path = settings.data_dir / "invoices" / label / f"leakage-{label}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["cycle", "control_number", *FINDING_COLUMNS])
+        for r in results:
+            for f in r.findings.to_dict("records"):
+                amount = _amount(f["amount"])
+                writer.writerow(
+                    [
+                        label,
+                        r.number,
+                        *(
+                            ("" if amount is None else str(amount)) if c == "amount" else (_text(f[c]) or "")
+                            for c in FINDING_COLUMNS
+                        ),
+                    ]
+                )
+    return path
+
+
+def stored_results(warehouse: Warehouse, label: str):
+    """The stored control results of a cycle (empty before the first run)."""
+    if not warehouse.table_exists("assurance.control_results"):
+        return []
+    return warehouse.query_arrow(
+        "select * from assurance.control_results where cycle = :cycle order by number", {"cycle": label}
+    ).to_pylist()
