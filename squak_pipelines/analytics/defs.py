@@ -7,7 +7,9 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from squak_pipelines.analytics.project import dbt_executable, dbt_project, ensure_manifest
+from squak_pipelines.analytics.sources import ensure_sources
 from squak_pipelines.config import Settings
+from squak_pipelines.resources import SquakResource
 
 _settings = Settings.from_env()
 # dbt's profiles.yml reads its connection from these variables (derived from the URL).
@@ -28,8 +30,12 @@ class LayerGroups(DagsterDbtTranslator):
 
 @dbt_assets(manifest=_project.manifest_path, project=_project, name="squak_dbt_models",
             dagster_dbt_translator=LayerGroups())
-def squak_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Build and test the staging, intermediate and mart models."""
+def squak_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, squak: SquakResource):
+    """Build and test the staging, intermediate and mart models (sources a stage has not
+    written yet are created empty first)."""
+    created = ensure_sources(squak.warehouse())
+    if created:
+        context.log.info(f"created empty source tables: {', '.join(created)}")
     yield from dbt.cli(["build"], context=context).stream()
 
 

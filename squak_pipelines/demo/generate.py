@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -100,6 +101,28 @@ def _write_csv(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...] 
         writer.writerows(rows)
 
 
+COST_COLUMNS = ("carrier", "prefix", "destination", "service", "currency", "rate", "effective_from")
+WHOLESALE_SHARE = Decimal("0.45")  # the demo carrier charges 45% of the retail rate
+
+
+def _cost_rates(deck_from: str) -> list[dict]:
+    """A wholesale carrier's cost deck per currency, from the retail decks' all-day rows."""
+    rows = []
+    for currency in ("USD", "GBP", "EUR", "MXN"):
+        retail = catalogue.voice_deck_rows(currency, deck_from, deck_from, 0) + catalogue.sms_deck_rows(
+            currency, deck_from)
+        latest: dict[tuple[str, str], dict] = {}
+        for r in retail:
+            if not r.get("time_band"):
+                latest[(r["prefix"], r.get("service") or "voice")] = r
+        for (prefix, service), r in sorted(latest.items()):
+            rate = (Decimal(str(r["rate"])) * WHOLESALE_SHARE).quantize(Decimal("0.0001"))
+            rows.append({"carrier": "Squak Wholesale", "prefix": prefix, "destination": r["destination"],
+                         "service": service, "currency": currency, "rate": str(rate),
+                         "effective_from": deck_from})
+    return rows
+
+
 def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions) -> None:
     start = options.month_start
     price_change = (start + timedelta(days=14)).isoformat()
@@ -111,6 +134,7 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
                                              options.deck_extra_prefixes), catalogue.DECK_COLUMNS)
         _write_csv(ref / "decks" / f"{currency.lower()}_sms.csv",
                    catalogue.sms_deck_rows(currency, deck_from), catalogue.DECK_COLUMNS)
+    _write_csv(ref / "cost_rates.csv", _cost_rates(deck_from), list(COST_COLUMNS))
     (ref / "plans").mkdir(parents=True, exist_ok=True)
     for plan in catalogue.plans():
         (ref / "plans" / f"{plan['plan_id']}.yaml").write_text(

@@ -134,8 +134,43 @@ def load_switches(path: Path) -> pa.Table:
     return pa.table({c: [r[c] for _, r in rows] for c in columns})
 
 
+COST_RATE_SCHEMA = pa.schema([("carrier", pa.string()), ("prefix", pa.string()), ("destination", pa.string()),
+                              ("service", pa.string()), ("currency", pa.string()),
+                              ("rate", pa.decimal128(18, 6)), ("effective_from", pa.date32())])
+
+
+def load_cost_rates(path: Path) -> pa.Table:
+    """Wholesale cost decks (optional): what the operator's carriers charge per minute (voice,
+    per second) or per message (sms), by prefix; margins are reported where they exist."""
+    if not path.exists():
+        return COST_RATE_SCHEMA.empty_table()
+    rows = read_rows(path, ("carrier", "prefix", "rate", "currency"))
+    seen: set[tuple[str, ...]] = set()
+    for line, row in rows:
+        _check(path, line, "prefix", row["prefix"].isdigit() and row["prefix"].isascii(), "not all digits")
+        _check(path, line, "currency", row["currency"] in MINOR_UNITS,
+               f"{row['currency']!r} is not a known ISO 4217 currency")
+        service = row.get("service") or "voice"
+        _check(path, line, "service", service in ("voice", "sms"), f"{service!r} is not voice or sms")
+        rate = _decimal(path, line, "rate", row["rate"])
+        _check(path, line, "rate", rate is not None and rate >= 0, "a negative rate")
+        key = (row["carrier"], row["prefix"], service, row["currency"], row.get("effective_from", ""))
+        _check(path, line, "prefix", key not in seen, "a second row for the same carrier, prefix, "
+               "service, currency and date")
+        seen.add(key)
+    return pa.table({
+        "carrier": [r["carrier"] for _, r in rows], "prefix": [r["prefix"] for _, r in rows],
+        "destination": [r.get("destination", "") for _, r in rows],
+        "service": [r.get("service") or "voice" for _, r in rows],
+        "currency": [r["currency"] for _, r in rows],
+        "rate": pa.array([Decimal(r["rate"]) for _, r in rows], pa.decimal128(18, 6)),
+        "effective_from": pa.array([r.get("effective_from") or None for _, r in rows]).cast(pa.date32()),
+    }, schema=COST_RATE_SCHEMA)
+
+
 REFERENCE_FILES: dict[str, tuple[str, Callable[[Path], pa.Table]]] = {
     "products": ("products.csv", load_products),
     "tax_rates": ("tax_rates.csv", load_tax_rates),
     "switches": ("switches.csv", load_switches),
+    "cost_rates": ("cost_rates.csv", load_cost_rates),
 }
