@@ -150,7 +150,7 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "payment_files", "new_payments", "duplicate_payments", "rejected_payment_records",
                  "invoiced_by_currency", "collected_by_currency", "payment_suspense_by_reason",
                  "aging_by_currency", "dunning_by_state", "dunning_notices_sent",
-                 "autopay_charge_requests")
+                 "autopay_charge_requests", "finance_report", "figures_as_images")
 
 
 def _print_controls(settings: Settings) -> None:

@@ -36,6 +36,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("payments", "Payments and receivables (intake, matching, ledger, aging, dunning)", "payments_job"),
     Stage("assurance", "Revenue assurance (controls and leakage report)", "assurance_job", partitioned=True),
     Stage("models", "Warehouse models and tests (dbt)", "warehouse_models_job"),
+    Stage("reporting", "Dashboards and finance report", "reporting_job"),
 )
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}

@@ -34,7 +34,9 @@ def _no_pdf(monkeypatch) -> None:
 
 def _audit_everything(settings: Settings) -> None:
     """Every control judges every record: the whole cycle is re-rated."""
-    (settings.reference_dir / "assurance.yaml").write_text("rerating: {sample_share: 1.0, max_events: 1000000}\n")
+    (settings.reference_dir / "assurance.yaml").write_text(
+        "rerating: {sample_share: 1.0, max_events: 1000000}\n"
+    )
 
 
 def _billed_and_paid(warehouse: Warehouse, settings: Settings) -> None:
@@ -45,7 +47,9 @@ def _billed_and_paid(warehouse: Warehouse, settings: Settings) -> None:
     bill_cycle(warehouse, settings, CYCLE, finalize=True)
     write_demo_payments(warehouse, settings)
     run_payments(warehouse, settings, AS_OF)
-    accounts = warehouse.query_df("select currency, min(account_id) as account_id from invoicing.invoices group by 1")
+    accounts = warehouse.query_df(
+        "select currency, min(account_id) as account_id from invoicing.invoices group by 1"
+    )
     owner = dict(zip(accounts["currency"], accounts["account_id"], strict=True))
     for p in warehouse.query_df("select payment_id, currency from payments.suspense").itertuples():
         assign(warehouse, p.payment_id, by="finance", account_id=owner[p.currency])
@@ -74,7 +78,9 @@ def case(clean, tmp_path: Path) -> tuple[DuckDBWarehouse, Settings]:
     db, settings = clean
     shutil.copytree(settings.data_dir, tmp_path / "squak")
     shutil.copy(db, tmp_path / "w.duckdb")
-    return DuckDBWarehouse(tmp_path / "w.duckdb"), Settings.from_env({"SQUAK_DATA_DIR": str(tmp_path / "squak")})
+    return DuckDBWarehouse(tmp_path / "w.duckdb"), Settings.from_env(
+        {"SQUAK_DATA_DIR": str(tmp_path / "squak")}
+    )
 
 
 def _results(warehouse: Warehouse, settings: Settings, as_of: date = AS_OF) -> dict:
@@ -90,7 +96,9 @@ def test_clean_data_passes_every_control_and_is_stored(case) -> None:
     warehouse, settings = case
     report = run_assurance(warehouse, settings, CYCLE, AS_OF)
     assert [r.number for r in report.results] == list(range(1, 9))
-    assert all(r.passed for r in report.results), {r.control: r.summary for r in report.results if not r.passed}
+    assert all(r.passed for r in report.results), {
+        r.control: r.summary for r in report.results if not r.passed
+    }
     assert all(r.findings.empty for r in report.results)
     figures = {r.control: r.figures for r in report.results}
     completeness = figures["usage_completeness"]
@@ -100,7 +108,9 @@ def test_clean_data_passes_every_control_and_is_stored(case) -> None:
         "select count(*) from rating.rated_events where cycle = :c and account_id is not null", {"c": CYCLE}
     )
     assert figures["zero_rated"]["zero_priced"] > 0 and figures["zero_rated"]["unexplained"] == 0
-    by_plan = {(x["plan_id"], x["currency"], x["line_type"]): x for x in figures["invoiced_vs_expected"]["by_plan"]}
+    by_plan = {
+        (x["plan_id"], x["currency"], x["line_type"]): x for x in figures["invoiced_vs_expected"]["by_plan"]
+    }
     assert any(k[2] == "recurring" and Decimal(v["expected"]) > 0 for k, v in by_plan.items())
     # Invoiced before tax per currency = the invoices' subtotals.
     subtotals = warehouse.query_df("select currency, sum(subtotal) as s from invoicing.invoices group by 1")
@@ -109,8 +119,19 @@ def test_clean_data_passes_every_control_and_is_stored(case) -> None:
     stored = stored_results(warehouse, CYCLE)
     assert [r["passed"] for r in stored] == [True] * 8
     with report.leakage_report.open() as f:
-        assert list(csv.reader(f)) == [["cycle", "control_number", "control", "kind", "record", "account_id",
-                                        "currency", "amount", "detail"]]
+        assert list(csv.reader(f)) == [
+            [
+                "cycle",
+                "control_number",
+                "control",
+                "kind",
+                "record",
+                "account_id",
+                "currency",
+                "amount",
+                "detail",
+            ]
+        ]
     run_assurance(warehouse, settings, CYCLE, AS_OF)  # a re-run replaces the cycle's rows
     assert warehouse.count("assurance.control_results") == 8
 
@@ -131,8 +152,11 @@ def test_a_dropped_cdr_fails_usage_completeness_with_its_file_and_line(case) -> 
 
 def test_a_rated_event_left_off_the_invoices_is_found(case) -> None:
     warehouse, settings = case
-    key = warehouse.scalar("select b.event_key from invoicing.billed_events b join rating.rated_events r "
-                           "using (event_key) where r.cycle = :c order by 1 limit 1", {"c": CYCLE})
+    key = warehouse.scalar(
+        "select b.event_key from invoicing.billed_events b join rating.rated_events r "
+        "using (event_key) where r.cycle = :c order by 1 limit 1",
+        {"c": CYCLE},
+    )
     warehouse.execute("delete from invoicing.billed_events where event_key = :k", {"k": key})
     found = _results(warehouse, settings)["usage_completeness"].findings
     assert list(found["kind"]) == ["rated_not_invoiced"] and list(found["record"]) == [key]
@@ -140,8 +164,9 @@ def test_a_rated_event_left_off_the_invoices_is_found(case) -> None:
 
 def test_a_double_billed_event_fails_duplicate_billing(case) -> None:
     warehouse, settings = case
-    key, first = warehouse.query_df("select event_key, invoice_number from invoicing.billed_events "
-                                    "order by event_key limit 1").iloc[0]
+    key, first = warehouse.query_df(
+        "select event_key, invoice_number from invoicing.billed_events order by event_key limit 1"
+    ).iloc[0]
     other = warehouse.scalar("select max(number) from invoicing.invoices where number <> :n", {"n": first})
     warehouse.execute(f"insert into invoicing.billed_events values ('{key}', '{other}')")
     results = _results(warehouse, settings)
@@ -156,12 +181,14 @@ def test_a_recurring_charge_billed_twice_is_found(case) -> None:
     warehouse, settings = case
     line = warehouse.query_df(
         "select l.*, i.number from invoicing.invoice_lines l join invoicing.invoices i using (invoice_key) "
-        "where l.kind = 'recurring' and l.quantity = 1 order by i.number, l.line_no limit 1").iloc[0]
+        "where l.kind = 'recurring' and l.quantity = 1 order by i.number, l.line_no limit 1"
+    ).iloc[0]
     warehouse.execute(
         "insert into invoicing.invoice_lines (invoice_key, line_no, kind, description, quantity, unit, "
-        "unit_price, amount, service_id) select invoice_key, 999, kind, description, quantity, unit, unit_price, "
-        "amount, service_id from invoicing.invoice_lines where invoice_key = :k and line_no = :n",
-        {"k": line["invoice_key"], "n": int(line["line_no"])})
+        "unit_price, amount, service_id) select invoice_key, 999, kind, description, quantity, unit, "
+        "unit_price, amount, service_id from invoicing.invoice_lines where invoice_key = :k and line_no = :n",
+        {"k": line["invoice_key"], "n": int(line["line_no"])},
+    )
     found = _results(warehouse, settings)["duplicate_billing"].findings
     assert list(found["record"]) == [f"{line['number']}#999"]
     assert list(found["kind"]) == ["recurring_charge_billed_twice"]
@@ -171,9 +198,12 @@ def test_a_service_without_its_charge_fails_orders_vs_billing(case) -> None:
     warehouse, settings = case
     line = warehouse.query_df(
         "select invoice_key, line_no, service_id, amount from invoicing.invoice_lines "
-        "where kind = 'recurring' order by invoice_key, line_no limit 1").iloc[0]
-    warehouse.execute("delete from invoicing.invoice_lines where invoice_key = :k and line_no = :n",
-                      {"k": line["invoice_key"], "n": int(line["line_no"])})
+        "where kind = 'recurring' order by invoice_key, line_no limit 1"
+    ).iloc[0]
+    warehouse.execute(
+        "delete from invoicing.invoice_lines where invoice_key = :k and line_no = :n",
+        {"k": line["invoice_key"], "n": int(line["line_no"])},
+    )
     results = _results(warehouse, settings)
     _only_failing(results, "orders_vs_billing", "invoiced_vs_expected")
     found = results["orders_vs_billing"].findings
@@ -189,10 +219,16 @@ def test_a_wrong_rate_fails_independent_rerating_and_blocks_finalization(clean, 
     _audit_everything(settings)
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     rated(warehouse, settings)
-    key = warehouse.scalar("select event_key from rating.rated_events where cycle = :c and final_charge > 0 "
-                           "order by event_key limit 1", {"c": CYCLE})
-    warehouse.execute("update rating.rated_events set charge = charge + 0.01, final_charge = final_charge + 0.01 "
-                      "where event_key = :k", {"k": key})
+    key = warehouse.scalar(
+        "select event_key from rating.rated_events where cycle = :c and final_charge > 0 "
+        "order by event_key limit 1",
+        {"c": CYCLE},
+    )
+    warehouse.execute(
+        "update rating.rated_events set charge = charge + 0.01, final_charge = final_charge + 0.01 "
+        "where event_key = :k",
+        {"k": key},
+    )
     with pytest.raises(RevenueAssuranceError, match="control 5 rerating") as failed:
         bill_cycle(warehouse, settings, CYCLE, finalize=True)
     assert key in str(failed.value.outcome.failures[-1]["records"])
@@ -216,8 +252,10 @@ def test_a_lost_record_blocks_finalization(tmp_path: Path, demo) -> None:
 def test_an_unmatched_payment_fails_invoiced_vs_collected(case) -> None:
     warehouse, settings = case
     drop = settings.payments_drop_dir / "manual-2026-11-20.csv"
-    drop.write_text("payment_id,account_id,invoice_number,amount,currency,received_at,method,note\n"
-                    "CHQ-4711,,SQK-1999-000001,42.50,USD,2026-11-20T10:00:00Z,cheque,illegible stub\n")
+    drop.write_text(
+        "payment_id,account_id,invoice_number,amount,currency,received_at,method,note\n"
+        "CHQ-4711,,SQK-1999-000001,42.50,USD,2026-11-20T10:00:00Z,cheque,illegible stub\n"
+    )
     run_payments(warehouse, settings, AS_OF)
     results = _results(warehouse, settings)
     _only_failing(results, "invoiced_vs_collected")
@@ -230,9 +268,13 @@ def test_zero_rated_audit_and_aging_limits(case) -> None:
     warehouse, settings = case
     key = warehouse.scalar(
         "select event_key from rating.rated_events where cycle = :c and call_type = 'international' "
-        "and answered and billsec > 0 and final_charge > 0 order by event_key limit 1", {"c": CYCLE})
-    warehouse.execute("update rating.rated_events set charge = 0, final_charge = 0, discount = 0 "
-                      "where event_key = :k", {"k": key})
+        "and answered and billsec > 0 and final_charge > 0 order by event_key limit 1",
+        {"c": CYCLE},
+    )
+    warehouse.execute(
+        "update rating.rated_events set charge = 0, final_charge = 0, discount = 0 where event_key = :k",
+        {"k": key},
+    )
     results = _results(warehouse, settings, as_of=date(2027, 3, 1))
     zero = results["zero_rated"]
     assert not zero.passed and list(zero.findings["record"]) == [key]
@@ -246,8 +288,11 @@ def test_thresholds_file_is_validated(tmp_path: Path) -> None:
     (tmp_path / "assurance.yaml").write_text("zero_rated: {max_unexplained_share: 0.01}\n")
     assert load_thresholds(tmp_path)["zero_rated"]["max_unexplained_share"] == 0.01
     assert load_thresholds(tmp_path)["rerating"]["critical"] is True
-    for text, message in (("nope: {}\n", "unknown control"), ("rerating: {sample: 1}\n", "not a setting"),
-                          ("rerating: {sample_share: high}\n", "must be float")):
+    for text, message in (
+        ("nope: {}\n", "unknown control"),
+        ("rerating: {sample: 1}\n", "not a setting"),
+        ("rerating: {sample_share: high}\n", "must be float"),
+    ):
         (tmp_path / "assurance.yaml").write_text(text)
         with pytest.raises(ThresholdsError, match=message):
             load_thresholds(tmp_path)
@@ -259,8 +304,12 @@ def test_controls_on_postgres(tmp_path: Path, demo, fresh_pg_url: str) -> None:
     warehouse = PostgresWarehouse(fresh_pg_url)
     _billed_and_paid(warehouse, settings)
     report = run_assurance(warehouse, settings, CYCLE, AS_OF)
-    assert all(r.passed for r in report.results), {r.control: r.summary for r in report.results if not r.passed}
-    warehouse.execute("delete from invoicing.invoice_lines where kind = 'recurring' and line_no = "
-                      "(select min(line_no) from invoicing.invoice_lines where kind = 'recurring')")
+    assert all(r.passed for r in report.results), {
+        r.control: r.summary for r in report.results if not r.passed
+    }
+    warehouse.execute(
+        "delete from invoicing.invoice_lines where kind = 'recurring' and line_no = "
+        "(select min(line_no) from invoicing.invoice_lines where kind = 'recurring')"
+    )
     failing = {r.control for r in run_controls(warehouse, settings, CYCLE, AS_OF) if not r.passed}
     assert "orders_vs_billing" in failing

@@ -17,11 +17,21 @@ def source_schemas() -> dict[str, pa.Schema]:
     from squak_pipelines.invoicing.stage import TABLES as INVOICING
     from squak_pipelines.mediation.stage import FILES_SCHEMA, TABLE_SCHEMAS
     from squak_pipelines.orders.tables import SCHEMAS as ORDERS
-    from squak_pipelines.payments.stage import DERIVED, TABLES as PAYMENTS
+    from squak_pipelines.payments.stage import DERIVED
+    from squak_pipelines.payments.stage import TABLES as PAYMENTS
     from squak_pipelines.rating.stage import TABLES as RATING
 
-    return {**ORDERS, **TABLE_SCHEMAS, "mediation.files": FILES_SCHEMA, **RATING, **INVOICING,
-            **CREDIT_TABLES, **PAYMENTS, **DERIVED, **ASSURANCE}
+    return {
+        **ORDERS,
+        **TABLE_SCHEMAS,
+        "mediation.files": FILES_SCHEMA,
+        **RATING,
+        **INVOICING,
+        **CREDIT_TABLES,
+        **PAYMENTS,
+        **DERIVED,
+        **ASSURANCE,
+    }
 
 
 def ensure_sources(warehouse: Warehouse) -> list[str]:

@@ -205,8 +205,19 @@ close_cycle_schedule = dg.build_schedule_from_partitioned_job(
     description="Closes the previous month's cycle (day and hour: SQUAK_BILL_DAY, SQUAK_BILL_HOUR).",
 )
 
+# Tables written together with the final invoices, declared so dbt's sources show their lineage.
+INVOICE_TABLES = [
+    dg.AssetSpec(dg.AssetKey(["invoicing", name]), deps=[INVOICES], group_name=GROUP, description=text)
+    for name, text in (
+        ("invoice_lines", "Lines of the final invoices (written with invoicing/invoices)."),
+        ("billed_events", "Which invoice billed each rated event (written with invoicing/invoices)."),
+        ("credit_notes", "Credit notes (issued with `squak credit-note`, against invoicing/invoices)."),
+        ("credit_note_lines", "Lines of the credit notes, each naming the invoice line it credits."),
+    )
+]
+
 defs = dg.Definitions(
-    assets=[draft_invoices, final_invoices, invoice_documents, invoice_deliveries],
+    assets=[draft_invoices, final_invoices, invoice_documents, invoice_deliveries, *INVOICE_TABLES],
     jobs=[invoicing_job],
     schedules=[close_cycle_schedule],
 )
