@@ -6,19 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test ui lint bench clean
 
-# System libraries of the PDF renderer (WeasyPrint): Pango, HarfBuzz's subsetter and a font.
+# System packages: the PDF renderer's libraries (WeasyPrint: Pango, HarfBuzz's subsetter, a
+# font) and the headless Chromium Kaleido renders dashboard figures to images with.
 SYSTEM_LIBS := libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core chromium
 
 $(STAMP): pyproject.toml
 	@for lib in $(SYSTEM_LIBS); do ldconfig -p | grep -q "$$lib" || missing=1; done; \
+	command -v chromium >/dev/null || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing the PDF renderer's system packages: $(SYSTEM_PACKAGES)"; \
+	    echo "installing system packages (PDF renderer, headless Chromium): $(SYSTEM_PACKAGES)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
 	      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	          --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null); \
-	  else echo "warning: install $(SYSTEM_PACKAGES) (PDF invoices need them)"; fi; \
+	  else echo "warning: install $(SYSTEM_PACKAGES) (PDF invoices and dashboard images need them)"; fi; \
 	fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -86,17 +86,34 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
 
     assert warehouse.count("payments.payments") > 0 and warehouse.count("payments.matches") > 0
     assert ledger_differences(warehouse).empty
+    # Revenue assurance and reporting: every control ran; the marts tie to the invoices.
+    controls = warehouse.query_df("select control, passed, critical from marts.ra_control_status")
+    assert len(controls) == 8 and controls.query("critical")["passed"].all()
+    revenue = warehouse.scalar(
+        "select sum(amount) from marts.fct_revenue_lines where line_kind <> 'credit_note'")
+    assert revenue == warehouse.scalar("select sum(subtotal) from invoicing.invoices")
+    assert warehouse.count("marts.tax_report") > 0 and warehouse.count("marts.usage_daily_hourly") > 0
+    report = (docs / "finance-report-2026-10.html").read_text()
+    assert "Revenue-assurance controls" in report and "Plotly.newPlot" in report
+    assert (docs / "leakage-2026-10.csv").exists()
     return {"revenue": revenue} | {t: warehouse.count(t) for t in (
         "payments.payments", "payments.matches", "payments.ledger", "payments.dunning_notices",
         "raw.cdr_drop_files", "raw.tax_rates", "marts.ops_cdr_intake_daily",
-        "marts.dim_tax_jurisdictions", "orders.order_lines", "orders.services", "orders.rejections",
+        "marts.dim_tax_jurisdictions", "marts.revenue_monthly", "marts.top_destinations",
+        "marts.ra_leakage", "orders.order_lines", "orders.services", "orders.rejections",
         "orders.order_status_history", "mediation.events", "mediation.quarantine",
         "mediation.rejects", "mediation.duplicates", "mediation.files", "rating.rated_events",
         "rating.suspense", "invoicing.invoices", "invoicing.invoice_lines", "invoicing.billed_events")}
 
 
 def _check_output(stdout: str) -> None:
-    assert "[8/8] Warehouse models and tests (dbt)" in stdout
+    assert "[9/10] Warehouse models and tests (dbt)" in stdout
+    assert "revenue-assurance controls, cycle 2026-10" in stdout and "leakage report:" in stdout
+    for number, title in enumerate(("Usage completeness", "Suspense and reject aging", "Duplicate billing",
+                                    "Zero-rated audit", "Independent re-rating", "Orders vs billing",
+                                    "Invoiced vs expected revenue", "Invoiced vs collected"), 1):
+        assert f"{number}. {title}" in stdout
+    assert "[10/10] Dashboards and finance report" in stdout and "finance report:" in stdout
     assert "collected by currency:" in stdout and "aging by currency:" in stdout
     assert "rated:" in stdout and "revenue by currency:" in stdout and "USD: " in stdout
     assert "invoices finalized:" in stdout and "invoices:" in stdout
@@ -129,7 +146,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     home = tmp_path / "squak" / "dagster"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
-        assert len(runs) == 8 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert len(runs) == 10 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
@@ -152,6 +169,6 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     with engine.connect() as con:
         statuses = con.execute(sa.text("select status from runs")).scalars().all()
     engine.dispose()
-    assert statuses == ["SUCCESS"] * 8, "Dagster's runs are stored in PostgreSQL"
+    assert statuses == ["SUCCESS"] * 10, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts

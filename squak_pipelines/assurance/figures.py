@@ -181,7 +181,18 @@ def top_destinations(destinations: pd.DataFrame, top: int = 8) -> go.Figure:
                 row=row,
                 col=col,
             )
-    fig.update_layout(height=max(420, rows * (24 * top + 90)), legend={"orientation": "h", "y": -0.08})
+    fig.update_layout(legend={"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"})
+    fig.add_annotation(
+        text="usage margin = usage revenue − wholesale cost; minutes inside bundles cost the "
+        "carrier but are paid for by the recurring fee",
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=-0.1,
+        showarrow=False,
+        font={"size": 11, "color": "#5b6b7b"},
+        xanchor="left",
+    )
     return _styled(fig, f"Top {top} destinations by usage revenue").update_layout(
         height=max(420, rows * (24 * top + 90))
     )

@@ -110,15 +110,18 @@ def _controls(marts: Mapping[str, pd.DataFrame], cycle: str) -> list[dict]:
     return out
 
 
+def _cell(value, currency: str | None):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return _money(value, currency) if currency else value
+
+
 def _table(frame: pd.DataFrame, money_columns: tuple[str, ...]) -> list[dict]:
+    """Rows for the template: amounts in the currency's minor unit, empty cells for nulls."""
     rows = []
     for r in frame.to_dict("records"):
-        rows.append(
-            {
-                k: (_money(v, r["currency"]) if k in money_columns else ("" if pd.isna(v) else v))
-                for k, v in r.items()
-            }
-        )
+        currency = r["currency"] if isinstance(r["currency"], str) else ""
+        rows.append({k: _cell(v, currency if k in money_columns else None) for k, v in r.items()})
     return rows
 
 
@@ -163,15 +166,7 @@ def render(
             marts["tax_report"].query("cycle == @cycle").sort_values(["currency", "jurisdiction", "tax_id"]),
             ("taxable_base", "tax_invoiced", "tax_credited", "tax_net"),
         ),
-        leakage=[
-            {
-                **r,
-                "amount": ""
-                if pd.isna(r["amount"]) or not r["currency"]
-                else _money(r["amount"], r["currency"]),
-            }
-            for r in leakage.head(LEAKAGE_ROWS).to_dict("records")
-        ],
+        leakage=_table(leakage.head(LEAKAGE_ROWS), ("amount",)),
         leakage_total=len(leakage),
         leakage_file=str(settings.data_dir / "invoices" / cycle / f"leakage-{cycle}.csv"),
     )
