@@ -217,7 +217,7 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     print(f"    warehouse: {where}")
     sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
            "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'invoicing', 'payments', "
-           "'staging', 'intermediate', 'marts') "
+           "'assurance', 'staging', 'intermediate', 'marts') "
            "order by table_schema, table_name")
     for table in warehouse.query_df(sql)["t"]:
         print(f"      {table:<40} {warehouse.count(table):>10,} rows")
@@ -226,6 +226,8 @@ def _summary(settings: Settings, reports, ok: bool) -> None:
     print(f"      stage logs:      {settings.data_dir / 'logs'}")
     print(f"      invoices:        {settings.data_dir / 'invoices'} (HTML, PDF, JSON and call detail "
           "per invoice; drafts/)")
+    for report in sorted((settings.data_dir / "invoices").glob("*/finance-report-*.html")):
+        print(f"      finance report:  {report} (open in a browser; leakage CSV beside it)")
     print(f"      customer portal: {settings.data_dir / 'portal'} (index.html per account)")
     print(f"      print batches:   {settings.data_dir / 'print'} (one PDF per cycle, with manifest.csv)")
     print(f"      email outbox:    {settings.data_dir / 'outbox'} (.eml, when SQUAK_SMTP_HOST is unset)")

@@ -16,10 +16,12 @@ import pytest
 from squak_pipelines.assurance.invoice_gate import RevenueAssuranceError
 from squak_pipelines.assurance.stage import run_assurance, run_controls, stored_results
 from squak_pipelines.assurance.thresholds import ThresholdsError, load_thresholds
+from squak_pipelines.capture.drop_files import scan_drop_folder, to_table
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.payments import write_demo_payments
 from squak_pipelines.invoicing.stage import bill_cycle
 from squak_pipelines.payments.stage import assign, run_payments
+from squak_pipelines.reference.files import REFERENCE_FILES, load_switches
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from tests.stage_helpers import copy_demo, rated
 
@@ -39,10 +41,19 @@ def _audit_everything(settings: Settings) -> None:
     )
 
 
+def _landed(warehouse: Warehouse, settings: Settings) -> None:
+    """Reference files and the drop-folder inventory in `raw`, as the first stages land them."""
+    for name, (file_name, loader) in REFERENCE_FILES.items():
+        warehouse.load(f"raw.{name}", loader(settings.reference_dir / file_name))
+    switches = load_switches(settings.reference_dir / "switches.csv")
+    warehouse.load("raw.cdr_drop_files", to_table(scan_drop_folder(settings.cdr_drop_dir, switches)))
+
+
 def _billed_and_paid(warehouse: Warehouse, settings: Settings) -> None:
-    """The demo month rated, invoiced and paid, with finance having placed every payment the
-    matcher could not (so the data is clean)."""
+    """The demo month landed, rated, invoiced and paid, with finance having placed every
+    payment the matcher could not (so the data is clean)."""
     _audit_everything(settings)
+    _landed(warehouse, settings)
     rated(warehouse, settings)
     bill_cycle(warehouse, settings, CYCLE, finalize=True)
     write_demo_payments(warehouse, settings)
@@ -134,6 +145,14 @@ def test_clean_data_passes_every_control_and_is_stored(case) -> None:
         ]
     run_assurance(warehouse, settings, CYCLE, AS_OF)  # a re-run replaces the cycle's rows
     assert warehouse.count("assurance.control_results") == 8
+
+
+def test_a_file_never_mediated_is_found(case) -> None:
+    warehouse, settings = case
+    name = warehouse.scalar("select min(file_name) from mediation.files")
+    warehouse.execute("delete from mediation.files where file_name = :f", {"f": name})
+    found = _results(warehouse, settings)["usage_completeness"].findings
+    assert list(found["kind"]) == ["file_not_mediated"] and list(found["record"]) == [name]
 
 
 def test_a_dropped_cdr_fails_usage_completeness_with_its_file_and_line(case) -> None:
@@ -313,3 +332,72 @@ def test_controls_on_postgres(tmp_path: Path, demo, fresh_pg_url: str) -> None:
     )
     failing = {r.control for r in run_controls(warehouse, settings, CYCLE, AS_OF) if not r.passed}
     assert "orders_vs_billing" in failing
+
+
+def test_marts_dashboards_and_finance_report(case, tmp_path: Path) -> None:
+    """dbt builds the marts over an audited month; they tie to the invoices; the finance
+    report and figures come from them, and text from reference data stays text."""
+    import subprocess
+
+    from squak_pipelines.analytics.project import dbt_executable
+    from squak_pipelines.analytics.sources import ensure_sources
+    from squak_pipelines.assurance.figures import cycle_figures
+    from squak_pipelines.assurance.finance_report import load_marts, write_finance_report
+    from squak_pipelines.config import DBT_PROJECT_DIR
+
+    warehouse, settings = case
+    evil = "<img src=x onerror=alert(1)> Atlantis"
+    top = warehouse.scalar(
+        "select destination from rating.rated_events where cycle = :c and final_charge > 0 "
+        "group by 1 order by sum(final_charge) desc limit 1",
+        {"c": CYCLE},
+    )
+    warehouse.execute(
+        "update rating.rated_events set destination = :e where destination = :d", {"e": evil, "d": top}
+    )
+    run_assurance(warehouse, settings, CYCLE, AS_OF)
+    ensure_sources(warehouse)
+    dbt_settings = Settings.from_env(
+        {"SQUAK_DATA_DIR": str(settings.data_dir), "SQUAK_WAREHOUSE_URL": f"duckdb:///{warehouse.path}"}
+    )
+    result = subprocess.run(
+        [
+            dbt_executable(),
+            "build",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(tmp_path / "target"),
+            "--log-path",
+            str(tmp_path / "logs"),
+        ],
+        env={**os.environ, **dbt_settings.dbt_env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    marts = load_marts(warehouse)
+    subtotal = warehouse.scalar("select sum(subtotal) from invoicing.invoices")
+    revenue = marts["revenue_monthly"]
+    assert sum(revenue["revenue"]) == subtotal
+    assert set(revenue["line_kind"]) >= {"recurring", "usage"}
+    destinations = marts["top_destinations"].query("currency == 'USD'")
+    assert evil in set(destinations["destination"]) and destinations["cost"].notna().any()
+    assert list(marts["ra_control_status"]["passed"]) == [True] * 8
+    report = write_finance_report(settings, "duckdb", marts, CYCLE)
+    html = report.path.read_text()
+    assert report.path == settings.data_dir / "invoices" / CYCLE / f"finance-report-{CYCLE}.html"
+    assert "<img src=x" not in html, "figure data and tables escape reference text"
+    assert "\\u003cimg src=x" in html
+    assert html.count("Plotly.newPlot(") == 5 and "Revenue-assurance controls" in html
+    assert set(cycle_figures(marts, CYCLE)) == {
+        "revenue_trend",
+        "revenue_mix",
+        "usage_heatmap",
+        "top_destinations",
+        "ra_controls",
+        "aging",
+    }
