@@ -110,6 +110,35 @@ def findings(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def findings_frame(
+    kind: str,
+    record: pd.Series,
+    *,
+    account_id: Any = None,
+    currency: Any = None,
+    amount: Any = None,
+    detail: Any = None,
+) -> pd.DataFrame:
+    """Findings built column-wise from a query's result (one per row; scalars repeat)."""
+    frame = pd.DataFrame({"record": record.astype(str).to_numpy()})
+    for name, value in (
+        ("account_id", account_id),
+        ("currency", currency),
+        ("amount", amount),
+        ("detail", detail),
+    ):
+        frame[name] = value.to_numpy() if isinstance(value, pd.Series) else value
+    frame.insert(0, "kind", kind)
+    frame.insert(0, "control", "")
+    return frame[FINDING_COLUMNS]
+
+
+def combine(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Several finding frames as one (empty when all are)."""
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else empty_findings()
+
+
 def money(value: Any) -> Decimal:
     """A SQL amount (Decimal, string or None) as a Decimal; never a float."""
     if value is None or (not isinstance(value, str | Decimal | int) and pd.isna(value)):

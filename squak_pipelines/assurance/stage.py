@@ -8,14 +8,15 @@ Results go to `assurance.control_results` (one row per control and cycle),
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from squak_pipelines.assurance.billing_controls import (
     duplicate_billing,
@@ -23,7 +24,14 @@ from squak_pipelines.assurance.billing_controls import (
     orders_vs_billing,
 )
 from squak_pipelines.assurance.collection_controls import invoiced_vs_collected
-from squak_pipelines.assurance.controls import FINDING_COLUMNS, Control, ControlResult, Phase, Scope
+from squak_pipelines.assurance.controls import (
+    FINDING_COLUMNS,
+    Control,
+    ControlResult,
+    Phase,
+    Scope,
+    combine,
+)
 from squak_pipelines.assurance.rerating import rerating
 from squak_pipelines.assurance.thresholds import load_thresholds
 from squak_pipelines.assurance.usage_controls import suspense_aging, usage_completeness, zero_rated
@@ -43,6 +51,7 @@ CONTROLS: tuple[Control, ...] = (
     Control(8, "invoiced_vs_collected", "Invoiced vs collected", invoiced_vs_collected),
 )
 _S = pa.string()
+MICRO = Decimal("0.000001")
 TABLES = {
     "assurance.control_results": pa.schema(
         [
@@ -168,15 +177,7 @@ def _store(warehouse: Warehouse, label: str, report: AssuranceReport) -> None:
         ],
         schema=TABLES["assurance.control_results"],
     )
-    found = [f for r in results for f in r.findings.to_dict("records")]
-    finding_table = pa.table(
-        {
-            "cycle": [label] * len(found),
-            **{c: [_text(f[c]) for f in found] for c in FINDING_COLUMNS if c != "amount"},
-            "amount": money_array(_amount(f["amount"]) for f in found),
-        },
-        schema=TABLES["assurance.findings"],
-    )
+    finding_table = findings_table(label, results)
     by_plan = next((r.figures.get("by_plan", []) for r in results if r.control == "invoiced_vs_expected"), [])
     expected = pa.table(
         {
@@ -199,36 +200,36 @@ def _store(warehouse: Warehouse, label: str, report: AssuranceReport) -> None:
             warehouse.load(name, table, mode="append")
 
 
-def _text(value) -> str | None:
-    return None if value is None or (isinstance(value, float) and value != value) else str(value)
-
-
-def _amount(value) -> Decimal | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return Decimal(value).quantize(Decimal("0.000001"))
+def findings_table(label: str, results: list[ControlResult]) -> pa.Table:
+    """Every finding of the cycle's controls, in control order, as `assurance.findings` rows."""
+    frame = combine(r.findings for r in results)
+    text = {
+        c: pa.array([None if v is None or pd.isna(v) else str(v) for v in frame[c]], pa.string())
+        for c in FINDING_COLUMNS
+        if c != "amount"
+    }
+    amounts = [None if v is None or pd.isna(v) else Decimal(v).quantize(MICRO) for v in frame["amount"]]
+    return pa.table(
+        {"cycle": pa.array([label] * len(frame), pa.string()), **text, "amount": money_array(amounts)},
+        schema=TABLES["assurance.findings"],
+    )
 
 
 def write_leakage_report(settings: Settings, label: str, results: list[ControlResult]) -> Path:
-    """`invoices/<cycle>/leakage-<cycle>.csv`: one row per finding (amounts as decimal strings)."""
+    """`invoices/<cycle>/leakage-<cycle>.csv`: one row per finding (amounts as decimal strings,
+    an empty cell where a finding has no amount)."""
     path = settings.data_dir / "invoices" / label / f"leakage-{label}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["cycle", "control_number", *FINDING_COLUMNS])
-        for r in results:
-            for f in r.findings.to_dict("records"):
-                amount = _amount(f["amount"])
-                writer.writerow(
-                    [
-                        label,
-                        r.number,
-                        *(
-                            ("" if amount is None else str(amount)) if c == "amount" else (_text(f[c]) or "")
-                            for c in FINDING_COLUMNS
-                        ),
-                    ]
-                )
+    table = findings_table(label, results)
+    numbers = {r.control: r.number for r in results}
+    table = table.add_column(
+        1, "control_number", pa.array([numbers[c] for c in table["control"].to_pylist()], pa.int64())
+    )
+    pacsv.write_csv(
+        table.select(["cycle", "control_number", *FINDING_COLUMNS]),
+        path,
+        pacsv.WriteOptions(quoting_style="needed"),
+    )
     return path
 
 

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from squak_pipelines.assurance.controls import Scope, empty_findings, findings, money
+from squak_pipelines.assurance.controls import (
+    Scope,
+    combine,
+    empty_findings,
+    findings,
+    findings_frame,
+    money,
+)
 from squak_pipelines.mediation.parsers import read_bytes
 
 FILES_SQL = """
@@ -78,7 +85,8 @@ def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Data
     """Per switch and day, records received = mediated + rejected + duplicates + quarantined;
     mediated events are rated or in suspense; the cycle's answered rated events are invoiced."""
     wh, params = scope.warehouse, scope.params
-    found: list[dict] = []
+    rows: list[dict] = []  # per out-of-balance file (few)
+    parts: list[pd.DataFrame] = []  # per event (column-wise)
     figures: dict[str, Any] = {}
     if scope.has("mediation.files"):
         files = wh.query_df(FILES_SQL, params)
@@ -91,28 +99,35 @@ def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Data
         figures["records_accounted"] = int(files["accounted"].sum())
         figures["switch_days_out_of_balance"] = int((per_day["records_in"] != per_day["accounted"]).sum())
         for row in off.itertuples():
-            found.extend(_lost_records(scope.settings.cdr_drop_dir, wh, row))
+            rows.extend(_lost_records(scope.settings.cdr_drop_dir, wh, row))
     if scope.has("raw.cdr_drop_files", "mediation.files"):
-        for row in wh.query_df(NOT_MEDIATED_SQL).itertuples():
-            found.append(
-                {
-                    "kind": "file_not_mediated",
-                    "record": row.relative_path,
-                    "detail": f"{row.records} records received from {row.switch_id}, never mediated",
-                }
+        never = wh.query_df(NOT_MEDIATED_SQL)
+        parts.append(
+            findings_frame(
+                "file_not_mediated",
+                never["relative_path"],
+                detail=never["records"].astype(str)
+                + " records received from "
+                + never["switch_id"]
+                + ", never mediated",
             )
+        )
     if scope.has("mediation.events", "rating.rated_events", "rating.suspense", "mediation.partition_status"):
         flow = wh.query_df(FLOW_SQL, params).iloc[0]
         figures.update({k: int(flow[k]) for k in flow.index})
-        for row in wh.query_df(UNRATED_SQL, params).itertuples():
-            found.append(
-                {
-                    "kind": "mediated_not_rated",
-                    "record": row.event_key,
-                    "detail": f"{row.source_file}:{row.source_line} ({row.partition_day}) neither "
-                    "rated nor in suspense",
-                }
+        unrated = wh.query_df(UNRATED_SQL, params)
+        parts.append(
+            findings_frame(
+                "mediated_not_rated",
+                unrated["event_key"],
+                detail=unrated["source_file"]
+                + ":"
+                + unrated["source_line"].astype(str)
+                + " ("
+                + unrated["partition_day"].astype(str)
+                + ") neither rated nor in suspense",
             )
+        )
     if scope.phase == "final" and scope.has(
         "invoicing.invoices", "invoicing.billed_events", "rating.rated_events"
     ):
@@ -123,24 +138,29 @@ def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Data
         )
         unbilled = wh.query_df(UNBILLED_SQL, params)
         figures["late_events_for_next_cycle"] = int(unbilled["late"].sum())
-        for row in unbilled[unbilled["late"] == 0].itertuples():
-            found.append(
-                {
-                    "kind": "rated_not_invoiced",
-                    "record": row.event_key,
-                    "account_id": row.account_id,
-                    "currency": row.currency,
-                    "amount": money(row.final_charge),
-                    "detail": f"answered call of {row.partition_day}, {row.billsec} s, on no invoice",
-                }
+        lost = unbilled[unbilled["late"] == 0]
+        parts.append(
+            findings_frame(
+                "rated_not_invoiced",
+                lost["event_key"],
+                account_id=lost["account_id"],
+                currency=lost["currency"],
+                amount=lost["final_charge"],
+                detail="answered call of "
+                + lost["partition_day"].astype(str)
+                + ", "
+                + lost["billsec"].astype(str)
+                + " s, on no invoice",
             )
+        )
+    found = combine([findings(rows) if rows else empty_findings(), *parts])
     limit = int(scope.limits("usage_completeness")["max_unexplained_records"])
     passed = len(found) <= limit
     summary = (
         f"{figures.get('records_received', 0):,} records received, "
         f"{figures.get('records_accounted', 0):,} accounted for; {len(found)} unexplained"
     )
-    return passed, summary, figures, findings(found) if found else empty_findings()
+    return passed, summary, figures, found
 
 
 def _lost_records(drop_dir: Path, wh, row) -> list[dict]:
@@ -230,14 +250,18 @@ def suspense_aging(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFram
     for source, group in items.groupby("source"):
         figures[f"{source}_by_age"] = {b: int((group["bucket"] == b).sum()) for b in labels}
     too_old = items[items["age_days"] > int(limits["max_oldest_days"])]
-    found = findings(
-        {
-            "kind": f"aged_{r.source}",
-            "record": r.record,
-            "account_id": r.account_id,
-            "detail": f"{r.reason}, waiting {r.age_days} days since {r.partition_day}",
-        }
-        for r in too_old.itertuples()
+    found = combine(
+        findings_frame(
+            f"aged_{source}",
+            group["record"],
+            account_id=group["account_id"],
+            detail=group["reason"].astype(str)
+            + ", waiting "
+            + group["age_days"].astype(str)
+            + " days since "
+            + group["partition_day"].astype(str),
+        )
+        for source, group in too_old.groupby("source")
     )
     summary = (
         f"{len(items):,} items waiting, oldest {figures['oldest_days']} days "
@@ -297,16 +321,23 @@ def zero_rated(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
         "unexplained": len(unexplained),
         "unexplained_share": round(share, 6),
     }
-    found = findings(
-        {
-            "kind": "zero_rated_unexplained",
-            "record": r.event_key,
-            "account_id": r.account_id,
-            "currency": r.currency,
-            "detail": f"{r.call_type} call to {r.called_number} ({r.destination or 'no destination'}) "
-            f"priced 0 by {r.deck_file}:{r.deck_line}, rate {r.rate}",
-        }
-        for r in unexplained.itertuples()
+    u = unexplained
+    found = findings_frame(
+        "zero_rated_unexplained",
+        u["event_key"],
+        account_id=u["account_id"],
+        currency=u["currency"],
+        detail=u["call_type"]
+        + " call to "
+        + u["called_number"]
+        + " ("
+        + u["destination"].fillna("").replace("", "no destination")
+        + ") priced 0 by "
+        + u["deck_file"].astype(str)
+        + ":"
+        + u["deck_line"].astype(str)
+        + ", rate "
+        + u["rate"].astype(str),
     )
     passed = share <= float(limits["max_unexplained_share"])
     summary = f"{len(zero):,} of {answered:,} answered events priced at zero; {len(unexplained)} unexplained"
