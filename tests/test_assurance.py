@@ -167,6 +167,7 @@ def test_a_dropped_cdr_fails_usage_completeness_with_its_file_and_line(case) -> 
     assert list(found["kind"]) == ["record_lost_in_mediation"]
     assert list(found["record"]) == [f"{lost['source_file']}:{lost['source_line']}"]
     assert results["usage_completeness"].figures["switch_days_out_of_balance"] == 1
+    assert results["usage_completeness"].figures["gx_suite_passed"] is False, "the GX suite agrees"
 
 
 def test_a_rated_event_left_off_the_invoices_is_found(case) -> None:

@@ -17,6 +17,7 @@ from squak_pipelines.assurance.controls import (
     money,
 )
 from squak_pipelines.mediation.parsers import read_bytes
+from squak_pipelines.quality.gx_suites import validate_dataframe
 
 FILES_SQL = """
 with accounted as (
@@ -98,6 +99,9 @@ def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Data
         figures["records_received"] = int(files["records_in"].sum())
         figures["records_accounted"] = int(files["accounted"].sum())
         figures["switch_days_out_of_balance"] = int((per_day["records_in"] != per_day["accounted"]).sum())
+        per_day["counted"] = per_day[["accepted", "rejected", "duplicates", "quarantined"]].sum(axis=1)
+        suite = validate_dataframe("usage_completeness", per_day)
+        figures["gx_suite_passed"] = suite.success
         for row in off.itertuples():
             rows.extend(_lost_records(scope.settings.cdr_drop_dir, wh, row))
     if scope.has("raw.cdr_drop_files", "mediation.files"):
@@ -155,7 +159,7 @@ def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Data
         )
     found = combine([findings(rows) if rows else empty_findings(), *parts])
     limit = int(scope.limits("usage_completeness")["max_unexplained_records"])
-    passed = len(found) <= limit
+    passed = len(found) <= limit and figures.get("gx_suite_passed", True)
     summary = (
         f"{figures.get('records_received', 0):,} records received, "
         f"{figures.get('records_accounted', 0):,} accounted for; {len(found)} unexplained"
