@@ -230,17 +230,18 @@ def invoiced_vs_expected(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Da
         rows[(e["plan_id"], e["currency"], e["kind"])]["expected"] += e["amount"]
         plan_of_service[e["service_id"]] = e["plan_id"]
     for r in _service_lines(scope).itertuples():
-        plan = plan_of_service.get(r.service_id) or _latest_plan(wh, r.service_id)
+        plan = plan_of_service.get(r.service_id) or _latest_plan(wh, r.service_id) or ""
         row = rows[(plan, r.currency, r.kind)]
         row["invoiced"] += money(r.amount)
         row["lines"] += 1
     for r in wh.query_df(EVENTS_BY_PLAN_SQL, params).itertuples():
-        usage = rows[(r.plan_id, r.currency, "usage")]
+        plan = r.plan_id if isinstance(r.plan_id, str) else ""  # events rated without a plan: none
+        usage = rows[(plan, r.currency, "usage")]
         usage["expected"] += money(r.expected_usage)
         usage["invoiced"] += money(r.billed_usage)
         usage["explained"] -= money(r.late_charge)  # rated after finalization: next invoice
         usage["unbilled_events"] = int(r.unbilled_events)
-        discount = rows[(r.plan_id, r.currency, "discount")]
+        discount = rows[(plan, r.currency, "discount")]
         discount["expected"] -= money(r.billed_discount) + money(r.unbilled_discount)
         discount["invoiced"] -= money(r.billed_discount)
         discount["explained"] += money(r.late_discount)
