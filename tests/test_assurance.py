@@ -402,3 +402,15 @@ def test_marts_dashboards_and_finance_report(case, tmp_path: Path) -> None:
         "ra_controls",
         "aging",
     }
+
+
+def test_rerating_reports_an_event_without_its_plan(case) -> None:
+    warehouse, settings = case
+    key = warehouse.scalar(
+        "select min(event_key) from rating.rated_events where cycle = :c and account_id is not null",
+        {"c": CYCLE},
+    )
+    warehouse.execute("update rating.rated_events set plan_id = null where event_key = :k", {"k": key})
+    result = _results(warehouse, settings)["rerating"]
+    assert not result.passed and list(result.findings["record"]) == [key]
+    assert "no plan on the event" in result.findings["detail"].iloc[0]

@@ -77,11 +77,12 @@ def rerating(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
     events = wh.query_arrow_with(EVENTS_SQL, "sample", sample, scope.params).to_pandas()
     plans = load_plans(scope.settings.reference_dir / "plans")
     found: list[dict] = []
-    for (account, plan_id), group in events.groupby(["account_id", "plan_id"], sort=True):
-        plan = plans.get(plan_id)
+    for (account, plan_id), group in events.groupby(["account_id", "plan_id"], sort=True, dropna=False):
+        plan = plans.get(plan_id) if isinstance(plan_id, str) else None
         rows = list(group.itertuples())
         if plan is None:
-            found.extend(_mismatch(r, "plan no longer exists", None) for r in rows)
+            why = f"plan {plan_id} no longer exists" if isinstance(plan_id, str) else "no plan on the event"
+            found.extend(_mismatch(r, why, None) for r in rows)
             continue
         priced = reference.rate_events(
             [
