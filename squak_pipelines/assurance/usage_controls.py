@@ -16,7 +16,7 @@ from squak_pipelines.assurance.controls import (
     findings_frame,
     money,
 )
-from squak_pipelines.mediation.parsers import read_bytes
+from squak_pipelines.mediation.stage import nonempty_lines
 from squak_pipelines.quality.gx_suites import validate_dataframe
 
 FILES_SQL = """
@@ -183,8 +183,7 @@ def _lost_records(drop_dir: Path, wh, row) -> list[dict]:
                 {"f": row.file_name, "s": row.sha256},
             )["source_line"].astype(int)
         )
-        lines = read_bytes(path).decode("utf-8", errors="replace").splitlines()
-        unseen = [(n, text) for n, text in enumerate(lines, 1) if text.strip() and n not in seen]
+        unseen = [(n, text) for n, text in nonempty_lines(path) if n not in seen]
         if len(unseen) > missing and unseen and unseen[0][0] == 1:
             unseen = unseen[1:]  # the header line
         if len(unseen) == missing:

@@ -169,7 +169,7 @@ class Mediator:
             try:
                 parsed = parse_file(ref.path, ref.switch.format)
             except FileFormatError as exc:
-                lines = _nonempty_lines(ref)
+                lines = nonempty_lines(ref.path)
                 rejects.append(
                     _reject_table(ref, day, [(n, "unreadable_file", t) for n, t in lines], str(exc))
                 )
@@ -586,8 +586,9 @@ def _quarantine_columns(events: pa.Table, day: date) -> pa.Table:
     return table.cast(TABLE_SCHEMAS["mediation.quarantine"])
 
 
-def _nonempty_lines(ref: DropRef) -> list[tuple[int, str]]:
-    text = read_bytes(ref.path).decode("utf-8", errors="replace").splitlines()
+def nonempty_lines(path: Path) -> list[tuple[int, str]]:
+    """A drop file's non-empty lines with their line numbers (gzip read transparently)."""
+    text = read_bytes(path).decode("utf-8", errors="replace").splitlines()
     return [(i, line) for i, line in enumerate(text, 1) if line.strip()]
 
 
