@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from squak_pipelines import clock
 from squak_pipelines.config import PROJECT_ROOT, Settings
 
 
@@ -48,7 +49,15 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"==> {len(files)} demo payment file(s) in {settings.payments_drop_dir}")
         return 0
 
-    options = GenerateOptions(customers=args.customers, month=args.month, cdrs=args.cdrs,
+    from squak_pipelines.cycles import CycleError, last_ended_month, parse_month
+
+    try:
+        month = args.month or last_ended_month(clock.today())
+        parse_month(month)
+    except CycleError as exc:
+        print(f"error: --month: {exc}", file=sys.stderr)
+        return 2
+    options = GenerateOptions(customers=args.customers, month=month, cdrs=args.cdrs,
                               seed=args.seed, deck_extra_prefixes=args.deck_prefixes)
     print(f"==> Generating the demo operator for {options.month} (seed {options.seed}) "
           f"in {settings.data_dir}")
@@ -76,7 +85,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from squak_pipelines.runner import STAGES, run_pipeline
 
-    print(f"==> Running the billing pipeline on the {settings.warehouse_kind} warehouse")
+    print(f"==> Running the billing pipeline on the {settings.warehouse_kind} warehouse "
+          f"(today: {clock.today()}{', from SQUAK_TODAY' if clock.is_set() else ''})")
     defs = _load_definitions(settings)
     instance = dg.DagsterInstance.get()
 
@@ -101,7 +111,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                     shown.add(name)
                     print(f"        {name.replace('_', ' ')}: {_figure(meta[name])}")
         if report.stage.key == "assurance" and report.success:
-            _print_controls(settings)
+            _print_controls(settings, audited)
         failed = [n for n, passed in report.checks.items() if not passed and n not in report.warnings]
         passing = len(report.checks) - len(failed) - len(report.warnings)
         print(f"        checks: {passing}/{len(report.checks)} passed"
@@ -110,15 +120,23 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if report.error:
             print(f"        error: {report.error}")
 
-    from squak_pipelines.invoicing.stage import last_closed_cycle
+    from squak_pipelines.invoicing.stage import cycles_to_bill, last_billed_month
     from squak_pipelines.mediation.stage import mediated_days, pending_days
     from squak_pipelines.warehouse import open_warehouse
 
+    billed: list[str] = []  # the billing months this run bills, and those it audits
+    audited: list[str] = []
+
     def days_for(stage) -> list[str]:
-        if stage.key in ("invoicing", "assurance"):
-            cycle = last_closed_cycle(open_warehouse(settings))
-            print(f"        billing cycle: {cycle or 'none closed with usage'}")
-            return [f"{cycle}-01"] if cycle else []
+        if stage.key == "invoicing":
+            billed[:] = cycles_to_bill(open_warehouse(settings), settings)
+            print(f"        billing cycles (ended, not yet billed, as of {clock.today()}): "
+                  + (", ".join(billed) if billed else "none"))
+            return [f"{c}-01" for c in billed]
+        if stage.key == "assurance":
+            audited[:] = billed or [m for m in [last_billed_month(open_warehouse(settings))] if m]
+            print(f"        audited cycles: {', '.join(audited) or 'none billed yet'}")
+            return [f"{c}-01" for c in audited]
         if stage.key == "rating":
             days = mediated_days(open_warehouse(settings))
             print(f"        {len(days)} mediated day(s) to rate")
@@ -132,10 +150,36 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs",
                            days_for=days_for)
-    ok = all(r.success for r in reports) and len(reports) == len(STAGES)
-    _summary(settings, reports, ok)
+    finished = all(r.success for r in reports) and len(reports) == len(STAGES)
+    _summary(settings, reports, finished)
+    ok = _verdict(settings, reports, finished)
     instance.dispose()
     return 0 if ok else 1
+
+
+def _verdict(settings: Settings, reports, finished: bool) -> bool:
+    """One line: all stages ok, or which failed; critical controls failed; which need attention."""
+    from squak_pipelines.assurance.stage import stored_results
+    from squak_pipelines.invoicing.stage import last_billed_month
+    from squak_pipelines.runner import STAGES
+    from squak_pipelines.warehouse import open_warehouse
+
+    failed = [r.stage.key for r in reports if not r.success]
+    if not finished and not failed:
+        failed = ["(stopped)"]
+    cycle = last_billed_month(open_warehouse(settings))
+    rows = stored_results(open_warehouse(settings), cycle) if cycle else []
+    critical = [f"{r['number']}. {r['title']}" for r in rows if r["critical"] and not r["passed"]]
+    attention = [f"{r['number']}. {r['title']}" for r in rows if not r["critical"] and not r["passed"]]
+    parts = [f"all {len(STAGES)} stages ok" if not failed
+             else f"FAILED stage(s): {', '.join(failed)}"]
+    if critical:
+        parts.append(f"critical controls FAILED (cycle {cycle}): {', '.join(critical)}")
+    if attention:
+        parts.append(f"controls needing attention: {', '.join(attention)}")
+    ok = not failed and not critical
+    print(f"==> Verdict: {'ok' if ok else 'NOT OK'}: " + "; ".join(parts))
+    return ok
 
 
 # Stage-level figures an asset reports in its metadata, printed once per stage.
@@ -153,23 +197,22 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "autopay_charge_requests", "finance_report", "figures_as_images")
 
 
-def _print_controls(settings: Settings) -> None:
-    """The stored results of the last audited cycle's revenue-assurance controls."""
+def _print_controls(settings: Settings, cycles: list[str]) -> None:
+    """The stored results of the audited cycles' revenue-assurance controls."""
     from squak_pipelines.assurance.stage import stored_results
-    from squak_pipelines.invoicing.stage import last_closed_cycle
     from squak_pipelines.warehouse import open_warehouse
 
     warehouse = open_warehouse(settings)
-    cycle = last_closed_cycle(warehouse)
-    rows = stored_results(warehouse, cycle) if cycle else []
-    if not rows:
-        return
-    print(f"        revenue-assurance controls, cycle {cycle} (as of {rows[0]['as_of']}):")
-    for r in rows:
-        verdict = "pass" if r["passed"] else ("FAIL" if r["critical"] else "attention")
-        print(f"          {r['number']}. {r['title']:<30} {verdict:<9} {r['summary']}")
-    leakage = settings.data_dir / "invoices" / cycle / f"leakage-{cycle}.csv"
-    print(f"        leakage report: {leakage} ({sum(r['findings'] for r in rows)} findings)")
+    for cycle in cycles:
+        rows = stored_results(warehouse, cycle)
+        if not rows:
+            continue
+        print(f"        revenue-assurance controls, cycle {cycle} (as of {rows[0]['as_of']}):")
+        for r in rows:
+            verdict = "pass" if r["passed"] else ("FAIL" if r["critical"] else "attention")
+            print(f"          {r['number']}. {r['title']:<30} {verdict:<9} {r['summary']}")
+        leakage = settings.data_dir / "invoices" / cycle / f"leakage-{cycle}.csv"
+        print(f"        leakage report: {leakage} ({sum(r['findings'] for r in rows)} findings)")
 
 
 def _figure(value) -> str:
@@ -314,21 +357,48 @@ def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
-    from squak_pipelines.invoicing.stage import bill_cycle
+    """Bill one cycle (`--cycle`), or every ended cycle not yet billed, oldest first."""
+    from squak_pipelines.assurance.invoice_gate import RevenueAssuranceError
+    from squak_pipelines.cycles import CycleError
+    from squak_pipelines.invoicing.stage import bill_cycle, check_cycle, cycles_to_bill
     from squak_pipelines.warehouse import open_warehouse
 
+    warehouse = open_warehouse(settings)
     try:
-        report = bill_cycle(open_warehouse(settings), settings, args.cycle, finalize=not args.preview)
-    except ValueError as exc:
+        if not warehouse.table_exists("orders.accounts"):
+            raise CycleError("nothing to bill yet: no accounts (run the pipeline first: make run)")
+        if args.account and not warehouse.scalar(
+                "select count(*) from orders.accounts where account_id = :a", {"a": args.account}):
+            raise CycleError(f"unknown account {args.account!r} (no such account in orders.accounts)")
+        if args.cycle:
+            check_cycle(warehouse, settings, args.cycle, preview=args.preview)
+            months = [args.cycle]
+        elif args.preview:
+            raise CycleError("--preview needs --cycle YYYY-MM")
+        else:
+            months = cycles_to_bill(warehouse, settings)
+            if not months:
+                print(f"nothing to bill: every ended cycle is billed (today {clock.today()})")
+                return 0
+        for month in months:
+            report = bill_cycle(warehouse, settings, month, finalize=not args.preview, account=args.account)
+            _print_bill(report, args.preview)
+    except CycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    kind = "draft (preview, not numbered)" if args.preview else "final"
+    except RevenueAssuranceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_bill(report, preview: bool) -> None:
+    kind = "draft (preview, not numbered)" if preview else "final"
     print(f"cycle {report.cycle}: {report.drafts} {kind} invoice(s) computed"
-          + ("" if args.preview else f", {report.finalized} finalized, {report.already_final} already final"))
+          + ("" if preview else f", {report.finalized} finalized, {report.already_final} already final"))
     for currency, total in sorted(report.totals.items()):
         print(f"  {currency}: total {total} (taxes {report.tax_totals[currency]})")
-    print(f"  documents: {report.documents / 'drafts' if args.preview else report.documents}")
-    return 0
+    print(f"  documents: {report.documents / 'drafts' if preview else report.documents}")
 
 
 def _demo_customers_pay(settings: Settings) -> None:
@@ -345,7 +415,6 @@ def _demo_customers_pay(settings: Settings) -> None:
 
 
 def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import date
 
     from squak_pipelines.payments.stage import assign, run_payments
     from squak_pipelines.warehouse import open_warehouse
@@ -358,7 +427,9 @@ def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "demo-files":
             files = write_demo_payment_files(settings)
             print(f"{len(files)} demo payment file(s) in {settings.payments_drop_dir}")
-        report = run_payments(warehouse, settings, date.fromisoformat(args.as_of) if args.as_of else None)
+        if args.as_of:
+            clock.set_today(args.as_of, "--as-of")
+        report = run_payments(warehouse, settings)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -399,12 +470,14 @@ def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squak", description=__doc__)
+    parser.add_argument("--as-of", dest="today", metavar="YYYY-MM-DD",
+                        help="the business date every date rule reads (default: SQUAK_TODAY, else today)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def generation_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--customers", type=int, default=300, help="customer accounts (default 300)")
         p.add_argument("--cdrs", type=int, default=100_000, help="CDRs in the month (default 100,000)")
-        p.add_argument("--month", default="2026-10", help="demo month YYYY-MM (default 2026-10)")
+        p.add_argument("--month", help="demo month YYYY-MM (default: the last month that has ended)")
         p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
         p.add_argument("--deck-prefixes", type=int, default=0,
                        help="extra carrier-style sub-prefixes per voice deck (benchmarks)")
@@ -427,15 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--note", default="", help="why")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.set_defaults(func=cmd_quarantine)
-    bill = sub.add_parser("bill", help="draft and finalize a billing cycle's invoices")
-    bill.add_argument("--cycle", required=True, help="YYYY-MM")
+    bill = sub.add_parser("bill", help="draft and finalize billing cycles' invoices")
+    bill.add_argument("--cycle", help="YYYY-MM (default: every ended cycle not yet billed, oldest first)")
+    bill.add_argument("--account", help="only this account")
     bill.add_argument("--preview", action="store_true", help="drafts only: nothing numbered or finalized")
     bill.set_defaults(func=cmd_bill)
     pay = sub.add_parser("payments", help="payments and receivables: intake, matching, aging, dunning")
     pay.add_argument("action", choices=["run", "assign", "demo-files"],
                      help="run: read new payment files and rebuild; assign: match a payment by hand; "
                           "demo-files: write the demo customers' payment files, then run")
-    pay.add_argument("--as-of", help="aging date (YYYY-MM-DD; default today)")
+    pay.add_argument("--as-of", help="date of aging and dunning (YYYY-MM-DD; default SQUAK_TODAY or today)")
     pay.add_argument("--payment", help="payment_id to assign")
     pay.add_argument("--invoice", help="assign to this invoice")
     pay.add_argument("--account", help="assign to this account")
@@ -465,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        if args.today:
+            clock.set_today(args.today)
+        clock.today()
+    except clock.ClockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings = Settings.from_env()
     return int(args.func(args, settings) or 0)
 

@@ -14,6 +14,9 @@ import sqlalchemy as sa
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.generate import GenerateOptions, generate
 
+# Every date rule reads Squak's clock: tests fix it, so none depends on the machine's date. The
+# default is a day after the demo month (2026-10) and the month after it have ended.
+TEST_TODAY = "2026-12-05"
 PG_ADMIN_URL = os.environ.get("SQUAK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SMALL = GenerateOptions(customers=60, cdrs=8_000, seed=7)
 
@@ -44,6 +47,13 @@ def _throwaway_database() -> Iterator[str]:
                                 "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
             con.execute(sa.text(f'drop database if exists "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> str:
+    """SQUAK_TODAY for the test (a test that needs another day sets its own)."""
+    monkeypatch.setenv("SQUAK_TODAY", TEST_TODAY)
+    return TEST_TODAY
 
 
 @pytest.fixture(scope="session")

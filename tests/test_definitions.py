@@ -26,7 +26,7 @@ def test_definitions_load_completely() -> None:
     assert {"reference_job", "orders_job", "capture_job", "mediation_job", "warehouse_models_job",
             "billing_cycle_job", "rating_job", "invoicing_job"} <= jobs
     assert defs.resolve_sensor_def("suspense_rerating_sensor") is not None
-    assert defs.resolve_schedule_def("invoicing_job_schedule") is not None
+    assert defs.resolve_schedule_def("close_cycle_schedule") is not None
     assert {"rating/rated_events", "rating/suspense", "invoicing/drafts", "invoicing/invoices",
             "invoicing/documents", "invoicing/deliveries"} <= keys
     assert defs.resolve_sensor_def("reference_files_sensor") is not None

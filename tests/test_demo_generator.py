@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from squak_pipelines.config import Settings
-from squak_pipelines.demo.generate import generate
+from squak_pipelines.demo.generate import FraudSize, generate
 from squak_pipelines.demo.switch_formats import (
     ASTERISK_COLUMNS,
     CANONICAL_COLUMNS,
@@ -132,9 +132,11 @@ def test_duplicates_resend_late_unknown_and_fraud(demo) -> None:
     assert any("2026-09-30" in line for line in lines)
     assert sum(f["unknown_caller"] for f in files) > 0
     fraud = manifest["cdr"]["fraud"]
-    assert fraud["fraud_burst"]["calls"] == 150 and fraud["fraud_irsf"]["calls"] == 90
+    size = FraudSize.of(SMALL)  # planted fraud scales with the demo's volume
+    assert fraud["fraud_burst"]["calls"] == size.burst_calls
+    assert fraud["fraud_irsf"]["calls"] == size.irsf_calls
     irsf_file = next(f for f in files if f["fraud"].get("fraud_irsf"))
-    assert irsf_file["fraud"]["fraud_irsf"] == 90
+    assert irsf_file["fraud"]["fraud_irsf"] == size.irsf_calls
 
 
 def test_reference_data_is_decimal_and_complete(demo) -> None:

@@ -16,7 +16,7 @@ from pypdf import PdfReader
 
 from squak_pipelines.invoicing.compose import Cycle, ServicePeriod, compose, tax_lines, usage_lines
 from squak_pipelines.invoicing.render import render_html
-from squak_pipelines.invoicing.stage import bill_cycle, last_closed_cycle
+from squak_pipelines.invoicing.stage import bill_cycle, cycles_to_bill
 from squak_pipelines.rating.stage import rate_days
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from tests.rating_helpers import plan_at
@@ -307,7 +307,7 @@ def billed(request: pytest.FixtureRequest, tmp_path: Path, demo):
 
 def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     warehouse, settings = billed
-    assert last_closed_cycle(warehouse, date(2026, 11, 25)) == "2026-10"
+    assert cycles_to_bill(warehouse, settings, date(2026, 11, 25)) == ["2026-10"]
     preview = bill_cycle(warehouse, settings, "2026-10", finalize=False)
     assert preview.drafts > 0 and preview.finalized == 0
     assert (
@@ -360,7 +360,7 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     (settings.reference_dir / "templates" / "invoice.html.j2").write_text("changed {{ invoice.total }}")
     billed_keys = warehouse.count("invoicing.billed_events")
     usage = warehouse.scalar(
-        "select count(*) from rating.rated_events where answered and cycle <= '2026-10' "
+        "select count(*) from rating.rated_events where answered and substr(cycle, 1, 7) <= '2026-10' "
         "and account_id is not null"
     )
     assert billed_keys == usage, "every answered rated event is billed once"
@@ -420,10 +420,13 @@ def _double_rates(deck: Path) -> None:
         writer.writerows(rows)
 
 
-def test_rerating_a_closed_cycle_becomes_an_adjustment_on_the_next_invoice(billed, no_pdf) -> None:
+def test_rerating_a_closed_cycle_becomes_an_adjustment_on_the_next_invoice(
+    billed, no_pdf, monkeypatch
+) -> None:
     warehouse, settings = billed
     bill_cycle(warehouse, settings, "2026-10", finalize=True)
-    prices = "select cast(sum(final_charge) as varchar) from rating.rated_events where cycle = '2026-10'"
+    prices = ("select cast(sum(final_charge) as varchar) from rating.rated_events "
+              "where substr(cycle, 1, 7) = '2026-10'")
     before = warehouse.scalar(prices)
     _double_rates(settings.reference_dir / "decks" / "usd_voice.csv")
     day = date(2026, 10, 14)
@@ -436,6 +439,8 @@ def test_rerating_a_closed_cycle_becomes_an_adjustment_on_the_next_invoice(bille
         warehouse.scalar("select sum(difference) from rating.adjustments where invoice_number is null")
         == pending
     )
+    # The re-rated events' account bills from day 15: its next cycle (Nov 15 - Dec 14) must end.
+    monkeypatch.setenv("SQUAK_TODAY", "2026-12-20")
     november = bill_cycle(warehouse, settings, "2026-11", finalize=True)
     assert november.finalized > 0
     lines = warehouse.query_df("select amount from invoicing.invoice_lines where kind = 'adjustment'")

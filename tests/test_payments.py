@@ -267,11 +267,13 @@ def invoiced(request: pytest.FixtureRequest, tmp_path: Path, demo):
     rated(warehouse, settings)
     monkeypatch = request.getfixturevalue("monkeypatch")
     monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")  # PDFs are tested with invoicing
+    monkeypatch.setenv("SQUAK_TODAY", "2026-11-01")  # October billed on time: issued 1 Nov, due 16 Nov
     bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    monkeypatch.setenv("SQUAK_TODAY", "2026-11-25")  # customers have paid (or not) by the 25th
     return warehouse, settings
 
 
-def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced) -> None:
+def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced, monkeypatch) -> None:
     import shutil
 
     from squak_pipelines.demo.payments import write_demo_payments
@@ -330,10 +332,11 @@ def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced) ->
     # The next invoice shows what was paid: amount due = total + previous balance - payments.
     from squak_pipelines.invoicing.stage import bill_cycle
 
+    monkeypatch.setenv("SQUAK_TODAY", "2026-12-01")  # November has ended
     bill_cycle(warehouse, settings, "2026-11", finalize=True)
     rows = warehouse.query_df(
         "select account_id, total, previous_balance, amount_due, document from invoicing.invoices "
-        "where cycle = '2026-11' order by account_id"
+        "where substr(cycle, 1, 7) = '2026-11' order by account_id"
     )
     paid = warehouse.query_df(
         "select m.account_id, p.currency, "

@@ -88,7 +88,7 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
     assert ledger_differences(warehouse).empty
     # Revenue assurance and reporting: every control ran; the marts tie to the invoices.
     controls = warehouse.query_df("select control, passed, critical from marts.ra_control_status")
-    assert len(controls) == 8 and controls.query("critical")["passed"].all()
+    assert len(controls) == 9 and controls.query("critical")["passed"].all()
     revenue = warehouse.scalar(
         "select sum(amount) from marts.fct_revenue_lines where line_kind <> 'credit_note'")
     assert revenue == warehouse.scalar("select sum(subtotal) from invoicing.invoices")

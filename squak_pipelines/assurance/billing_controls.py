@@ -11,7 +11,7 @@ import pandas as pd
 
 from squak_pipelines.assurance.controls import Scope, amounts_text, empty_findings, findings, money
 from squak_pipelines.invoicing.compose import service_lines
-from squak_pipelines.invoicing.stage import service_periods
+from squak_pipelines.invoicing.stage import account_cycles, service_periods
 from squak_pipelines.money import minor_units
 from squak_pipelines.rating.plans import Plan, load_plans
 
@@ -21,23 +21,36 @@ select b.event_key, count(*) as times, min(b.invoice_number) as first_invoice,
 from invoicing.billed_events b
 group by 1 having count(*) > 1
 """
-# Recurring and one-time lines of the cycle's final invoices that no credit note took back.
+# Recurring and one-time lines of the cycle's final invoices, each saying whether a credit note
+# took it back.
 SERVICE_LINES_SQL = """
-select i.number, i.account_id, i.currency, l.line_no, l.kind, l.service_id, l.quantity, l.amount
+select i.number, i.account_id, i.currency, l.line_no, l.kind, l.service_id, l.quantity, l.amount,
+       exists (select 1 from {credit_lines} c
+               where c.invoice_number = i.number and c.credits_line_no = l.line_no) as credited
 from invoicing.invoice_lines l
 join invoicing.invoices i on i.invoice_key = l.invoice_key
-where i.cycle = :cycle and l.kind in ('recurring', 'one_time')
-  and not exists (select 1 from {credit_lines} c
-                  where c.invoice_number = i.number and c.credits_line_no = l.line_no)
+where substr(i.cycle, 1, 7) = :cycle and l.kind in ('recurring', 'one_time')
 order by i.number, l.line_no
 """
 NO_CREDIT_LINES = "(select '' as invoice_number, 0 as credits_line_no where false)"
+# Credit-note lines (before tax) against the cycle's invoices, by currency.
+CREDITED_SQL = """
+select n.currency, sum(c.amount) as amount, count(*) as lines
+from invoicing.credit_note_lines c
+join invoicing.credit_notes n on n.number = c.number
+join invoicing.invoices i on i.number = c.invoice_number
+where substr(i.cycle, 1, 7) = :cycle and c.kind <> 'tax'
+group by 1
+"""
 QUANTITY_TOLERANCE = Decimal("0.0001")  # prorated quantities are rounded to 4 places
 
 
-def _service_lines(scope: Scope) -> pd.DataFrame:
+def _service_lines(scope: Scope, credited: bool = False) -> pd.DataFrame:
+    """The cycle's service lines; without those a credit note took back unless `credited`."""
     credit = "invoicing.credit_note_lines" if scope.has("invoicing.credit_note_lines") else NO_CREDIT_LINES
-    return scope.warehouse.query_df(SERVICE_LINES_SQL.format(credit_lines=credit), scope.params)
+    lines = scope.warehouse.query_df(SERVICE_LINES_SQL.format(credit_lines=credit), scope.params)
+    lines["credited"] = lines["credited"].astype(bool)
+    return lines if credited else lines[~lines["credited"]].reset_index(drop=True)
 
 
 def duplicate_billing(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
@@ -93,11 +106,14 @@ def duplicate_billing(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataF
 def _expected_service_charges(scope: Scope, plans: dict[str, Plan]) -> list[dict]:
     """Recurring and one-time charges the orders call for in the cycle (one per fee)."""
     out = []
-    for account_id, periods in sorted(service_periods(scope.warehouse, scope.cycle).items()):
+    cycles = account_cycles(scope.warehouse, scope.cycle.label, scope.as_of, True)
+    every = [c for items in cycles.values() for c in items] or [scope.cycle]
+    window = service_periods(scope.warehouse, min(c.first for c in every), max(c.last for c in every))
+    for account_id, periods in sorted(window.items()):
         currencies = sorted({plans[p.plan_id].currency for p in periods if p.plan_id in plans})
         plan_of = {p.service_id: p.plan_id for p in sorted(periods, key=lambda p: p.active_from)}
-        for currency in currencies:
-            for line in service_lines(periods, plans, scope.cycle, currency):
+        for currency, cycle in ((c, y) for c in currencies for y in cycles.get(account_id, [])):
+            for line in service_lines(periods, plans, cycle, currency):
                 out.append(
                     {
                         "account_id": account_id,
@@ -121,7 +137,7 @@ def orders_vs_billing(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataF
         _expected_service_charges(scope, plans),
         columns=["account_id", "currency", "kind", "service_id", "plan_id", "amount"],
     )
-    charged = _service_lines(scope)
+    charged = _service_lines(scope, credited=True)  # a credited charge was invoiced, then corrected
     want = (
         expected.groupby(["kind", "service_id"]).agg(
             account_id=("account_id", "first"),
@@ -147,7 +163,7 @@ def orders_vs_billing(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataF
             )
     active = set(want.index) if len(want) else set()
     for r in charged.itertuples():
-        if (r.kind, r.service_id) not in active:
+        if (r.kind, r.service_id) not in active and not r.credited:
             found.append(
                 {
                     "kind": f"{r.kind}_charge_for_inactive_service",
@@ -188,11 +204,12 @@ select r.plan_id, r.currency,
          as late_discount,
        count(case when b.invoice_number is null then 1 end) as unbilled_events
 from rating.rated_events r
-cross join (select max(finalized_at) as finalized_at from invoicing.invoices where cycle = :cycle) f
+cross join (select max(finalized_at) as finalized_at from invoicing.invoices
+            where substr(cycle, 1, 7) = :cycle) f
 left join (select b.event_key, b.invoice_number from invoicing.billed_events b
-           join invoicing.invoices i on i.number = b.invoice_number where i.cycle = :cycle) b
+           join invoicing.invoices i on i.number = b.invoice_number where substr(i.cycle, 1, 7) = :cycle) b
   on b.event_key = r.event_key
-where r.cycle = :cycle and r.answered and r.account_id is not null
+where substr(r.cycle, 1, 7) = :cycle and r.answered and r.account_id is not null
 group by 1, 2
 """
 LATE_SQL = """
@@ -200,13 +217,13 @@ select r.currency, sum(r.charge) as late_usage, sum(r.discount) as late_discount
 from rating.rated_events r
 join invoicing.billed_events b on b.event_key = r.event_key
 join invoicing.invoices i on i.number = b.invoice_number
-where i.cycle = :cycle and r.cycle < :cycle
+where substr(i.cycle, 1, 7) = :cycle and substr(r.cycle, 1, 7) < :cycle
 group by 1
 """
 LINES_SQL = """
 select i.currency, l.kind, count(*) as lines, sum(l.amount) as amount
 from invoicing.invoice_lines l join invoicing.invoices i on i.invoice_key = l.invoice_key
-where i.cycle = :cycle and l.kind <> 'tax'
+where substr(i.cycle, 1, 7) = :cycle and l.kind <> 'tax'
 group by 1, 2
 """
 EXPLAINED_KINDS = {
@@ -229,7 +246,7 @@ def invoiced_vs_expected(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Da
     for e in _expected_service_charges(scope, plans):
         rows[(e["plan_id"], e["currency"], e["kind"])]["expected"] += e["amount"]
         plan_of_service[e["service_id"]] = e["plan_id"]
-    for r in _service_lines(scope).itertuples():
+    for r in _service_lines(scope, credited=True).itertuples():
         plan = plan_of_service.get(r.service_id) or _latest_plan(wh, r.service_id) or ""
         row = rows[(plan, r.currency, r.kind)]
         row["invoiced"] += money(r.amount)
@@ -246,6 +263,12 @@ def invoiced_vs_expected(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Da
         discount["invoiced"] -= money(r.billed_discount)
         discount["explained"] += money(r.late_discount)
     late = {r.currency: r for r in wh.query_df(LATE_SQL, params).itertuples()}
+    if scope.has("invoicing.credit_note_lines"):  # corrections after finalization, linked to them
+        for r in wh.query_df(CREDITED_SQL, params).itertuples():
+            entry = rows[("", r.currency, "credit_note")]
+            entry["invoiced"] = entry["explained"] = money(r.amount)
+            entry["lines"] = int(r.lines)
+            entry["why"] = "credit notes correcting the cycle's invoices"
     lines = wh.query_df(LINES_SQL, params)
     for currency, group in lines.groupby("currency"):
         kinds = {r.kind: r for r in group.itertuples()}
@@ -271,9 +294,10 @@ def invoiced_vs_expected(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Da
             + (money(late_row.late_discount) if late_row is not None else Decimal(0))
         )
         rounding["explained"] = rounding["invoiced"]
-        if late_usage:
+        if late_usage:  # net of the late events' discounts, which the discount lines carry
             entry = rows[("", currency, "late_usage")]
-            entry["invoiced"] = entry["explained"] = late_usage
+            late_discount = money(late_row.late_discount) if late_row is not None else Decimal(0)
+            entry["invoiced"] = entry["explained"] = late_usage - late_discount
         for kind, why in EXPLAINED_KINDS.items():
             if kind in kinds:
                 entry = rows[("", currency, kind)]

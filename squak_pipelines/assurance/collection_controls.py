@@ -16,7 +16,7 @@ select i.currency, sum(i.total) as invoiced, coalesce(sum(a.paid), 0) as collect
 from invoicing.invoices i
 left join (select invoice_number, sum(amount) as paid from payments.allocations group by 1) a
   on a.invoice_number = i.number
-where i.cycle = :cycle
+where substr(i.cycle, 1, 7) = :cycle
 group by 1 order by 1
 """
 

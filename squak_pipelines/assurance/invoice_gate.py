@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import Cycle, active_days
-from squak_pipelines.invoicing.stage import service_periods
+from squak_pipelines.invoicing.stage import account_cycles, service_periods
 from squak_pipelines.money import MICROS, minor_units, to_micros
 from squak_pipelines.quality.gx_suites import SuiteOutcome, validate_dataframe
 from squak_pipelines.rating.plans import load_plans
@@ -33,7 +34,7 @@ SUITE = "revenue_assurance_gate"
 RATED_SQL = """
 select r.account_id, r.currency, count(*) as calls, sum(r.charge) as charge
 from rating.rated_events r
-where r.cycle <= :cycle and r.answered and r.account_id is not null
+where substr(r.cycle, 1, 7) <= :cycle and r.answered and r.account_id is not null
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
 group by 1, 2
 """
@@ -45,7 +46,7 @@ def draft_controls(warehouse: Warehouse, settings: Settings, label: str) -> pd.D
     cycle = Cycle.parse(label)
     drafts = warehouse.query_arrow(
         "select invoice_key, account_id, currency, subtotal, document from invoicing.drafts "
-        "where cycle = :cycle order by invoice_key",
+        "where substr(cycle, 1, 7) = :cycle order by invoice_key",
         {"cycle": label},
     ).to_pylist()
     rated = {
@@ -57,10 +58,15 @@ def draft_controls(warehouse: Warehouse, settings: Settings, label: str) -> pd.D
         "having count(*) > 1) x"
     ) or 0)
     plans = load_plans(settings.reference_dir / "plans")
-    periods = service_periods(warehouse, cycle)
+    cycles = {(a, c.label): c for a, items in account_cycles(warehouse, label, clock.today(), False).items()
+              for c in items}
+    every = list(cycles.values()) or [cycle]
+    periods = service_periods(warehouse, min(c.first for c in every), max(c.last for c in every))
     rows = []
     for draft in drafts:
-        lines = json.loads(draft["document"])["lines"]
+        document = json.loads(draft["document"])
+        lines = document["lines"]
+        account_cycle = cycles.get((draft["account_id"], document["cycle"]), cycle)
         usage = [x for x in lines if x["kind"] in USAGE_KINDS]
         expected = set()
         for p in periods.get(draft["account_id"], []):
@@ -68,7 +74,7 @@ def draft_controls(warehouse: Warehouse, settings: Settings, label: str) -> pd.D
             if plan is None or plan.currency != draft["currency"]:
                 continue
             fees = [f for f in (plan.fees or {}).get("recurring", []) if f.get("product") == p.product_id]
-            days = active_days(p, cycle, ZoneInfo(plan.timezone))
+            days = active_days(p, account_cycle, ZoneInfo(plan.timezone))
             if fees and days > 0:
                 expected.add(p.service_id)
         charged = {x["service_id"] for x in lines if x["kind"] == "recurring"}

@@ -17,12 +17,13 @@ from typing import Any
 import pandas as pd
 
 from squak_pipelines.assurance.controls import Scope, empty_findings, findings, money
+from squak_pipelines.cycles import load_schedules, schedule_of
 from squak_pipelines.rating import reference
 from squak_pipelines.rating.plans import load_plans
 
 ACCOUNTS_SQL = """
 select account_id, count(*) as events from rating.rated_events
-where cycle = :cycle and account_id is not null group by 1 order by 1
+where substr(cycle, 1, 7) = :cycle and account_id is not null group by 1 order by 1
 """
 EVENTS_SQL = """
 select r.event_key, r.account_id, r.plan_id, r.currency, r.service, r.call_type, r.called_number,
@@ -30,7 +31,7 @@ select r.event_key, r.account_id, r.plan_id, r.currency, r.service, r.call_type,
        r.allowance_used, r.charge, r.discount, r.final_charge, r.cycle
 from rating.rated_events r
 join {sample} s on s.account_id = r.account_id
-where r.cycle = :cycle
+where substr(r.cycle, 1, 7) = :cycle
 order by r.account_id, r.plan_id, answered_at, r.event_key
 """
 
@@ -76,6 +77,7 @@ def rerating(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
     sample = pd.DataFrame({"account_id": chosen})
     events = wh.query_arrow_with(EVENTS_SQL, "sample", sample, scope.params).to_pandas()
     plans = load_plans(scope.settings.reference_dir / "plans")
+    schedules = load_schedules(wh)
     found: list[dict] = []
     for (account, plan_id), group in events.groupby(["account_id", "plan_id"], sort=True, dropna=False):
         plan = plans.get(plan_id) if isinstance(plan_id, str) else None
@@ -99,6 +101,7 @@ def rerating(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
                 for r in rows
             ],
             plan,
+            schedule=schedule_of(schedules, account),
         )
         for r, want in zip(rows, priced, strict=True):
             problem = _compare(r, want)

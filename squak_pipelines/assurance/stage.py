@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,11 +18,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from squak_pipelines import clock
 from squak_pipelines.assurance.billing_controls import (
     duplicate_billing,
     invoiced_vs_expected,
     orders_vs_billing,
 )
+from squak_pipelines.assurance.calendar_controls import billing_calendar
 from squak_pipelines.assurance.collection_controls import invoiced_vs_collected
 from squak_pipelines.assurance.controls import (
     FINDING_COLUMNS,
@@ -49,6 +51,7 @@ CONTROLS: tuple[Control, ...] = (
     Control(6, "orders_vs_billing", "Orders vs billing", orders_vs_billing),
     Control(7, "invoiced_vs_expected", "Invoiced vs expected revenue", invoiced_vs_expected),
     Control(8, "invoiced_vs_collected", "Invoiced vs collected", invoiced_vs_collected),
+    Control(9, "billing_calendar", "Billing calendar", billing_calendar),
 )
 _S = pa.string()
 MICRO = Decimal("0.000001")
@@ -127,7 +130,7 @@ def run_controls(
         warehouse,
         settings,
         Cycle.parse(label),
-        as_of or datetime.now(UTC).date(),
+        as_of or clock.today(),
         load_thresholds(settings.reference_dir),
         phase,
     )
@@ -145,7 +148,7 @@ def run_assurance(
     warehouse: Warehouse, settings: Settings, label: str, as_of: date | None = None
 ) -> AssuranceReport:
     """All controls of a finalized cycle, stored, with the leakage report written."""
-    report = AssuranceReport(label, as_of or datetime.now(UTC).date())
+    report = AssuranceReport(label, as_of or clock.today())
     with warehouse.session():
         ensure_tables(warehouse)
         report.results = run_controls(warehouse, settings, label, report.as_of)
@@ -155,7 +158,7 @@ def run_assurance(
 
 
 def _store(warehouse: Warehouse, label: str, report: AssuranceReport) -> None:
-    now = datetime.now(UTC)
+    now = clock.now()
     results = report.results
     rows = pa.Table.from_pylist(
         [

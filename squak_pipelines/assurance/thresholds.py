@@ -54,6 +54,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_collection_rate": 0.0,
         "max_ledger_differences": 0,
     },
+    "billing_calendar": {"critical": True, "max_unbilled_cycles": 0},
 }
 
 

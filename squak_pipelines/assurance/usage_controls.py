@@ -66,19 +66,19 @@ select
 # were rated after the cycle was finalized (they go on the next invoice as late usage).
 UNBILLED_SQL = """
 with finals as (select account_id, currency, max(finalized_at) as finalized_at
-                from invoicing.invoices where cycle = :cycle group by 1, 2)
+                from invoicing.invoices where substr(cycle, 1, 7) = :cycle group by 1, 2)
 select r.event_key, r.account_id, r.currency, r.final_charge, r.billsec, r.partition_day,
        case when f.finalized_at is not null and r.rated_at > f.finalized_at then 1 else 0 end as late
 from rating.rated_events r
 left join finals f on f.account_id = r.account_id and f.currency = r.currency
-where r.cycle = :cycle and r.answered and r.account_id is not null
+where substr(r.cycle, 1, 7) = :cycle and r.answered and r.account_id is not null
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
 """
 BILLED_SQL = """
 select count(*) as billed, coalesce(sum(r.billsec), 0) as billed_seconds
 from rating.rated_events r
 join invoicing.billed_events b on b.event_key = r.event_key
-where r.cycle = :cycle
+where substr(r.cycle, 1, 7) = :cycle
 """
 
 
@@ -280,7 +280,8 @@ select r.event_key, r.account_id, r.currency, r.call_type, r.called_number, r.de
                          and s.active_from <= r.start_utc
                          and (s.active_to is null or s.active_to > r.start_utc)) then 1 else 0 end as on_net
 from rating.rated_events r
-where r.cycle = :cycle and r.answered and (r.billsec > 0 or r.service = 'sms') and r.final_charge = 0
+where substr(r.cycle, 1, 7) = :cycle and r.answered and (r.billsec > 0 or r.service = 'sms')
+  and r.final_charge = 0
 """
 
 
@@ -292,7 +293,7 @@ def zero_rated(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
         return True, "no rated events", {}, empty_findings()
     answered = int(
         wh.scalar(
-            "select count(*) from rating.rated_events where cycle = :cycle and answered "
+            "select count(*) from rating.rated_events where substr(cycle, 1, 7) = :cycle and answered "
             "and (billsec > 0 or service = 'sms')",
             scope.params,
         )

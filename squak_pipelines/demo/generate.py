@@ -149,8 +149,12 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
         {"country": c, "country_code": str(r["cc"]), "trunk_prefix": str(r["trunk"]),
          "international_prefix": str(r["intl"]), "emergency_numbers": ";".join(r["emergency"])}  # type: ignore[arg-type]
         for c, r in catalogue.HOME_COUNTRIES.items()])
-    (ref / "fraud_rules.yaml").write_text(yaml.safe_dump(catalogue.FRAUD_RULES, sort_keys=False))
+    (ref / "fraud_rules.yaml").write_text(yaml.safe_dump(fraud_rules(options), sort_keys=False))
     (ref / "assurance.yaml").write_text(default_file_text())
+    (ref / "billing.yaml").write_text(
+        "# The first month Squak bills (usage before it is late usage of that cycle) and the\n"
+        "# payment terms: an invoice is due this many days after the day it is issued.\n"
+        f"first_cycle: '{options.month}'\ndue_days: 15\n", encoding="utf-8")
     _write_csv(ref / "number_inventory.csv", operator.inventory)
     (ref / "brands").mkdir(parents=True, exist_ok=True)
     for account in operator.accounts:
@@ -236,7 +240,7 @@ def _write_cdrs(folder: Path, rng: np.random.Generator, operator: DemoOperator,
     sms_rate = np.where(svc["segment"] == "business", 2.5, 1.2)[svc["sms"].to_numpy()].sum()
     sms_scale = 0.15 * options.cdrs / max(1.0, sms_rate * len(days))
     unknown_pool = _unknown_numbers(operator)
-    fraud = _fraud_plan(rng, svc, days)
+    fraud = _fraud_plan(rng, svc, days, FraudSize.of(options))
     carry: dict[str, np.ndarray] = {}
     files: list[dict[str, object]] = []
     seq = {s["switch_id"]: 1 for s in catalogue.SWITCHES}
@@ -315,7 +319,33 @@ def _mark_unknown(rng: np.random.Generator, truth: pd.DataFrame, pool: np.ndarra
     return int(pick.sum())
 
 
-def _fraud_plan(rng: np.random.Generator, svc: pd.DataFrame, days: list[date]):
+@dataclass(frozen=True)
+class FraudSize:
+    """How much fraud the demo plants, scaled to its daily volume: about 2% of a day's
+    records for the burst and 1.2% for the IRSF pump (at least 8 and 5 calls, at most 150
+    and 90), so the planted fraud is caught by rules tuned to it and no day exceeds the gate."""
+
+    burst_calls: int
+    irsf_calls: int
+
+    @classmethod
+    def of(cls, options: GenerateOptions) -> FraudSize:
+        daily = options.cdrs / 31
+        return cls(int(min(150, max(8, round(0.02 * daily)))), int(min(90, max(5, round(0.012 * daily)))))
+
+
+def fraud_rules(options: GenerateOptions) -> dict[str, object]:
+    """The demo operator's fraud rules, tuned to its size: a burst is more than two thirds of the
+    planted burst's calls within the window (30 at full size), and the gate lets a day hold the
+    planted incident even where it is a large share of a small day's traffic."""
+    size = FraudSize.of(options)
+    rules = {k: dict(v) for k, v in catalogue.FRAUD_RULES.items()}  # type: ignore[union-attr]
+    rules["burst"]["max_calls"] = min(30, max(5, size.burst_calls * 2 // 3))
+    rules["gate"]["min_quarantined"] = -(-5 * max(size.burst_calls, size.irsf_calls) // 4)
+    return rules
+
+
+def _fraud_plan(rng: np.random.Generator, svc: pd.DataFrame, days: list[date], size: FraudSize):
     """A short-call burst from a residential line and an IRSF pump from a business PBX."""
     established = svc[(svc["to_s"] == FAR_FUTURE) & (svc["from_s"] < _epoch(days[0]))]
     res = established[(established["segment"] == "residential")
@@ -324,9 +354,11 @@ def _fraud_plan(rng: np.random.Generator, svc: pd.DataFrame, days: list[date]):
                       & (established["switch_id"] == "fs-chi1")]
     plan = {}
     if len(res):
-        plan["fraud_burst"] = (days[min(11, len(days) - 1)], res.iloc[int(rng.integers(len(res)))], 150)
+        plan["fraud_burst"] = (days[min(11, len(days) - 1)], res.iloc[int(rng.integers(len(res)))],
+                               size.burst_calls)
     if len(biz):
-        plan["fraud_irsf"] = (days[min(19, len(days) - 1)], biz.iloc[int(rng.integers(len(biz)))], 90)
+        plan["fraud_irsf"] = (days[min(19, len(days) - 1)], biz.iloc[int(rng.integers(len(biz)))],
+                              size.irsf_calls)
     return plan
 
 

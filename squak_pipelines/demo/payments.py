@@ -11,13 +11,14 @@ records a few cheques by hand. Deterministic for a seed.
 from __future__ import annotations
 
 import csv
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.warehouse import Warehouse
 
@@ -32,9 +33,15 @@ def _invoices(warehouse: Warehouse) -> list[dict]:
     ).to_pylist()
 
 
-def _when(due: date, rng: np.random.Generator, late: bool) -> datetime:
+def _when(due: date, rng: np.random.Generator, late: bool) -> datetime | None:
+    """When a customer pays: before the due date, or a few days after it (`late`); never after
+    the clock's today (a payment not made by then is not in the files: `None`)."""
     offset = int(rng.integers(1, 9)) if late else -int(rng.integers(0, 12))
     day = due + timedelta(days=offset)
+    if day > clock.today():
+        if late:
+            return None
+        day = clock.today()
     return datetime(
         day.year, day.month, day.day, int(rng.integers(8, 18)), int(rng.integers(0, 60)), tzinfo=UTC
     )
@@ -54,22 +61,26 @@ def write_demo_payments(warehouse: Warehouse, settings: Settings, seed: int = 11
             status = "failed" if roll > 0.94 else "succeeded"
             card.append((f"ch_{n:06d}", inv, total, status, _when(inv["due_date"], rng, False)))
         elif n % 37 == 5:
-            manual.append((f"CHQ-{n:05d}", inv, total, _when(inv["due_date"], rng, late)))
+            if at := _when(inv["due_date"], rng, late):
+                manual.append((f"CHQ-{n:05d}", inv, total, at))
         elif roll < 0.85:
             amount = (total * Decimal("0.6")).quantize(Decimal("0.01")) if roll > 0.78 else total
             if roll > 0.76 and roll <= 0.78:
                 amount = total + Decimal("5.00")  # pays a little more: account credit
             text = _remittance(inv["number"], n)
-            bank.setdefault(inv["currency"], []).append(
-                (inv, amount, text, _when(inv["due_date"], rng, late))
-            )
+            if at := _when(inv["due_date"], rng, late):
+                bank.setdefault(inv["currency"], []).append((inv, amount, text, at))
         # else: does not pay (it ages and gets dunned)
-    if len(card) > 2:  # a refund and a chargeback of earlier successful charges
-        card.append((card[0][0], card[0][1], card[0][2], "refunded", card[0][4] + timedelta(days=3)))
-        card.append((card[1][0], card[1][1], card[1][2], "chargeback", card[1][4] + timedelta(days=6)))
+    if len(card) > 2:  # a refund and a chargeback of earlier successful charges, by today
+        last = datetime.combine(clock.today(), time(23, 0), UTC)
+        card.append((card[0][0], card[0][1], card[0][2], "refunded",
+                     min(card[0][4] + timedelta(days=3), last)))
+        card.append((card[1][0], card[1][1], card[1][2], "chargeback",
+                     min(card[1][4] + timedelta(days=6), last)))
+    stamp = clock.today().strftime("%Y%m%d")
     written = []
     if card:
-        path = folder / "settlement-20261124.csv"
+        path = folder / f"settlement-{stamp}.csv"
         with path.open("w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(
@@ -89,11 +100,11 @@ def write_demo_payments(warehouse: Warehouse, settings: Settings, seed: int = 11
                 )
         written.append(path)
     for currency, entries in sorted(bank.items()):
-        path = folder / f"camt053-{currency.lower()}-20261124.xml"
+        path = folder / f"camt053-{currency.lower()}-{stamp}.xml"
         path.write_text(_camt053(currency, entries), encoding="utf-8")
         written.append(path)
     if manual:
-        path = folder / "manual-payments-20261124.csv"
+        path = folder / f"manual-payments-{stamp}.csv"
         with path.open("w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(
@@ -151,13 +162,14 @@ def _camt053(currency: str, entries: list[tuple[dict, Decimal, str, datetime]]) 
       </Ntry>"""
         )
     body = "\n".join(rows)
+    stamp, created = f"{clock.today():%Y%m%d}", f"{clock.today().isoformat()}T18:00:00"
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="{CAMT_NS}">
   <BkToCstmrStmt>
-    <GrpHdr><MsgId>SQB-STMT-20261124-{currency}</MsgId><CreDtTm>2026-11-24T18:00:00</CreDtTm></GrpHdr>
+    <GrpHdr><MsgId>SQB-STMT-{stamp}-{currency}</MsgId><CreDtTm>{created}</CreDtTm></GrpHdr>
     <Stmt>
-      <Id>SQB-STMT-20261124-{currency}</Id>
-      <CreDtTm>2026-11-24T18:00:00</CreDtTm>
+      <Id>SQB-STMT-{stamp}-{currency}</Id>
+      <CreDtTm>{created}</CreDtTm>
       <Acct><Id><Othr><Id>SQUAK-COLLECTIONS-{currency}</Id></Othr></Id><Ccy>{currency}</Ccy></Acct>
 {body}
     </Stmt>

@@ -31,7 +31,7 @@ from invoicing.billed_events b
 join invoicing.invoices i on i.number = b.invoice_number
 join rating.rated_events r on r.event_key = b.event_key
 left join orders.accounts a on a.account_id = i.account_id
-where i.cycle = :cycle
+where substr(i.cycle, 1, 7) = :cycle
 order by b.invoice_number, r.start_utc, r.event_key
 """
 

@@ -3,7 +3,8 @@
 Plain Python over small per-account inputs (a month has one invoice per account and
 currency, not one per call: usage arrives already summed by the warehouse). Money is
 Decimal. Rules (BILLING_RULES.md, plus the choices written in the README):
-- cycle: the calendar month in the plan's time zone; invoice date is the first day after it;
+- cycle: the account's cycle (calendar month or from its bill day, cycles.py) in the plan's time
+  zone; the invoice is issued on the day it is finalized and due `due_days` after that;
 - recurring fee per service period (the plan's fee for the service's product), prorated by
   day: days active in the cycle / days in the cycle, the activation day counted and the
   disconnection day not; a plan change ends one period and starts the next;
@@ -34,12 +35,15 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True)
 class Cycle:
-    label: str  # YYYY-MM
+    label: str  # YYYY-MM (a calendar month) or YYYY-MM-DD (a cycle from a bill day; cycles.py)
     first: date
     last: date  # inclusive
+    issued: date | None = None  # the day its invoices are finalized (default: the day after it)
+    due_days: int = PAYMENT_TERMS_DAYS
 
     @classmethod
     def parse(cls, label: str) -> Cycle:
+        """The calendar month `YYYY-MM`."""
         try:
             year, month = (int(x) for x in label.split("-"))
             first = date(year, month, 1)
@@ -48,12 +52,21 @@ class Cycle:
         return cls(label, first, date(year, month, calendar.monthrange(year, month)[1]))
 
     @property
+    def month(self) -> str:
+        """The billing month (run, partition and documents folder) the cycle belongs to."""
+        return self.label[:7]
+
+    @property
     def days(self) -> int:
         return (self.last - self.first).days + 1
 
     @property
     def issue_date(self) -> date:
-        return self.last + timedelta(days=1)
+        return self.issued or self.last + timedelta(days=1)
+
+    @property
+    def due_date(self) -> date:
+        return self.issue_date + timedelta(days=self.due_days)
 
 
 @dataclass
@@ -371,7 +384,7 @@ def compose(
         cycle=cycle.label,
         currency=currency,
         issue_date=cycle.issue_date.isoformat(),
-        due_date=(cycle.issue_date + timedelta(days=PAYMENT_TERMS_DAYS)).isoformat(),
+        due_date=cycle.due_date.isoformat(),
         customer=customer,
         lines=lines + taxes_due,
         subtotal=subtotal,

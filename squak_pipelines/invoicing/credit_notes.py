@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import LINE_FIELDS, ZERO, Invoice, Line, taxable
 from squak_pipelines.invoicing.pdf import render_pdf
@@ -137,7 +138,7 @@ def issue_credit_note(
     """Issue (number, store and write) a credit note for lines of a final invoice."""
     if not reason.strip():
         raise CreditNoteError("a credit note needs a reason")
-    issued = today or datetime.now(UTC).date()
+    issued = today or clock.today()
     with warehouse.session():
         ensure_credit_tables(warehouse)
         with warehouse.transaction():
@@ -237,7 +238,7 @@ def _store(
                 "document": [document],
                 "html": [page],
                 "html_sha256": [hashlib.sha256(page.encode()).hexdigest()],
-                "created_at": [datetime.now(UTC)],
+                "created_at": [clock.now()],
             },
             schema=CREDIT_TABLES["invoicing.credit_notes"],
         ),

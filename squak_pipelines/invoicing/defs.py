@@ -2,16 +2,16 @@
 and the schedule that closes the previous month."""
 
 import os
+from datetime import date, timedelta
 
 import dagster as dg
 
-from squak_pipelines.invoicing.stage import bill_cycle
+from squak_pipelines.invoicing.stage import bill_cycle, check_cycle
+from squak_pipelines.partitions import monthly
 from squak_pipelines.resources import SquakResource
 
 GROUP = "invoicing"
-MONTHLY = dg.MonthlyPartitionsDefinition(
-    start_date=os.environ.get("SQUAK_FIRST_CYCLE", "2025-01-01"), end_offset=1
-)
+MONTHLY = monthly()  # billing months, through the last that has ended
 INVOICES = dg.AssetKey(["invoicing", "invoices"])
 DRAFTS = dg.AssetKey(["invoicing", "drafts"])
 DOCUMENTS = dg.AssetKey(["invoicing", "documents"])
@@ -96,10 +96,16 @@ def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     description="Finalized invoices: numbered gaplessly, immutable, stored with their HTML and JSON.",
 )
 def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
+    from squak_pipelines.cycles import CycleError
+
     warehouse = squak.warehouse()
-    reports = [
-        bill_cycle(warehouse, squak.settings, c, finalize=True, documents=False) for c in _cycles(context)
-    ]
+    reports = []
+    for month in _cycles(context):  # oldest first
+        try:
+            check_cycle(warehouse, squak.settings, month, preview=False)
+        except CycleError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        reports.append(bill_cycle(warehouse, squak.settings, month, finalize=True, documents=False))
     yield dg.MaterializeResult(
         metadata={
             "invoices_finalized": sum(r.finalized for r in reports),
@@ -198,12 +204,41 @@ invoicing_job = dg.define_asset_job(
     partitions_def=MONTHLY,
     description="Draft and finalize a billing cycle's invoices.",
 )
-close_cycle_schedule = dg.build_schedule_from_partitioned_job(
-    invoicing_job,
-    day_of_month=int(os.environ.get("SQUAK_BILL_DAY", "1")),
-    hour_of_day=int(os.environ.get("SQUAK_BILL_HOUR", "6")),
-    description="Closes the previous month's cycle (day and hour: SQUAK_BILL_DAY, SQUAK_BILL_HOUR).",
+
+
+def months_due(day: date, squak: SquakResource) -> list[str]:
+    """Billing months to request on `day`: those with an account cycle that ended yesterday,
+    and any ended month not yet billed (read from the warehouse when it can be read; else the
+    calendar months alone)."""
+    from squak_pipelines.cycles import CALENDAR, load_schedules, months_ending_on
+    from squak_pipelines.invoicing.stage import cycles_to_bill
+
+    schedules, pending = [CALENDAR], []
+    settings = squak.settings
+    if settings.warehouse_kind == "postgres" or settings.duckdb_path.exists():
+        try:
+            warehouse = squak.warehouse()
+            schedules += list(load_schedules(warehouse).values())
+            pending = cycles_to_bill(warehouse, settings, day)
+        except Exception:  # a busy or unreachable warehouse: the calendar still says what ended
+            pass
+    return sorted(set(pending) | set(months_ending_on(day - timedelta(days=1), schedules)))
+
+
+@dg.schedule(
+    job=invoicing_job,
+    cron_schedule=f"0 {int(os.environ.get('SQUAK_BILL_HOUR', '6'))} * * *",
+    execution_timezone="UTC",
+    description="Each day at SQUAK_BILL_HOUR (UTC): bills the cycles that ended the day before (the "
+    "calendar month on the 1st, bill-day cycles on their day) and any ended cycle not yet billed.",
 )
+def close_cycle_schedule(context: dg.ScheduleEvaluationContext, squak: SquakResource):
+    day = context.scheduled_execution_time.date()
+    months = months_due(day, squak)
+    if not months:
+        return dg.SkipReason(f"no billing cycle ended on {day - timedelta(days=1)}")
+    return [dg.RunRequest(run_key=f"bill-{m}-on-{day}", partition_key=f"{m}-01") for m in months]
+
 
 # Tables written together with the final invoices, declared so dbt's sources show their lineage.
 INVOICE_TABLES = [

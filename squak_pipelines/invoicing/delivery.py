@@ -21,15 +21,15 @@ import html
 import os
 import smtplib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 
 import pyarrow as pa
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
-from squak_pipelines.invoicing.pdf import combine
+from squak_pipelines.invoicing.pdf import combine, pdfs_wanted
 from squak_pipelines.payments.links import payment_url
 from squak_pipelines.warehouse import Warehouse
 
@@ -62,7 +62,7 @@ def _invoices(warehouse: Warehouse, cycle: str) -> list[dict]:
         "select i.number, i.account_id, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
         "i.document, a.name, a.email, a.delivery_method, a.street, a.city, a.state, a.postal_code, a.country "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
-        "where i.cycle = :cycle order by i.number",
+        "where substr(i.cycle, 1, 7) = :cycle order by i.number",
         {"cycle": cycle},
     ).to_pylist()
 
@@ -87,7 +87,7 @@ def _record(warehouse: Warehouse, number: str, method: str, status: str, attempt
                     "status": [status],
                     "attempts": [attempts],
                     "detail": [detail],
-                    "updated_at": [datetime.now(UTC)],
+                    "updated_at": [clock.now()],
                 },
                 schema=DELIVERIES,
             ),
@@ -240,18 +240,27 @@ def print_batch(
     if not order:
         return 0
     documents = settings.data_dir / "invoices" / cycle
-    batch, starts = combine([documents / f"{inv['number']}.pdf" for inv in order])
-    (folder / f"batch-{cycle}.pdf").write_bytes(batch)
+    pdfs = [documents / f"{inv['number']}.pdf" for inv in order]
+    if pdfs_wanted() and all(p.exists() for p in pdfs):
+        batch, starts = combine(pdfs)
+        (folder / f"batch-{cycle}.pdf").write_bytes(batch)
+        names = [f"batch-{cycle}.pdf" for _ in order]
+    else:  # PDFs off (SQUAK_INVOICE_PDF=off): the print house gets each invoice's HTML
+        starts = [""] * len(order)
+        names = []
+        for inv in order:
+            (folder / f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
+            names.append(f"{inv['number']}.html")
     with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(
-            ["sequence", "invoice", "first_page", "name", "street", "city", "state", "postal_code", "country"]
-        )
-        for sequence, (inv, page) in enumerate(zip(order, starts, strict=True), 1):
+        writer.writerow(["sequence", "invoice", "document", "first_page", "name", "street", "city", "state",
+                         "postal_code", "country"])
+        for sequence, (inv, page, name) in enumerate(zip(order, starts, names, strict=True), 1):
             writer.writerow(
                 [
                     sequence,
                     inv["number"],
+                    name,
                     page,
                     inv["name"],
                     inv["street"],
@@ -263,7 +272,7 @@ def print_batch(
             )
     new = [i["number"] for i in order if (i["number"], "post") not in done]
     if new:
-        now = datetime.now(UTC)
+        now = clock.now()
         warehouse.load(
             "invoicing.deliveries",
             pa.table(

@@ -87,3 +87,8 @@ def write_pdfs(jobs: list[PdfJob], workers: int | None = None) -> int:
         for _ in pool.map(_write, jobs, chunksize=8):
             pass
     return len(jobs)
+
+
+def pdfs_wanted() -> bool:
+    """PDF invoices are on unless SQUAK_INVOICE_PDF is off (operators who send HTML only)."""
+    return os.environ.get("SQUAK_INVOICE_PDF", "on").lower() not in ("off", "0", "false", "no")

@@ -61,7 +61,8 @@ class Coupon:
 
 
 def _month_index(label: str) -> int:
-    year, month = label.split("-")
+    """Month number of a cycle label (YYYY-MM, or YYYY-MM-DD for a bill-day cycle: its month)."""
+    year, month = label[:7].split("-")
     return int(year) * 12 + int(month) - 1
 
 

@@ -12,7 +12,6 @@ documents byte for byte from the HTML and JSON stored at finalization.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -21,10 +20,22 @@ from typing import Any
 
 import pyarrow as pa
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
+from squak_pipelines.cycles import (
+    CALENDAR,
+    DEFAULT_DUE_DAYS,
+    BillingTerms,
+    CycleError,
+    check_billable,
+    load_schedules,
+    month_window,
+    parse_month,
+    pending_months,
+)
 from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
-from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
+from squak_pipelines.invoicing.pdf import PdfJob, pdfs_wanted, write_pdfs
 from squak_pipelines.invoicing.promotions import load_coupons
 from squak_pipelines.invoicing.render import render_html, render_json
 from squak_pipelines.money import money_array
@@ -37,7 +48,7 @@ select r.account_id, r.currency, r.cycle, r.service, r.call_type, r.destination,
        count(*) as calls, sum(r.charged_units) as units, sum(r.allowance_used) as allowance_used,
        sum(r.charge) as charge, sum(r.discount) as discount
 from rating.rated_events r
-where r.cycle <= :cycle and r.answered
+where r.cycle <= :top and r.answered
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
 group by 1, 2, 3, 4, 5, 6, 7
 """
@@ -98,6 +109,15 @@ TABLES = {
     ),
     "invoicing.billed_events": pa.schema([("event_key", _S), ("invoice_number", _S)]),
     "invoicing.number_series": pa.schema([("series", _S), ("next_number", pa.int64())]),
+    "invoicing.billing_runs": pa.schema(
+        [
+            ("cycle", _S),
+            ("run_on", pa.date32()),
+            ("finalized", pa.int64()),
+            ("complete", pa.bool_()),
+            ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
 }
 
 
@@ -124,11 +144,12 @@ def ensure_tables(warehouse: Warehouse) -> None:
     warehouse.execute("alter table invoicing.invoice_lines add column if not exists applies_to varchar")
 
 
-def service_periods(warehouse: Warehouse, cycle: Cycle) -> dict[str, list[ServicePeriod]]:
+def service_periods(warehouse: Warehouse, first: date, last: date) -> dict[str, list[ServicePeriod]]:
+    """Service periods overlapping the days `first`..`last` (a day's margin for time zones)."""
     if not warehouse.table_exists("orders.services"):
         return {}
-    start = datetime.combine(cycle.first, time(), UTC) - timedelta(days=1)
-    end = datetime.combine(cycle.last, time(), UTC) + timedelta(days=2)
+    start = datetime.combine(first, time(), UTC) - timedelta(days=1)
+    end = datetime.combine(last, time(), UTC) + timedelta(days=2)
     rows = warehouse.query_arrow(
         "select service_id, account_id, product_id, plan_id, number, period, active_from, active_to "
         "from orders.services where active_from < :end and (active_to is null or active_to > :start)",
@@ -150,37 +171,38 @@ def service_periods(warehouse: Warehouse, cycle: Cycle) -> dict[str, list[Servic
     return out
 
 
-def _usage(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], list[dict]]:
+def _usage(warehouse: Warehouse, top: str) -> dict[tuple[str, str], list[dict]]:
+    """Unbilled answered usage of cycles up to the label `top`, by account and currency."""
     if not warehouse.table_exists("rating.rated_events"):
         return {}
     out: dict[tuple[str, str], list[dict]] = {}
-    for r in warehouse.query_arrow(USAGE_SQL, {"cycle": cycle.label}).to_pylist():
+    for r in warehouse.query_arrow(USAGE_SQL, {"top": top}).to_pylist():
         out.setdefault((r["account_id"], r["currency"]), []).append(r)
     return out
 
 
-def _adjustments(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], list[dict]]:
+def _adjustments(warehouse: Warehouse, top: str) -> dict[tuple[str, str], list[dict]]:
     """Re-rating differences on invoiced events not yet on an invoice, by account and currency."""
     if not warehouse.table_exists("rating.adjustments"):
         return {}
     out: dict[tuple[str, str], list[dict]] = {}
     for r in warehouse.query_arrow(
         "select account_id, currency, cycle, count(*) as calls, sum(difference) as difference "
-        "from rating.adjustments where invoice_number is null and cycle <= :cycle group by 1, 2, 3",
-        {"cycle": cycle.label},
+        "from rating.adjustments where invoice_number is null and cycle <= :top group by 1, 2, 3",
+        {"top": top},
     ).to_pylist():
         out.setdefault((r["account_id"], r["currency"]), []).append(r)
     return out
 
 
-def _previous_balances(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], Decimal]:
+def _previous_balances(warehouse: Warehouse, month: str) -> dict[tuple[str, str], Decimal]:
     """Amount due on each account's latest finalized invoice before the cycle (payments
     received since are their own figure)."""
     rows = warehouse.query_arrow(
         "select account_id, currency, amount_due from (select account_id, currency, amount_due, "
         "row_number() over (partition by account_id, currency order by cycle desc) as n "
-        "from invoicing.invoices where cycle < :cycle) x where n = 1",
-        {"cycle": cycle.label},
+        "from invoicing.invoices where substr(cycle, 1, 7) < :month) x where n = 1",
+        {"month": month},
     ).to_pylist()
     return {(r["account_id"], r["currency"]): Decimal(r["amount_due"]) for r in rows}
 
@@ -196,7 +218,7 @@ def _unapplied_credits(warehouse: Warehouse) -> dict[tuple[str, str], Decimal]:
     return {(r["account_id"], r["currency"]): Decimal(r["total"]) for r in rows}
 
 
-def _payments_received(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, str], Decimal]:
+def _payments_received(warehouse: Warehouse, month: str, issued: date) -> dict[tuple[str, str], Decimal]:
     """Matched payments (less refunds and chargebacks) of each account received after its
     last invoice was issued and before this cycle's invoice date, as negative amounts."""
     if not warehouse.table_exists("payments.matches"):
@@ -206,67 +228,110 @@ def _payments_received(warehouse: Warehouse, cycle: Cycle) -> dict[tuple[str, st
         "else p.amount end) as amount "
         "from payments.matches m join payments.payments p using (payment_id) "
         "left join (select account_id, currency, max(issue_date) as last_issue from invoicing.invoices "
-        "where cycle < :cycle group by 1, 2) l on l.account_id = m.account_id and l.currency = p.currency "
+        "where substr(cycle, 1, 7) < :month group by 1, 2) l "
+        "on l.account_id = m.account_id and l.currency = p.currency "
         "where p.received_at < :issued and (l.last_issue is null or p.received_at >= l.last_issue) "
         "group by 1, 2",
-        {"cycle": cycle.label, "issued": datetime.combine(cycle.issue_date, time(), UTC)},
+        {"month": month, "issued": datetime.combine(issued, time(), UTC)},
     ).to_pylist()
     return {(r["account_id"], r["currency"]): Decimal(r["amount"]) for r in rows}
 
 
-def draft_invoices(warehouse: Warehouse, settings: Settings, cycle: Cycle) -> list[Invoice]:
-    """Drafts for every account with services or usage in the cycle and no final invoice yet."""
+def account_cycles(warehouse: Warehouse, month: str, today: date, ended_only: bool,
+                   due_days: int = DEFAULT_DUE_DAYS, only: str | None = None) -> dict[str, list[Cycle]]:
+    """The cycles of the billing month per account (those ended by `today` when `ended_only`),
+    issued today. Accounts without a bill day bill the calendar month."""
+    schedules = load_schedules(warehouse)
+    first = parse_month(month)
+    out: dict[str, list[Cycle]] = {}
+    default = [Cycle(label, a, b, today, due_days) for label, a, b in CALENDAR.cycles_starting_in(first)]
+    accounts = warehouse.query_arrow("select account_id from orders.accounts")["account_id"].to_pylist() \
+        if warehouse.table_exists("orders.accounts") else []
+    for account_id in accounts if only is None else [a for a in accounts if a == only]:
+        schedule = schedules.get(account_id)
+        cycles = default if schedule is None else [
+            Cycle(label, a, b, today, due_days) for label, a, b in schedule.cycles_starting_in(first)]
+        cycles = [c for c in cycles if c.last < today or not ended_only]
+        if cycles:
+            out[account_id] = cycles
+    return out
+
+
+def draft_invoices(warehouse: Warehouse, settings: Settings, month: str, finalize: bool = False,
+                   today: date | None = None, account: str | None = None) -> list[Invoice]:
+    """Drafts for every account cycle of the billing month (or of one `account`) with services
+    or usage and no final invoice yet (`finalize`: only cycles that have ended by today)."""
+    today = today or clock.today()
+    terms = BillingTerms.load(settings.reference_dir)
     plans = load_plans(settings.reference_dir / "plans")
     taxes = load_tax_rates(settings.reference_dir / "tax_rates.csv").to_pylist()
     accounts = {
         a["account_id"]: a for a in warehouse.query_arrow("select * from orders.accounts").to_pylist()
     }
-    periods = service_periods(warehouse, cycle)
-    usage = _usage(warehouse, cycle)
-    adjustments = _adjustments(warehouse, cycle)
-    balances = _previous_balances(warehouse, cycle)
+    cycles = account_cycles(warehouse, month, today, finalize, terms.due_days, account)
+    if not cycles:
+        return []
+    every = [c for items in cycles.values() for c in items]
+    top = max(c.label for c in every)
+    periods = service_periods(warehouse, min(c.first for c in every), max(c.last for c in every))
+    usage = _usage(warehouse, top)
+    adjustments = _adjustments(warehouse, top)
+    balances = _previous_balances(warehouse, month)
     coupons = load_coupons(settings.reference_dir)
     credits = _unapplied_credits(warehouse)
-    paid = _payments_received(warehouse, cycle)
+    paid = _payments_received(warehouse, month, today)
     final = {
         r["invoice_key"]
         for r in warehouse.query_arrow(
-            "select invoice_key from invoicing.invoices where cycle = :cycle", {"cycle": cycle.label}
+            "select invoice_key from invoicing.invoices where substr(cycle, 1, 7) = :month", {"month": month}
         ).to_pylist()
     }
-    keys: set[tuple[str, str]] = set(usage) | set(adjustments)
+    currencies: dict[str, set[str]] = {}
+    for account_id, currency in set(usage) | set(adjustments):
+        currencies.setdefault(account_id, set()).add(currency)
     for account_id, items in periods.items():
         for p in items:
             if p.plan_id in plans:
-                keys.add((account_id, plans[p.plan_id].currency))
+                currencies.setdefault(account_id, set()).add(plans[p.plan_id].currency)
     drafts = []
-    for account_id, currency in sorted(keys):
+    for account_id in sorted(currencies):
         account = accounts.get(account_id)
-        if account is None or f"{account_id}:{cycle.label}:{currency}" in final:
+        if account is None or account_id not in cycles:
             continue
         jurisdiction = [
             t
             for t in taxes
             if t["country"] == account["country"]
             and t["state"] in ("", account["state"])
-            and (t["effective_from"] is None or t["effective_from"] <= cycle.last)
         ]
-        invoice = compose(
-            account,
-            cycle,
-            currency,
-            periods.get(account_id, []),
-            plans,
-            usage.get((account_id, currency), []),
-            jurisdiction,
-            balances.get((account_id, currency), Decimal(0)),
-            adjustments.get((account_id, currency), []),
-            coupons.get(account_id, []),
-            credits.get((account_id, currency), Decimal(0)),
-            paid.get((account_id, currency), Decimal(0)),
-        )
-        if invoice.lines:
-            drafts.append(invoice)
+        for currency in sorted(currencies[account_id]):
+            left_usage = usage.get((account_id, currency), [])
+            left_adjustments = adjustments.get((account_id, currency), [])
+            carried = True  # balance, credits and payments go on the account's first invoice of the run
+            for cycle in cycles[account_id]:  # oldest first: usage goes on the first cycle it fits
+                mine = [u for u in left_usage if u["cycle"] <= cycle.label]
+                left_usage = [u for u in left_usage if u["cycle"] > cycle.label]
+                fixes = [a for a in left_adjustments if a["cycle"] <= cycle.label]
+                left_adjustments = [a for a in left_adjustments if a["cycle"] > cycle.label]
+                if f"{account_id}:{cycle.label}:{currency}" in final:
+                    continue
+                invoice = compose(
+                    account,
+                    cycle,
+                    currency,
+                    periods.get(account_id, []),
+                    plans,
+                    mine,
+                    [t for t in jurisdiction if (t["effective_from"] or cycle.last) <= cycle.last],
+                    balances.get((account_id, currency), Decimal(0)) if carried else Decimal(0),
+                    fixes,
+                    coupons.get(account_id, []),
+                    credits.get((account_id, currency), Decimal(0)) if carried else Decimal(0),
+                    paid.get((account_id, currency), Decimal(0)) if carried else Decimal(0),
+                )
+                if invoice.lines:
+                    drafts.append(invoice)
+                    carried = False
     return drafts
 
 
@@ -317,23 +382,35 @@ def _write_documents(folder: Path, name: str, html: str, document: str) -> None:
 
 
 def bill_cycle(
-    warehouse: Warehouse, settings: Settings, label: str, finalize: bool, documents: bool = True
+    warehouse: Warehouse, settings: Settings, label: str, finalize: bool, documents: bool = True,
+    account: str | None = None,
 ) -> BillingReport:
-    """Draft the cycle's invoices (`finalize=False`: a preview) or draft and finalize them,
-    then (unless `documents=False`) write the final invoices' documents."""
-    cycle = Cycle.parse(label)
-    out_dir = settings.data_dir / "invoices" / cycle.label
-    report = BillingReport(cycle.label, documents=out_dir)
+    """Draft the billing month's invoices (`finalize=False`: a preview, open cycles included)
+    or draft and finalize those of its account cycles that have ended, then (unless
+    `documents=False`) write the final invoices' documents. Finalizing a month none of whose
+    cycles has ended raises CycleError."""
+    month = label
+    parse_month(month)
+    today = clock.today()
+    out_dir = settings.data_dir / "invoices" / month
+    report = BillingReport(month, documents=out_dir)
     with warehouse.session():
         ensure_tables(warehouse)
-        drafts = draft_invoices(warehouse, settings, cycle)
+        if finalize:
+            earliest_end, _ = month_window(month, [CALENDAR, *load_schedules(warehouse).values()])
+            if earliest_end >= today:
+                raise CycleError(f"cycle {month} has not ended (its first account cycle ends "
+                                 f"{earliest_end.isoformat()}); use --preview for a draft")
+        drafts = draft_invoices(warehouse, settings, month, finalize, today, account)
         report.drafts = len(drafts)
         draft_json = [render_json(i) for i in drafts]
         for invoice, document in zip(drafts, draft_json, strict=True):
             html = render_html(invoice, settings.reference_dir)
             _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), html, document)
         with warehouse.transaction():
-            warehouse.execute("delete from invoicing.drafts where cycle = :cycle", {"cycle": cycle.label})
+            warehouse.execute("delete from invoicing.drafts where substr(cycle, 1, 7) = :month "
+                              "and (account_id = :account or :account = '')",
+                              {"month": month, "account": account or ""})
             warehouse.load(
                 "invoicing.drafts",
                 pa.table(
@@ -348,13 +425,15 @@ def bill_cycle(
         if finalize:
             from squak_pipelines.assurance.invoice_gate import RevenueAssuranceError, run_gate
 
-            report.gate = run_gate(warehouse, settings, cycle.label)
+            report.gate = run_gate(warehouse, settings, month)
             if not report.gate.success:
-                raise RevenueAssuranceError(cycle.label, report.gate)
-            _finalize(warehouse, settings, drafts, cycle, report)
+                raise RevenueAssuranceError(month, report.gate)
+            _finalize(warehouse, settings, drafts, today, report)
+            if account is None:
+                _record_run(warehouse, month, today, report)
             if documents:
                 report.pdfs_rendered, report.call_detail_files = write_documents(
-                    warehouse, settings, cycle.label
+                    warehouse, settings, month
                 )
         for invoice in drafts:
             report.totals[invoice.currency] = str(
@@ -364,6 +443,62 @@ def bill_cycle(
                 Decimal(report.tax_totals.get(invoice.currency, "0")) + invoice.tax_total
             )
     return report
+
+
+def _record_run(warehouse: Warehouse, month: str, today: date, report: BillingReport) -> None:
+    """One row per finalizing run; `complete` once every account cycle of the month has ended."""
+    _, latest_end = month_window(month, [CALENDAR, *load_schedules(warehouse).values()])
+    warehouse.load(
+        "invoicing.billing_runs",
+        pa.table(
+            {
+                "cycle": [month],
+                "run_on": pa.array([today], pa.date32()),
+                "finalized": pa.array([report.finalized], pa.int64()),
+                "complete": [latest_end < today],
+                "recorded_at": pa.array([clock.now()], pa.timestamp("us", tz="UTC")),
+            },
+            schema=TABLES["invoicing.billing_runs"],
+        ),
+        mode="append",
+    )
+
+
+def billed_months(warehouse: Warehouse) -> set[str]:
+    """Billing months whose every account cycle was finalized once it had ended."""
+    if not warehouse.table_exists("invoicing.billing_runs"):
+        return set()
+    return set(warehouse.query_arrow(
+        "select distinct cycle from invoicing.billing_runs where complete")["cycle"].to_pylist())
+
+
+def first_billing_month(warehouse: Warehouse, settings: Settings) -> str | None:
+    """`first_cycle` of reference/billing.yaml, else the month of the first rated cycle."""
+    terms = BillingTerms.load(settings.reference_dir)
+    if terms.first_cycle:
+        return terms.first_cycle
+    if not warehouse.table_exists("rating.rated_events"):
+        return None
+    return warehouse.scalar("select min(substr(cycle, 1, 7)) from rating.rated_events")
+
+
+def cycles_to_bill(warehouse: Warehouse, settings: Settings, today: date | None = None) -> list[str]:
+    """Every billing month with an ended cycle that is not yet wholly billed, oldest first."""
+    today = today or clock.today()
+    schedules = [CALENDAR, *set(load_schedules(warehouse).values())]
+    return pending_months(first_billing_month(warehouse, settings), billed_months(warehouse),
+                          schedules, today)
+
+
+def check_cycle(warehouse: Warehouse, settings: Settings, month: str, preview: bool,
+                today: date | None = None) -> None:
+    """Raise CycleError (one line) when the month may not be billed (or previewed) today."""
+    today = today or clock.today()
+    parse_month(month)
+    schedules = [CALENDAR, *set(load_schedules(warehouse).values())]
+    first = first_billing_month(warehouse, settings)
+    pending = pending_months(first, billed_months(warehouse), schedules, today)
+    check_billable(month, first, pending, schedules, today, preview)
 
 
 def _wants_appendix(invoice: Invoice) -> bool:
@@ -397,40 +532,50 @@ def reserve_numbers(warehouse: Warehouse, series: str, count: int) -> list[str]:
 
 
 def _finalize(
-    warehouse: Warehouse, settings: Settings, drafts: list[Invoice], cycle: Cycle, report: BillingReport
+    warehouse: Warehouse, settings: Settings, drafts: list[Invoice], today: date, report: BillingReport
 ) -> None:
-    """Number and store the drafts, and record the events they bill, in one transaction."""
-    series = f"SQK-{cycle.issue_date.year}"
+    """Number and store the drafts, issued today, and record the events they bill, in one
+    transaction. Numbers rise with issue dates: a clock behind the last issue date is refused."""
+    series = f"SQK-{today.year}"
     with warehouse.transaction():
         lock_numbering(warehouse)
+        latest = latest_issue_date(warehouse)
+        if latest is not None and latest > today:
+            raise CycleError(f"today is {today.isoformat()} but documents were already issued on "
+                             f"{latest.isoformat()}: an invoice is never issued in the past "
+                             "(check SQUAK_TODAY)")
         done = {
             r["invoice_key"]
             for r in warehouse.query_arrow(
-                "select invoice_key from invoicing.invoices where cycle = :cycle", {"cycle": cycle.label}
+                "select invoice_key from invoicing.invoices where substr(cycle, 1, 7) = :month",
+                {"month": report.cycle},
             ).to_pylist()
         }
         todo = [i for i in drafts if i.key not in done]
         report.already_final = len(done)
         if not todo:
             return
-        now = datetime.now(UTC)
+        now = clock.now()
         for invoice, number in zip(todo, reserve_numbers(warehouse, series, len(todo)), strict=True):
             invoice.number = number
         billed = pa.table(
             {
                 "account_id": [i.account_id for i in todo],
                 "currency": [i.currency for i in todo],
+                "cycle": [i.cycle for i in todo],
                 "invoice_number": [i.number for i in todo],
             }
         )
         keys = warehouse.query_arrow_with(
-            "select r.event_key, b.invoice_number from rating.rated_events r join {billed} b "
+            "select event_key, invoice_number from (select r.event_key, b.invoice_number, "
+            "row_number() over (partition by r.event_key order by b.cycle) as n "
+            "from rating.rated_events r join {billed} b "
             "on b.account_id = r.account_id and b.currency = r.currency "
-            "where r.cycle <= :cycle and r.answered "
-            "and not exists (select 1 from invoicing.billed_events x where x.event_key = r.event_key)",
+            "where r.cycle <= b.cycle and r.answered "
+            "and not exists (select 1 from invoicing.billed_events x where x.event_key = r.event_key)) e "
+            "where n = 1",
             "billed",
             billed,
-            {"cycle": cycle.label},
         )
         if keys.num_rows:
             warehouse.load(
@@ -445,7 +590,7 @@ def _finalize(
                 {
                     "number": [i.number for i in todo],
                     **_totals(todo),
-                    "issue_date": pa.array([cycle.issue_date] * len(todo), pa.date32()),
+                    "issue_date": pa.array([date.fromisoformat(i.issue_date) for i in todo], pa.date32()),
                     "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
                     "previous_balance": money_array([i.previous_balance for i in todo]),
                     "document": documents,
@@ -469,36 +614,35 @@ def _finalize(
         if warehouse.table_exists("rating.adjustments"):
             warehouse.query_arrow_with(
                 "update rating.adjustments a set invoice_number = b.invoice_number from {billed} b "
-                "where a.invoice_number is null and a.cycle <= :cycle "
+                "where a.invoice_number is null and a.cycle <= b.cycle "
                 "and b.account_id = a.account_id and b.currency = a.currency returning a.event_key",
                 "billed",
                 billed,
-                {"cycle": cycle.label},
             )
         report.finalized = len(todo)
         report.numbers = [i.number for i in todo if i.number]
 
 
-def write_documents(warehouse: Warehouse, settings: Settings, label: str) -> tuple[int, int]:
-    """HTML, JSON, PDF and call-detail CSV of every final invoice of the cycle; returns the
-    PDFs rendered and the call-detail files written."""
-    cycle = Cycle.parse(label)
-    out_dir = settings.data_dir / "invoices" / cycle.label
+def write_documents(warehouse: Warehouse, settings: Settings, month: str) -> tuple[int, int]:
+    """HTML, JSON, PDF and call-detail CSV of every final invoice of the billing month;
+    returns the PDFs rendered and the call-detail files written."""
+    parse_month(month)
+    out_dir = settings.data_dir / "invoices" / month
     with warehouse.session():
         ensure_tables(warehouse)
-        pdfs = _rewrite_final_documents(warehouse, cycle, out_dir)
-        return pdfs, write_call_detail(warehouse, cycle.label, out_dir)
+        pdfs = _rewrite_final_documents(warehouse, month, out_dir)
+        return pdfs, write_call_detail(warehouse, month, out_dir)
 
 
-def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) -> int:
+def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) -> int:
     """Documents of every final invoice of the cycle, written from what was stored when it was
     finalized: the same bytes on every run, whatever templates change later. A missing PDF is
     rendered from the stored HTML (reproducibly; `SQUAK_INVOICE_PDF=off` skips PDFs, for
     operators who send HTML only); returns how many PDFs were rendered."""
     rows = warehouse.query_arrow(
         "select number, issue_date, document, html from invoicing.invoices "
-        "where cycle = :cycle order by number",
-        {"cycle": cycle.label},
+        "where substr(cycle, 1, 7) = :month order by number",
+        {"month": month},
     ).to_pylist()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
@@ -511,13 +655,19 @@ def _rewrite_final_documents(warehouse: Warehouse, cycle: Cycle, out_dir: Path) 
     return write_pdfs(jobs)
 
 
-def pdfs_wanted() -> bool:
-    return os.environ.get("SQUAK_INVOICE_PDF", "on").lower() not in ("off", "0", "false", "no")
+
+def latest_issue_date(warehouse: Warehouse) -> date | None:
+    """The latest issue date of any invoice or credit note."""
+    sql = "select max(issue_date) from invoicing.invoices"
+    if warehouse.table_exists("invoicing.credit_notes"):
+        sql = ("select max(d) from (select issue_date as d from invoicing.invoices union all "
+               "select issue_date from invoicing.credit_notes) x")
+    value = warehouse.scalar(sql)
+    return value.date() if isinstance(value, datetime) else value
 
 
-def last_closed_cycle(warehouse: Warehouse, today: date | None = None) -> str | None:
-    """The latest cycle with rated usage that has ended (before the current month)."""
-    if not warehouse.table_exists("rating.rated_events"):
+def last_billed_month(warehouse: Warehouse) -> str | None:
+    """The latest billing month with final invoices (what reports and controls show)."""
+    if not warehouse.table_exists("invoicing.invoices"):
         return None
-    current = (today or datetime.now(UTC).date()).strftime("%Y-%m")
-    return warehouse.scalar("select max(cycle) from rating.rated_events where cycle < :c", {"c": current})
+    return warehouse.scalar("select max(substr(cycle, 1, 7)) from invoicing.invoices")

@@ -1,19 +1,17 @@
 """Dagster wrappers for CDR capture and mediation: a day-partitioned asset, its checks and
 the drop-folder sensor."""
 
-import os
 
 import dagster as dg
 
 from squak_pipelines.mediation.stage import mediate, scan_drops
+from squak_pipelines.partitions import daily
 from squak_pipelines.quality.gx_suites import validate_dataframe
 from squak_pipelines.resources import SquakResource
 
 GROUP = "mediation"
-# First day of CDR partitions; set SQUAK_FIRST_CDR_DAY for older traffic.
-DAILY = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get("SQUAK_FIRST_CDR_DAY", "2025-01-01"), end_offset=1
-)
+# First day of CDR partitions: SQUAK_FIRST_CDR_DAY (for older traffic); last: today.
+DAILY = daily()
 TABLES = {
     "events": "Mediated events: one schema, E.164, UTC, enriched (call type, countries, "
     "destination), de-duplicated and screened; raw line kept.",

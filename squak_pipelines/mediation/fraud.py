@@ -28,7 +28,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "high_risk": {"prefixes": ["882", "8816", "252", "53", "2392"]},
     "concurrency": {"calls_per_line": 2},
     "night_international": {"start": "00:00", "end": "05:00", "max_calls": 10},
-    "gate": {"max_quarantine_share": 0.05},
+    "gate": {"max_quarantine_share": 0.05, "min_quarantined": 0},
 }
 
 
@@ -52,6 +52,12 @@ class FraudRules:
     @property
     def max_quarantine_share(self) -> float:
         return float(self.config["gate"]["max_quarantine_share"])
+
+    def day_limit(self, events: int) -> float:
+        """The share of a day's events that may be held: `max_quarantine_share`, but never
+        less than `min_quarantined` events (at small volumes one incident is a large share)."""
+        floor = int(self.config["gate"]["min_quarantined"])
+        return max(self.max_quarantine_share, floor / events if events else 0.0)
 
 
 def _minutes(hhmm: str) -> int:

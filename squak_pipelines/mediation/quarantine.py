@@ -7,8 +7,7 @@ recomputed: the quarantine share counts events not released.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from squak_pipelines import clock
 from squak_pipelines.mediation.stage import EVENT_COLUMNS
 from squak_pipelines.warehouse import Warehouse
 
@@ -24,7 +23,7 @@ def decide(
     if not analyst.strip():
         raise ValueError("name the analyst who decides")
     outcome: dict[str, str] = {}
-    now = datetime.now(UTC)
+    now = clock.now()
     columns = ", ".join(EVENT_COLUMNS)
     days = set()
     with warehouse.transaction():

@@ -367,7 +367,7 @@ class Mediator:
         accepted = int(stats["accepted"][0] or 0)
         quarantined = int(stats["quarantined"][0] or 0)
         share = quarantined / (accepted + quarantined) if accepted + quarantined else 0.0
-        limit = self.fraud.max_quarantine_share
+        limit = self.fraud.day_limit(accepted + quarantined)
         row = pa.table(
             {
                 "partition_day": pa.array([day], pa.date32()),

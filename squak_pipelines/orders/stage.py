@@ -12,11 +12,14 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
+from squak_pipelines.cycles import ALWAYS, CycleError, Schedule, check_bill_day
 from squak_pipelines.orders.catalogue import Catalogue
 from squak_pipelines.orders.intake import ACCOUNT_FIELDS, file_kind, read_drops
 from squak_pipelines.orders.provisioning import HISTORY_COLUMNS, SERVICE_COLUMNS, Provisioner
@@ -110,7 +113,10 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
 
     # Accounts: validate, then upsert (a later record of an account replaces the earlier one).
     new_accounts = validate_accounts(batch.accounts)
+    new_accounts, bad_days = _split_bad_bill_days(new_accounts)
+    batch.rejections = pd.concat([batch.rejections, bad_days], ignore_index=True)
     new_accounts = new_accounts.drop_duplicates("account_id", keep="last")
+    bill_days = _bill_day_changes(accounts, new_accounts)
     accounts = pd.concat([accounts[~accounts["account_id"].isin(new_accounts["account_id"])],
                           new_accounts[[*ACCOUNT_FIELDS, "billing_issue", "source_file"]]],
                          ignore_index=True)
@@ -178,6 +184,8 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
                                 pd.DataFrame(history, columns=list(HISTORY_COLUMNS))),
                        mode="append")
         warehouse.load("orders.accounts", to_table("orders.accounts", accounts))
+        if len(bill_days) or not warehouse.table_exists("orders.bill_days"):
+            warehouse.load("orders.bill_days", to_table("orders.bill_days", bill_days), mode="append")
         warehouse.load("orders.services", to_table("orders.services", provisioner.services_frame()))
         warehouse.load("orders.number_inventory", to_table("orders.number_inventory",
                                                            provisioner.inventory_frame()))
@@ -192,6 +200,43 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
     result.numbers_assigned = int(warehouse.scalar(
         "select count(*) from orders.number_inventory where status = 'assigned'"))
     return result
+
+
+def _split_bad_bill_days(accounts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(accounts with a usable bill day, rejections `invalid_bill_day` of the others)."""
+    problems = {}
+    for idx, value in accounts["bill_day"].items():
+        try:
+            check_bill_day(value)
+        except CycleError as exc:
+            problems[idx] = str(exc)
+    bad = accounts.loc[list(problems)]
+    rejects = pd.DataFrame({
+        "entity": "account", "record_key": bad["account_id"], "line_no": "",
+        "source_file": bad["source_file"], "source_line": bad["source_line"], "field": "bill_day",
+        "reason": "invalid_bill_day", "message": [problems[i] for i in bad.index],
+        "record": [json.dumps({k: str(v) for k, v in r.items() if k in ACCOUNT_FIELDS}, ensure_ascii=False)
+                   for r in bad.to_dict("records")]})
+    return accounts.drop(index=list(problems)), rejects
+
+
+def _bill_day_changes(known: pd.DataFrame, received: pd.DataFrame) -> pd.DataFrame:
+    """Rows of `orders.bill_days` for accounts whose bill day changes: the old day since
+    always (the first change only) and the new one from the old schedule's next cycle boundary
+    after today (so one short cycle runs between the two schedules)."""
+    columns = ["account_id", "bill_day", "effective_from"]
+    if not len(known):
+        return pd.DataFrame(columns=columns)
+    old = dict(zip(known["account_id"], known["bill_day"], strict=True))
+    rows = []
+    for account_id, value in zip(received["account_id"], received["bill_day"], strict=True):
+        if account_id not in old or check_bill_day(old[account_id]) == check_bill_day(value):
+            continue
+        before, after = check_bill_day(old[account_id]), check_bill_day(value)
+        _, last = Schedule.fixed(before).cycle_of(clock.today())
+        rows += [{"account_id": account_id, "bill_day": before, "effective_from": ALWAYS},
+                 {"account_id": account_id, "bill_day": after, "effective_from": last + timedelta(days=1)}]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _received_history(checked: pd.DataFrame) -> list[dict[str, object]]:

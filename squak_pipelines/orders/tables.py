@@ -32,6 +32,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "orders.number_inventory": pa.schema([
         ("number", S), ("country", S), ("area_code", S), ("state", S), ("block", S), ("status", S),
         ("service_id", S), ("quarantine_until", TS)]),
+    "orders.bill_days": pa.schema([("account_id", S), ("bill_day", pa.int64()),
+                                   ("effective_from", pa.date32())]),
     "orders.order_status_history": pa.schema([
         ("order_id", S), ("line_no", S), ("status", S), ("at", TS), ("detail", S)]),
 }

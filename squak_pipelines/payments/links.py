@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from squak_pipelines import clock
+
 DEFAULT_URL = "https://pay.squak.example/pay?token={token}"
 
 
@@ -91,7 +93,7 @@ def verify(token: str, secret: bytes, now: datetime | None = None) -> LinkClaims
         )
     except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
         raise LinkError("malformed payment link") from exc
-    if (now or datetime.now(UTC)) >= result.expires_at:
+    if (now or clock.now()) >= result.expires_at:
         raise LinkError(f"payment link expired on {result.expires_at:%Y-%m-%d}")
     return result
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 import pandas as pd
 import pyarrow as pa
 
+from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.money import money_array
 from squak_pipelines.payments.autopay import RetrySchedule, due_requests
@@ -218,7 +219,7 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
                         "new_payments": [len(fresh)],
                         "duplicates": [repeats],
                         "rejected": [len(read.rejects)],
-                        "received_at": [datetime.now(UTC)],
+                        "received_at": [clock.now()],
                     },
                     schema=TABLES["payments.files"],
                 ),
@@ -462,7 +463,7 @@ def _summarize(
 
 def run_payments(warehouse: Warehouse, settings: Settings, as_of: date | None = None) -> PaymentsReport:
     """Intake new files, then rebuild everything derived (safe to run again)."""
-    report = PaymentsReport(as_of or datetime.now(UTC).date())
+    report = PaymentsReport(as_of or clock.today())
     with warehouse.session():
         ensure_tables(warehouse)
         intake(warehouse, settings, report)
@@ -499,7 +500,7 @@ def assign(
                     "invoice_number": [invoice_number],
                     "account_id": [account_id],
                     "assigned_by": [by],
-                    "assigned_at": [datetime.now(UTC)],
+                    "assigned_at": [clock.now()],
                 },
                 schema=TABLES["payments.assignments"],
             ),

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from squak_pipelines.rating.clock import month_label
+from squak_pipelines.rating.clock import cycle_label
 from squak_pipelines.rating.plans import Plan
 
 
@@ -29,7 +29,7 @@ def consume(plan: Plan, allowance: np.ndarray, units: np.ndarray, at: np.ndarray
         head = eligible[order[starts]]
         keys = pd.DataFrame({
             "account_id": pc.take(accounts, pa.array(account[head])).to_pylist(),
-            "cycle": [month_label(c) for c in cycle[head]],
+            "cycle": [cycle_label(c) for c in cycle[head]],
             "allowance": [plan.allowances[a].name for a in allowance[head]]})
         prior = keys.merge(opening, how="left", on=["account_id", "cycle", "allowance"])["used"]
         used_before = used_before + np.repeat(prior.fillna(0).to_numpy(dtype=np.int64), sizes)

@@ -7,7 +7,7 @@ boundary), so converting ten million instants is one table lookup each.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -52,6 +52,47 @@ def minute_of_week(local_seconds: np.ndarray) -> np.ndarray:
     return ((days + EPOCH_WEEKDAY) % 7) * 1440 + (local_seconds % DAY) // 60
 
 
-def month_label(index: int) -> str:
-    year, month = divmod(int(index), 12)
-    return f"{1970 + year:04d}-{month + 1:02d}"
+def month_start_day(day: np.ndarray) -> np.ndarray:
+    """Day number (since 1970-01-01) of the first of each day's month."""
+    months = np.asarray(day, dtype=np.int64).astype("datetime64[D]").astype("datetime64[M]")
+    return months.astype("datetime64[D]").astype(np.int64)
+
+
+def cycle_label(start_day: int) -> str:
+    """Label of the cycle starting on day number `start_day`: YYYY-MM on the 1st, else the date."""
+    start = date(1970, 1, 1) + timedelta(days=int(start_day))
+    return f"{start.year:04d}-{start.month:02d}" if start.day == 1 else start.isoformat()
+
+
+class CycleStarts:
+    """Accounts' cycle starts (bill days other than the 1st, and bill-day changes): for each
+    account id, the sorted day numbers its cycles start on. Accounts not listed bill by
+    calendar month."""
+
+    def __init__(self, starts: dict[str, list[date]]) -> None:
+        self.starts = {a: np.array([(d - date(1970, 1, 1)).days for d in days], dtype=np.int64)
+                       for a, days in starts.items() if days}
+
+    def __bool__(self) -> bool:
+        return bool(self.starts)
+
+    def apply(self, account: np.ndarray, accounts: list, day: np.ndarray, calendar: np.ndarray
+              ) -> np.ndarray:
+        """Start day of each event's cycle: its account's, else `calendar` (month starts)."""
+        keys, values = [], []
+        for code, account_id in enumerate(accounts):
+            days = self.starts.get(account_id)
+            if days is not None:
+                keys.append((code << 32) + days)
+                values.append(days)
+        if not keys:
+            return calendar
+        key, value = np.concatenate(keys), np.concatenate(values)
+        order = np.argsort(key, kind="stable")
+        key, value = key[order], value[order]
+        wanted = (account << 32) + day
+        pos = np.searchsorted(key, wanted, side="right") - 1
+        hit = (account >= 0) & (pos >= 0)
+        pos = np.maximum(pos, 0)
+        hit &= (key[pos] >> 32) == account
+        return np.where(hit, value[pos], calendar)

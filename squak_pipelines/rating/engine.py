@@ -22,7 +22,13 @@ import pyarrow.compute as pc
 
 from squak_pipelines.rating.allowances import consume
 from squak_pipelines.rating.bands import split_charges, split_labels
-from squak_pipelines.rating.clock import OffsetTable, minute_of_week, month_label
+from squak_pipelines.rating.clock import (
+    CycleStarts,
+    OffsetTable,
+    cycle_label,
+    minute_of_week,
+    month_start_day,
+)
 from squak_pipelines.rating.decks import (
     ALWAYS,
     MICRO_SCALE,
@@ -133,12 +139,13 @@ class Registry:
 class Inputs:
     """The event columns the engine needs, as numpy arrays (each computed once per call)."""
 
-    def __init__(self, events: pa.Table) -> None:
+    def __init__(self, events: pa.Table, cycle_starts: CycleStarts | None = None) -> None:
         def flag(column: str, value: str) -> np.ndarray:
             return np.asarray(pc.fill_null(pc.equal(events[column], value), False).to_numpy(
                 zero_copy_only=False), dtype=bool)
 
         self.events = events
+        self.cycle_starts = cycle_starts
         start = pc.cast(events["start_utc"], TS).cast(pa.int64())
         answer = pc.cast(events["answer_utc"], TS).cast(pa.int64())
         self.at = np.asarray(pc.fill_null(pc.coalesce(answer, start), 0).to_numpy(zero_copy_only=False),
@@ -207,10 +214,11 @@ def _chunks(rows: np.ndarray | slice, n: int) -> Iterator[tuple[slice, np.ndarra
 
 
 def rate(events: pa.Table, plans: dict[str, Plan], opening: pd.DataFrame | None = None,
-         allowances: bool = True) -> pa.Table:
+         allowances: bool = True, cycle_starts: CycleStarts | None = None) -> pa.Table:
     """Price `events` (see module doc). `opening` holds allowance units already used earlier
-    in a cycle (account_id, cycle, allowance, used)."""
-    inputs = Inputs(events)
+    in a cycle (account_id, cycle, allowance, used); `cycle_starts` the accounts whose cycles
+    do not follow the calendar month (bill days)."""
+    inputs = Inputs(events, cycle_starts)
     result = Result(events.num_rows)
     labels = {k: Labels() for k in LABELLED}
     registry = Registry()
@@ -262,12 +270,13 @@ class Pricing:
         at = self.at[p]
         local = self.clock.local(at)
         day = local // 86_400
-        first = int(day.min())
-        months = np.arange(first, int(day.max()) + 1).astype("datetime64[D]").astype("datetime64[M]")
-        cycle = months.astype(np.int64)[day - first]
+        cycle = month_start_day(day)  # the cycle's first day (plan-local)
+        if self.inputs.cycle_starts:
+            account, accounts = self.inputs.accounts()
+            cycle = self.inputs.cycle_starts.apply(account[g], accounts.to_pylist(), day, cycle)
         self.cycle[p] = cycle
-        present = np.unique(months.astype(np.int64))
-        cycle_codes = self.labels["cycle"].many([month_label(c) for c in present])
+        present = np.unique(cycle)
+        cycle_codes = self.labels["cycle"].many([cycle_label(c) for c in present])
         out.codes["cycle"][g] = cycle_codes[np.searchsorted(present, cycle)]
         out.codes["currency"][g] = self.labels["currency"].code(plan.currency)
         band = self.week[minute_of_week(local)]

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from squak_pipelines.cycles import CALENDAR, Schedule, cycle_label
 from squak_pipelines.money import quantize
 from squak_pipelines.rating.plans import DeckRow, Plan
 
@@ -78,13 +79,15 @@ def charged_seconds(row: DeckRow, billsec: int) -> int:
     return row.first + blocks * row.step
 
 
-def rate_events(events: list[Event], plan: Plan, allowances: bool = True) -> list[Priced]:
+def rate_events(events: list[Event], plan: Plan, allowances: bool = True,
+                schedule: Schedule = CALENDAR) -> list[Priced]:
+    """Price each event (`schedule`: the account's bill days, for its cycle)."""
     zone = ZoneInfo(plan.timezone)
     index = prefix_index(plan)
     out: list[Priced] = []
     for ev in events:
         local = ev.at.astimezone(zone)
-        priced = Priced("rated", cycle=f"{local.year:04d}-{local.month:02d}")
+        priced = Priced("rated", cycle=cycle_label(schedule.cycle_of(local.date())[0]))
         out.append(priced)
         billable = ev.answered and (ev.billsec > 0 or ev.service == "sms")
         number = ev.called[1:] if ev.called.startswith("+") else ""

@@ -12,7 +12,7 @@ A day whose mediation fraud gate failed is not rated (it is reported as blocked)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 import yaml
 
 from squak_pipelines.config import Settings
+from squak_pipelines.cycles import Schedule, load_schedules
+from squak_pipelines.rating.clock import CycleStarts
 from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
 from squak_pipelines.rating.plans import Plan, load_plans
 from squak_pipelines.warehouse import Warehouse
@@ -109,14 +111,21 @@ def _opening(warehouse: Warehouse, day: date, cycles: list[str]):
     """Allowance units used in the same cycles by days rated before `day`."""
     return warehouse.query_df(
         "select account_id, cycle, allowance, sum(allowance_used) as used from rating.rated_events "
-        "where partition_day < :day and allowance is not null and cycle in "
+        "where partition_day < :day and allowance is not null and substr(cycle, 1, 7) in "
         "(select unnest(string_to_array(:cycles, ','))) group by 1, 2, 3",
         {"day": day, "cycles": ",".join(cycles)},
     )
 
 
-def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date) -> tuple[pa.Table, pa.Table]:
-    """(rated, suspense) rows of one partition day."""
+def cycle_starts(schedules: dict[str, Schedule], first: date, last: date) -> CycleStarts:
+    """The cycle starts of accounts with bill days, around the days `first`..`last`."""
+    margin = timedelta(days=70)
+    return CycleStarts({a: s.starts(first - margin, last + margin) for a, s in schedules.items()})
+
+
+def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date,
+             starts: CycleStarts | None = None) -> tuple[pa.Table, pa.Table]:
+    """(rated, suspense) rows of one partition day (`starts`: accounts' bill-day cycles)."""
     has_orders = warehouse.table_exists("orders.services")
     events = warehouse.query_arrow(OWNED_EVENTS if has_orders else UNOWNED_EVENTS, {"day": day})
     unknown = pc.is_null(events["account_id"])
@@ -133,7 +142,8 @@ def rate_day(warehouse: Warehouse, plans: dict[str, Plan], day: date) -> tuple[p
         }
         | {f"{day.year:04d}-{day.month:02d}"}
     )
-    priced = rate(events_for_engine, plans, _opening(warehouse, day, _neighbours(cycles)))
+    priced = rate(events_for_engine, plans, _opening(warehouse, day, _neighbours(cycles)),
+                  cycle_starts=starts)
     status = pc.if_else(unknown, pa.scalar("unknown_account"), priced["status"])
     ok = pc.equal(status, "rated")
     joined = events
@@ -164,11 +174,12 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
     report = RatingReport()
     with warehouse.session():
         ensure_tables(warehouse)
+        starts = cycle_starts(load_schedules(warehouse), min(days), max(days)) if days else None
         for day in sorted(days):
             if not _gate_passed(warehouse, day):
                 report.blocked_days.append(day.isoformat())
                 continue
-            rated, suspense = rate_day(warehouse, plans, day)
+            rated, suspense = rate_day(warehouse, plans, day, starts)
             with warehouse.transaction():
                 rated, suspense = _keep_billed(warehouse, day, rated, suspense)
                 for name, table in (("rating.rated_events", rated), ("rating.suspense", suspense)):
