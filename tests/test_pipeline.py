@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ def _squak(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
     return result
 
 
-def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+def _env(data_dir: Path, today: str = "2026-11-25", **extra: str) -> dict[str, str]:
+    """The CLI's environment: its own data directory and clock (2026-11-25: October has ended,
+    so the demo month is 2026-10)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SQUAK_", "DAGSTER_HOME"))}
-    env.update(SQUAK_DATA_DIR=str(data_dir), **extra)
+    env.update(SQUAK_DATA_DIR=str(data_dir), SQUAK_TODAY=today, **extra)
     return env
 
 
@@ -106,6 +109,39 @@ def _check_warehouse(env: dict[str, str], manifest: dict) -> dict[str, int]:
         "rating.suspense", "invoicing.invoices", "invoicing.invoice_lines", "invoicing.billed_events")}
 
 
+def _check_calendar(env: dict[str, str], months: list[str]) -> None:
+    """Every ended cycle billed once, oldest first, on the run's date; no open cycle billed;
+    the demo month (the first) billed as a normal cycle; nobody reminded before the due date."""
+    import pandas as pd
+
+    from squak_pipelines.cycles import label_start, load_schedules, schedule_of
+
+    warehouse = open_warehouse(Settings.from_env(env))
+    today = date.fromisoformat(env["SQUAK_TODAY"])
+    inv = warehouse.query_df("select number, invoice_key, account_id, cycle, issue_date, due_date "
+                             "from invoicing.invoices order by number")
+    assert sorted(set(inv["cycle"].str[:7])) == months
+    assert inv["invoice_key"].is_unique
+    assert (pd.to_datetime(inv["issue_date"]).dt.date == today).all(), "issued on the day of the run"
+    assert (pd.to_datetime(inv["due_date"]).dt.date == today + timedelta(days=15)).all()
+    assert list(inv["number"]) == [f"SQK-{today.year}-{n:06d}" for n in range(1, len(inv) + 1)]
+    by_month = inv.groupby(inv["cycle"].str[:7])["number"].agg(["min", "max"]).sort_index()
+    assert all(a < b for a, b in zip(by_month["max"][:-1], by_month["min"][1:], strict=True)), \
+        "older cycles numbered first"
+    schedules = load_schedules(warehouse)
+    for label, account in zip(inv["cycle"], inv["account_id"], strict=True):
+        assert schedule_of(schedules, account).cycle_of(label_start(label))[1] < today, "no open cycle"
+    lines = warehouse.query_df(
+        "select l.kind, l.description, i.cycle from invoicing.invoice_lines l "
+        "join invoicing.invoices i using (invoice_key)")
+    late = lines[lines["kind"] == "late_usage"]["description"]
+    assert not late.str.contains(f"Late usage from {months[0]}").any(), "the demo month is not late"
+    assert ((lines["kind"] == "usage") & (lines["cycle"].str[:7] == months[0])).sum() > 0
+    complete = warehouse.query_df("select distinct cycle from invoicing.billing_runs where complete")
+    assert set(complete["cycle"]) <= set(months) and set(months[:-1]) <= set(complete["cycle"])
+    assert warehouse.count("payments.dunning_notices") == 0, "no reminder before the due date"
+
+
 def _check_output(stdout: str) -> None:
     assert "[9/10] Warehouse models and tests (dbt)" in stdout
     assert "revenue-assurance controls, cycle 2026-10" in stdout and "leakage report:" in stdout
@@ -124,12 +160,9 @@ def _check_output(stdout: str) -> None:
 
 
 def _demo(env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Generate a small demo, then run. A small month makes the planted fraud a large share
-    of its day, so this operator allows a higher quarantine share (the gate's blocking is
-    tested in test_mediation)."""
+    """Generate a small demo, then run it: the demo's planted fraud and its fraud rules scale
+    with its size, so it passes its own gates."""
     _squak(["generate", "--customers", "40", "--cdrs", "5000", "--seed", "3"], env)
-    rules = data_dir / "reference" / "fraud_rules.yaml"
-    rules.write_text(rules.read_text().replace("max_quarantine_share: 0.05", "max_quarantine_share: 0.9"))
     return _squak(["run"], env)
 
 
@@ -138,6 +171,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     env = _env(tmp_path / "squak")
     result = _demo(env, tmp_path / "squak")
     _check_output(result.stdout)
+    _check_calendar(env, ["2026-10"])
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
     counts = _check_warehouse(env, manifest)
     # Dagster's local storage holds the stage runs, all successful.
@@ -160,6 +194,7 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     result = _demo(env, tmp_path / "squak")
     _check_output(result.stdout)
     assert "on the postgres warehouse" in result.stdout
+    _check_calendar(env, ["2026-10"])
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
     counts = _check_warehouse(env, manifest)
     assert not (tmp_path / "squak" / "warehouse.duckdb").exists()
@@ -172,3 +207,70 @@ def test_pipeline_on_postgres_with_dagster_postgres_storage(tmp_path: Path, fres
     assert statuses == ["SUCCESS"] * 10, "Dagster's runs are stored in PostgreSQL"
     _check_output(_squak(["run"], env).stdout)
     assert _check_warehouse(env, manifest) == counts
+
+
+def _rc(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SQUAK, *args], env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_billing_calendar_on_the_first_of_december(tmp_path: Path) -> None:
+    """On 2026-12-01 the demo month is November: billed as a normal cycle, issued that day;
+    an account record with a bad bill day is rejected; bad cycles are refused with one line."""
+    data = tmp_path / "squak"
+    env = _env(data, today="2026-12-01", SQUAK_INVOICE_PDF="off")
+    _squak(["generate", "--customers", "20", "--cdrs", "2000", "--seed", "5"], env)
+    base = (data / "drop" / "orders" / "accounts-base.csv").read_text().splitlines()
+    header, row = base[0].split(","), base[1].split(",")
+    row[header.index("account_id")], row[header.index("bill_day")] = "ACC-BADDAY", "45"
+    (data / "drop" / "orders" / "accounts-extra.csv").write_text("\n".join([base[0], ",".join(row)]) + "\n")
+    result = _squak(["run"], env)
+    assert "billing cycles (ended, not yet billed, as of 2026-12-01): 2026-11" in result.stdout
+    assert "==> Verdict: ok: all 10 stages ok" in result.stdout
+    _check_calendar(env, ["2026-11"])
+    warehouse = open_warehouse(Settings.from_env(env))
+    reject = warehouse.query_df("select field, reason, message from orders.rejections "
+                                "where record_key = 'ACC-BADDAY'").iloc[0]
+    assert (reject["field"], reject["reason"]) == ("bill_day", "invalid_bill_day")
+    assert "'45'" in reject["message"] and warehouse.scalar(
+        "select count(*) from orders.accounts where account_id = 'ACC-BADDAY'") == 0
+    invoices = warehouse.count("invoicing.invoices")
+    for args, message in (
+        (["bill", "--cycle", "2026-13"], "billing cycle must be YYYY-MM"),
+        (["bill", "--cycle", "2027-01"], "cycle 2027-01 starts after today (2026-12-01)"),
+        (["bill", "--cycle", "2026-12"], "cycle 2026-12 has not ended"),
+        (["bill", "--cycle", "2026-09"], "cycle 2026-09 is before the first billing cycle 2026-11"),
+        (["bill", "--account", "ACC-999999"], "unknown account 'ACC-999999'"),
+        (["--as-of", "2026-02-30", "bill"], "must be an ISO date"),
+    ):
+        failed = _rc(args, env)
+        assert failed.returncode == 2, (args, failed.stdout, failed.stderr)
+        assert message in failed.stderr and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    again = _squak(["bill"], env).stdout  # November's bill-day-15 cycles are still open: none billed
+    assert "cycle 2026-11: 0 final invoice(s) computed, 0 finalized" in again
+    preview = _squak(["bill", "--cycle", "2026-12", "--preview"], env)
+    assert "draft (preview, not numbered)" in preview.stdout
+    assert warehouse.count("invoicing.invoices") == invoices, "nothing written"
+
+
+@pytest.mark.slow
+def test_billing_calendar_catches_up_missed_cycles_oldest_first(tmp_path: Path) -> None:
+    """On 2027-01-15 a demo of October bills October, November and December, oldest first, all
+    issued that day; losing November's invoices fails the calendar control, naming it."""
+    data = tmp_path / "squak"
+    env = _env(data, today="2027-01-15", SQUAK_INVOICE_PDF="off")
+    _squak(["generate", "--customers", "20", "--cdrs", "2000", "--seed", "5", "--month", "2026-10"], env)
+    result = _squak(["run"], env)
+    assert ("billing cycles (ended, not yet billed, as of 2027-01-15): 2026-10, 2026-11, 2026-12"
+            in result.stdout)
+    assert "==> Verdict: ok" in result.stdout
+    _check_calendar(env, ["2026-10", "2026-11", "2026-12"])
+    from squak_pipelines.assurance.stage import run_controls
+
+    settings = Settings.from_env(env)
+    warehouse = open_warehouse(settings)
+    warehouse.execute("delete from invoicing.invoices where substr(cycle, 1, 7) = '2026-11'")
+    results = {r.control: r for r in run_controls(warehouse, settings, "2026-12", date(2027, 1, 15))}
+    calendar = results["billing_calendar"]
+    assert not calendar.passed and calendar.critical
+    assert list(calendar.findings["record"]) == ["2026-11"]

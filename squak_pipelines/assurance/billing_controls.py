@@ -210,6 +210,7 @@ left join (select b.event_key, b.invoice_number from invoicing.billed_events b
            join invoicing.invoices i on i.number = b.invoice_number where substr(i.cycle, 1, 7) = :cycle) b
   on b.event_key = r.event_key
 where substr(r.cycle, 1, 7) = :cycle and r.answered and r.account_id is not null
+  and r.cycle not in (select unnest(string_to_array(:open_cycles, ',')))
 group by 1, 2
 """
 LATE_SQL = """

@@ -34,6 +34,7 @@ class Scope:
     as_of: date
     thresholds: Mapping[str, Mapping[str, Any]]
     phase: Phase = "final"
+    open_cycles: tuple[str, ...] = ()  # account cycles of the month not ended by `as_of`
 
     def limits(self, control: str) -> Mapping[str, Any]:
         return self.thresholds[control]
@@ -49,6 +50,7 @@ class Scope:
             "first": self.cycle.first,
             "last": self.cycle.last,
             "as_of": self.as_of,
+            "open_cycles": ",".join(self.open_cycles),
         }
 
 

@@ -39,6 +39,7 @@ from squak_pipelines.assurance.thresholds import load_thresholds
 from squak_pipelines.assurance.usage_controls import suspense_aging, usage_completeness, zero_rated
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import Cycle
+from squak_pipelines.invoicing.stage import account_cycles
 from squak_pipelines.money import MONEY_TYPE, money_array
 from squak_pipelines.warehouse import Warehouse
 
@@ -126,13 +127,17 @@ def run_controls(
     names: tuple[str, ...] | None = None,
 ) -> list[ControlResult]:
     """Evaluate the controls that apply to the phase (all of them after finalization)."""
+    as_of = as_of or clock.today()
+    cycles = account_cycles(warehouse, label, as_of, False)
+    still_open = sorted({c.label for items in cycles.values() for c in items if c.last >= as_of})
     scope = Scope(
         warehouse,
         settings,
         Cycle.parse(label),
-        as_of or clock.today(),
+        as_of,
         load_thresholds(settings.reference_dir),
         phase,
+        tuple(still_open),
     )
     return [c.evaluate(scope) for c in CONTROLS if phase in c.phases and (names is None or c.name in names)]
 

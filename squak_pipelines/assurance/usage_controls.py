@@ -73,6 +73,7 @@ from rating.rated_events r
 left join finals f on f.account_id = r.account_id and f.currency = r.currency
 where substr(r.cycle, 1, 7) = :cycle and r.answered and r.account_id is not null
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
+  and r.cycle not in (select unnest(string_to_array(:open_cycles, ',')))
 """
 BILLED_SQL = """
 select count(*) as billed, coalesce(sum(r.billsec), 0) as billed_seconds
