@@ -71,15 +71,10 @@ def _billed_and_paid(warehouse: Warehouse, settings: Settings) -> None:
 def clean(tmp_path_factory: pytest.TempPathFactory, demo) -> Iterator[tuple[Path, Settings]]:
     root = tmp_path_factory.mktemp("assured")
     settings = copy_demo(demo, root / "squak")
-    saved = os.environ.get("SQUAK_INVOICE_PDF")
-    os.environ["SQUAK_INVOICE_PDF"] = "off"
-    try:
+    with pytest.MonkeyPatch.context() as env:  # billed and audited on the same day
+        env.setenv("SQUAK_INVOICE_PDF", "off")
+        env.setenv("SQUAK_TODAY", AS_OF.isoformat())
         _billed_and_paid(DuckDBWarehouse(root / "w.duckdb"), settings)
-    finally:
-        if saved is None:
-            os.environ.pop("SQUAK_INVOICE_PDF")
-        else:
-            os.environ["SQUAK_INVOICE_PDF"] = saved
     yield root / "w.duckdb", settings
 
 
@@ -417,3 +412,25 @@ def test_rerating_reports_an_event_without_its_plan(case) -> None:
     result = _results(warehouse, settings)["rerating"]
     assert not result.passed and list(result.findings["record"]) == [key]
     assert "no plan on the event" in result.findings["detail"].iloc[0]
+
+
+def test_a_goodwill_credit_note_is_explained_revenue(case) -> None:
+    """A credit note taking back a recurring charge is a linked correction: orders vs billing and
+    invoiced vs expected still pass, and the credit shows as its own explained line type."""
+    from squak_pipelines.invoicing.credit_notes import issue_credit_note
+
+    warehouse, settings = case
+    line = warehouse.query_df(
+        "select i.number, l.line_no, l.amount, i.currency from invoicing.invoice_lines l "
+        "join invoicing.invoices i using (invoice_key) where l.kind = 'recurring' "
+        "order by i.number, l.line_no limit 1").iloc[0]
+    os.environ["SQUAK_INVOICE_PDF"] = "off"
+    try:
+        issue_credit_note(warehouse, settings, line["number"], "goodwill: outage", [int(line["line_no"])])
+    finally:
+        os.environ.pop("SQUAK_INVOICE_PDF")
+    results = _results(warehouse, settings)
+    assert results["orders_vs_billing"].passed and results["invoiced_vs_expected"].passed
+    credited = [r for r in results["invoiced_vs_expected"].figures["by_plan"]
+                if r["line_type"] == "credit_note" and r["currency"] == line["currency"]]
+    assert [Decimal(r["invoiced"]) for r in credited] == [-line["amount"]]

@@ -152,3 +152,30 @@ def test_the_schedule_requests_the_month_that_has_just_ended(tmp_path: Path, mon
         scheduled_execution_time=datetime(2026, 12, 2, 6, 0, tzinfo=UTC), resources=resources,
         repository_def=repo))
     assert not quiet.run_requests and "no billing cycle ended" in quiet.skip_message
+
+
+def test_a_changed_bill_day_from_the_order_drops(tmp_path: Path, demo, monkeypatch) -> None:
+    """An account record moving a calendar-month account to day 15, received on 20 Nov, takes
+    effect on 1 Dec: November stays whole, 1-14 Dec is one short cycle, then 15th to 14th."""
+    from squak_pipelines.cycles import load_schedules
+    from squak_pipelines.orders.stage import run_order_stage
+    from squak_pipelines.warehouse import DuckDBWarehouse
+    from tests.stage_helpers import copy_demo
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    run_order_stage(warehouse, settings)
+    account = warehouse.scalar("select min(account_id) from orders.accounts where bill_day = '1'")
+    base = (settings.orders_drop_dir / "accounts-base.csv").read_text().splitlines()
+    header = base[0].split(",")
+    row = next(line for line in base[1:] if line.startswith(f"{account},")).split(",")
+    row[header.index("bill_day")] = "15"
+    (settings.orders_drop_dir / "accounts-change.csv").write_text(f"{base[0]}\n{','.join(row)}\n")
+    monkeypatch.setenv("SQUAK_TODAY", "2026-11-20")
+    run_order_stage(warehouse, settings)
+    schedule = load_schedules(warehouse)[account]
+    assert schedule.changes == ((ALWAYS, 1), (D(2026, 12, 1), 15))
+    assert schedule.cycles_starting_in(D(2026, 11, 1)) == [("2026-11", D(2026, 11, 1), D(2026, 11, 30))]
+    assert [c[0] for c in schedule.cycles_starting_in(D(2026, 12, 1))] == ["2026-12", "2026-12-15"]
+    current = warehouse.scalar("select bill_day from orders.accounts where account_id = :a", {"a": account})
+    assert current == "15"

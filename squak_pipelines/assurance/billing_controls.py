@@ -11,7 +11,7 @@ import pandas as pd
 
 from squak_pipelines.assurance.controls import Scope, amounts_text, empty_findings, findings, money
 from squak_pipelines.invoicing.compose import service_lines
-from squak_pipelines.invoicing.stage import account_cycles, service_periods
+from squak_pipelines.invoicing.stage import account_cycles, periods_for
 from squak_pipelines.money import minor_units
 from squak_pipelines.rating.plans import Plan, load_plans
 
@@ -106,9 +106,14 @@ def duplicate_billing(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataF
 def _expected_service_charges(scope: Scope, plans: dict[str, Plan]) -> list[dict]:
     """Recurring and one-time charges the orders call for in the cycle (one per fee)."""
     out = []
-    cycles = account_cycles(scope.warehouse, scope.cycle.label, scope.as_of, True)
+    invoiced = {(r["account_id"], r["cycle"]) for r in scope.warehouse.query_arrow(
+        "select account_id, cycle from invoicing.invoices where substr(cycle, 1, 7) = :cycle",
+        scope.params).to_pylist()}
+    cycles = {  # the account cycles that have ended, or that were billed (audited as billed)
+        a: [c for c in items if c.last < scope.as_of or (a, c.label) in invoiced]
+        for a, items in account_cycles(scope.warehouse, scope.cycle.label, scope.as_of, False).items()}
     every = [c for items in cycles.values() for c in items] or [scope.cycle]
-    window = service_periods(scope.warehouse, min(c.first for c in every), max(c.last for c in every))
+    window = periods_for(scope.warehouse, every)
     for account_id, periods in sorted(window.items()):
         currencies = sorted({plans[p.plan_id].currency for p in periods if p.plan_id in plans})
         plan_of = {p.service_id: p.plan_id for p in sorted(periods, key=lambda p: p.active_from)}

@@ -24,7 +24,7 @@ import pandas as pd
 from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import Cycle, active_days
-from squak_pipelines.invoicing.stage import account_cycles, service_periods
+from squak_pipelines.invoicing.stage import account_cycles, periods_for
 from squak_pipelines.money import MICROS, minor_units, to_micros
 from squak_pipelines.quality.gx_suites import SuiteOutcome, validate_dataframe
 from squak_pipelines.rating.plans import load_plans
@@ -61,7 +61,7 @@ def draft_controls(warehouse: Warehouse, settings: Settings, label: str) -> pd.D
     cycles = {(a, c.label): c for a, items in account_cycles(warehouse, label, clock.today(), False).items()
               for c in items}
     every = list(cycles.values()) or [cycle]
-    periods = service_periods(warehouse, min(c.first for c in every), max(c.last for c in every))
+    periods = periods_for(warehouse, every)
     rows = []
     for draft in drafts:
         document = json.loads(draft["document"])

@@ -129,7 +129,10 @@ def run_controls(
     """Evaluate the controls that apply to the phase (all of them after finalization)."""
     as_of = as_of or clock.today()
     cycles = account_cycles(warehouse, label, as_of, False)
-    still_open = sorted({c.label for items in cycles.values() for c in items if c.last >= as_of})
+    billed = set(warehouse.query_arrow(
+        "select distinct cycle from invoicing.invoices where substr(cycle, 1, 7) = :c", {"c": label}
+    )["cycle"].to_pylist()) if warehouse.table_exists("invoicing.invoices") else set()
+    still_open = sorted({c.label for items in cycles.values() for c in items if c.last >= as_of} - billed)
     scope = Scope(
         warehouse,
         settings,

@@ -75,7 +75,7 @@ def _account(rng: np.random.Generator, idx: int, country: str, state: str, segme
         "street": f"{int(rng.integers(1, 999))} {rng.choice(STREETS)}", "city": city,
         "state": state, "postal_code": str(int(rng.integers(10000, 99999))), "country": country,
         "currency": str(HOME_COUNTRIES[country]["currency"]),
-        "bill_day": "1" if segment == "residential" or idx % 5 else "15",
+        "bill_day": "1" if segment == "residential" or idx % 5 else ("15" if idx % 10 else "28"),
         "payment_method": str(method),
         "card_token": f"tok_{rng.bytes(8).hex()}" if card else "",
         "card_brand": str(rng.choice(["visa", "mastercard", "amex"])) if card else "",

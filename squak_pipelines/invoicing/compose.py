@@ -25,11 +25,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from squak_pipelines.cycles import DEFAULT_DUE_DAYS
 from squak_pipelines.invoicing.promotions import SCOPES, Coupon, in_scope, promotion_amounts
 from squak_pipelines.money import parse_amount, round_to_currency
 from squak_pipelines.rating.plans import Plan
 
-PAYMENT_TERMS_DAYS = 15
 ZERO = Decimal(0)
 
 
@@ -39,7 +39,7 @@ class Cycle:
     first: date
     last: date  # inclusive
     issued: date | None = None  # the day its invoices are finalized (default: the day after it)
-    due_days: int = PAYMENT_TERMS_DAYS
+    due_days: int = DEFAULT_DUE_DAYS
 
     @classmethod
     def parse(cls, label: str) -> Cycle:

@@ -171,6 +171,11 @@ def service_periods(warehouse: Warehouse, first: date, last: date) -> dict[str, 
     return out
 
 
+def periods_for(warehouse: Warehouse, cycles: list[Cycle]) -> dict[str, list[ServicePeriod]]:
+    """Service periods overlapping any of the cycles (by account)."""
+    return service_periods(warehouse, min(c.first for c in cycles), max(c.last for c in cycles))
+
+
 def _usage(warehouse: Warehouse, top: str) -> dict[tuple[str, str], list[dict]]:
     """Unbilled answered usage of cycles up to the label `top`, by account and currency."""
     if not warehouse.table_exists("rating.rated_events"):
@@ -273,7 +278,7 @@ def draft_invoices(warehouse: Warehouse, settings: Settings, month: str, finaliz
         return []
     every = [c for items in cycles.values() for c in items]
     top = max(c.label for c in every)
-    periods = service_periods(warehouse, min(c.first for c in every), max(c.last for c in every))
+    periods = periods_for(warehouse, every)
     usage = _usage(warehouse, top)
     adjustments = _adjustments(warehouse, top)
     balances = _previous_balances(warehouse, month)

@@ -7,7 +7,7 @@ select
     i.account_id,
     e.event_key,
     e.cycle as usage_cycle,
-    case when e.cycle < i.cycle then 'late_usage' else 'usage' end as line_kind,
+    case when e.account_cycle < i.account_cycle then 'late_usage' else 'usage' end as line_kind,
     e.service,
     e.call_type,
     e.destination,

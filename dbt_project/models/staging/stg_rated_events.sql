@@ -16,7 +16,8 @@ select
     service_id,
     plan_id,
     currency,
-    cycle,
+    substr(cycle, 1, 7) as cycle,  -- the billing month
+    cycle as account_cycle,
     coalesce(nullif(destination, ''), 'unknown') as destination,
     matched_prefix,
     charged_units,
