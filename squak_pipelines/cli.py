@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     def days_for(stage) -> list[str]:
         if stage.key == "invoicing":
             billed[:] = cycles_to_bill(open_warehouse(settings), settings)
-            print(f"        billing cycles (ended, not yet billed, as of {clock.today()}): "
+            print(f"        billing months with ended cycles to bill (as of {clock.today()}): "
                   + (", ".join(billed) if billed else "none"))
             return [f"{c}-01" for c in billed]
         if stage.key == "assurance":

@@ -439,8 +439,8 @@ def test_rerating_a_closed_cycle_becomes_an_adjustment_on_the_next_invoice(
         warehouse.scalar("select sum(difference) from rating.adjustments where invoice_number is null")
         == pending
     )
-    # The re-rated events' account bills from day 15: its next cycle (Nov 15 - Dec 14) must end.
-    monkeypatch.setenv("SQUAK_TODAY", "2026-12-20")
+    # The re-rated events' account bills from day 28: its next cycle (28 Nov - 27 Dec) must end.
+    monkeypatch.setenv("SQUAK_TODAY", "2026-12-28")
     november = bill_cycle(warehouse, settings, "2026-11", finalize=True)
     assert november.finalized > 0
     lines = warehouse.query_df("select amount from invoicing.invoice_lines where kind = 'adjustment'")

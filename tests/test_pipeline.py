@@ -152,8 +152,9 @@ def _check_output(stdout: str, rerun: bool = False) -> None:
     assert "[10/10] Dashboards and finance report" in stdout and "finance report:" in stdout
     assert "collected by currency:" in stdout and "aging by currency:" in stdout
     assert "rated:" in stdout and "revenue by currency:" in stdout and "USD: " in stdout
-    if rerun:  # nothing new to bill: the invoicing stage has no cycle to run
-        assert "billing cycles (ended, not yet billed, as of 2026-11-25): none" in stdout
+    if rerun:  # October's day-28 cycles are still open: the month runs again and bills nothing new
+        assert "billing months with ended cycles to bill (as of 2026-11-25): 2026-10" in stdout
+        assert "invoices finalized: 0" in stdout
     else:
         assert "invoices finalized:" in stdout and "invoices:" in stdout
     assert "order lines by status: accepted" in stdout and "rejected by reason:" in stdout
@@ -228,7 +229,7 @@ def test_billing_calendar_on_the_first_of_december(tmp_path: Path) -> None:
     row[header.index("account_id")], row[header.index("bill_day")] = "ACC-BADDAY", "45"
     (data / "drop" / "orders" / "accounts-extra.csv").write_text("\n".join([base[0], ",".join(row)]) + "\n")
     result = _squak(["run"], env)
-    assert "billing cycles (ended, not yet billed, as of 2026-12-01): 2026-11" in result.stdout
+    assert "billing months with ended cycles to bill (as of 2026-12-01): 2026-11" in result.stdout
     assert "==> Verdict: ok: all 10 stages ok" in result.stdout
     _check_calendar(env, ["2026-11"])
     warehouse = open_warehouse(Settings.from_env(env))
@@ -264,7 +265,7 @@ def test_billing_calendar_catches_up_missed_cycles_oldest_first(tmp_path: Path) 
     env = _env(data, today="2027-01-15", SQUAK_INVOICE_PDF="off")
     _squak(["generate", "--customers", "20", "--cdrs", "2000", "--seed", "5", "--month", "2026-10"], env)
     result = _squak(["run"], env)
-    assert ("billing cycles (ended, not yet billed, as of 2027-01-15): 2026-10, 2026-11, 2026-12"
+    assert ("billing months with ended cycles to bill (as of 2027-01-15): 2026-10, 2026-11, 2026-12"
             in result.stdout)
     assert "==> Verdict: ok" in result.stdout
     _check_calendar(env, ["2026-10", "2026-11", "2026-12"])

@@ -2,7 +2,7 @@
 and the schedule that closes the previous month."""
 
 import os
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 
@@ -206,25 +206,6 @@ invoicing_job = dg.define_asset_job(
 )
 
 
-def months_due(day: date, squak: SquakResource) -> list[str]:
-    """Billing months to request on `day`: those with an account cycle that ended yesterday,
-    and any ended month not yet billed (read from the warehouse when it can be read; else the
-    calendar months alone)."""
-    from squak_pipelines.cycles import CALENDAR, load_schedules, months_ending_on
-    from squak_pipelines.invoicing.stage import cycles_to_bill
-
-    schedules, pending = [CALENDAR], []
-    settings = squak.settings
-    if settings.warehouse_kind == "postgres" or settings.duckdb_path.exists():
-        try:
-            warehouse = squak.warehouse()
-            schedules += list(load_schedules(warehouse).values())
-            pending = cycles_to_bill(warehouse, settings, day)
-        except Exception:  # a busy or unreachable warehouse: the calendar still says what ended
-            pass
-    return sorted(set(pending) | set(months_ending_on(day - timedelta(days=1), schedules)))
-
-
 @dg.schedule(
     job=invoicing_job,
     cron_schedule=f"0 {int(os.environ.get('SQUAK_BILL_HOUR', '6'))} * * *",
@@ -233,8 +214,12 @@ def months_due(day: date, squak: SquakResource) -> list[str]:
     "calendar month on the 1st, bill-day cycles on their day) and any ended cycle not yet billed.",
 )
 def close_cycle_schedule(context: dg.ScheduleEvaluationContext, squak: SquakResource):
+    from squak_pipelines.invoicing.stage import months_due
+
     day = context.scheduled_execution_time.date()
-    months = months_due(day, squak)
+    settings = squak.settings
+    readable = settings.warehouse_kind == "postgres" or settings.duckdb_path.exists()
+    months = months_due(day, squak.warehouse() if readable else None, settings)
     if not months:
         return dg.SkipReason(f"no billing cycle ended on {day - timedelta(days=1)}")
     return [dg.RunRequest(run_key=f"bill-{m}-on-{day}", partition_key=f"{m}-01") for m in months]

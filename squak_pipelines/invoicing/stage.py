@@ -30,6 +30,7 @@ from squak_pipelines.cycles import (
     check_billable,
     load_schedules,
     month_window,
+    months_ending_on,
     parse_month,
     pending_months,
 )
@@ -493,6 +494,20 @@ def cycles_to_bill(warehouse: Warehouse, settings: Settings, today: date | None 
     schedules = [CALENDAR, *set(load_schedules(warehouse).values())]
     return pending_months(first_billing_month(warehouse, settings), billed_months(warehouse),
                           schedules, today)
+
+
+def months_due(day: date, warehouse: Warehouse | None, settings: Settings) -> list[str]:
+    """Billing months the schedule requests on `day`: those with an account cycle that ended
+    the day before, and any ended month not yet billed (read from the warehouse when it can be
+    read; a busy or unreachable warehouse leaves the calendar months alone)."""
+    schedules, pending = [CALENDAR], []
+    if warehouse is not None:
+        try:
+            schedules += list(load_schedules(warehouse).values())
+            pending = cycles_to_bill(warehouse, settings, day)
+        except Exception:
+            pass
+    return sorted(set(pending) | set(months_ending_on(day - timedelta(days=1), schedules)))
 
 
 def check_cycle(warehouse: Warehouse, settings: Settings, month: str, preview: bool,
