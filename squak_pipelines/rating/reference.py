@@ -85,9 +85,13 @@ def rate_events(events: list[Event], plan: Plan, allowances: bool = True,
     zone = ZoneInfo(plan.timezone)
     index = prefix_index(plan)
     out: list[Priced] = []
+    labels: dict = {}  # local day -> its cycle's label
     for ev in events:
         local = ev.at.astimezone(zone)
-        priced = Priced("rated", cycle=cycle_label(schedule.cycle_of(local.date())[0]))
+        day = local.date()
+        if day not in labels:
+            labels[day] = cycle_label(schedule.cycle_of(day)[0])
+        priced = Priced("rated", cycle=labels[day])
         out.append(priced)
         billable = ev.answered and (ev.billsec > 0 or ev.service == "sms")
         number = ev.called[1:] if ev.called.startswith("+") else ""
