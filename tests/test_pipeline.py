@@ -278,3 +278,6 @@ def test_billing_calendar_catches_up_missed_cycles_oldest_first(tmp_path: Path) 
     calendar = results["billing_calendar"]
     assert not calendar.passed and calendar.critical
     assert list(calendar.findings["record"]) == ["2026-11"]
+    again = _rc(["run"], env)  # a critical control failing makes the run fail, with one verdict
+    assert again.returncode == 1, again.stdout[-2000:]
+    assert "==> Verdict: NOT OK" in again.stdout and "9. Billing calendar" in again.stdout
