@@ -92,10 +92,6 @@ class Schedule:
     def fixed(cls, bill_day: int) -> Schedule:
         return cls(((ALWAYS, bill_day),))
 
-    def bill_day_at(self, day: date) -> int:
-        i = bisect_right([f for f, _ in self.changes], day) - 1
-        return self.changes[max(i, 0)][1]
-
     def starts(self, first: date, last: date) -> list[date]:
         """Every cycle start from the one holding `first` through `last` (and the one after)."""
         out: list[date] = []
@@ -127,6 +123,9 @@ class Schedule:
             if month <= a < nxt:
                 out.append((cycle_label(a), a, b - timedelta(days=1)))
         return out
+
+
+CALENDAR = Schedule()  # bill day 1: calendar months
 
 
 @dataclass(frozen=True)
@@ -240,9 +239,6 @@ def load_schedules(warehouse) -> dict[str, Schedule]:
 
 def schedule_of(schedules: dict[str, Schedule], account_id: str) -> Schedule:
     return schedules.get(account_id, CALENDAR)
-
-
-CALENDAR = Schedule()
 
 
 def months_ending_on(day: date, schedules: list[Schedule]) -> list[str]:

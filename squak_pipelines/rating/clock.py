@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from squak_pipelines import cycles
+
 SLOT = 900  # seconds
 DAY = 86_400
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
@@ -59,9 +61,8 @@ def month_start_day(day: np.ndarray) -> np.ndarray:
 
 
 def cycle_label(start_day: int) -> str:
-    """Label of the cycle starting on day number `start_day`: YYYY-MM on the 1st, else the date."""
-    start = date(1970, 1, 1) + timedelta(days=int(start_day))
-    return f"{start.year:04d}-{start.month:02d}" if start.day == 1 else start.isoformat()
+    """Label of the cycle starting on day number `start_day` (cycles.cycle_label)."""
+    return cycles.cycle_label(date(1970, 1, 1) + timedelta(days=int(start_day)))
 
 
 class CycleStarts:
