@@ -237,6 +237,11 @@ def load_schedules(warehouse) -> dict[str, Schedule]:
     return out
 
 
+def schedules_in_use(warehouse) -> list[Schedule]:
+    """The distinct schedules of the accounts, the calendar month always among them."""
+    return [CALENDAR, *set(load_schedules(warehouse).values())]
+
+
 def schedule_of(schedules: dict[str, Schedule], account_id: str) -> Schedule:
     return schedules.get(account_id, CALENDAR)
 

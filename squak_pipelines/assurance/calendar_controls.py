@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from squak_pipelines.assurance.controls import Scope, empty_findings, findings
-from squak_pipelines.cycles import CALENDAR, add_months, load_schedules, month_window, parse_month
+from squak_pipelines.cycles import add_months, month_window, parse_month, schedules_in_use
 from squak_pipelines.invoicing.stage import first_billing_month
 
 ACTIVITY_SQL = """
@@ -28,7 +28,7 @@ def billing_calendar(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFr
     first = first_billing_month(wh, scope.settings)
     if first is None:
         return True, "no rated usage", {}, empty_findings()
-    schedules = [CALENDAR, *set(load_schedules(wh).values())]
+    schedules = schedules_in_use(wh)
     found, checked = [], 0
     month = parse_month(first)
     while month <= scope.cycle.first:

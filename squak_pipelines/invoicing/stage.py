@@ -33,6 +33,7 @@ from squak_pipelines.cycles import (
     months_ending_on,
     parse_month,
     pending_months,
+    schedules_in_use,
 )
 from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
@@ -403,7 +404,7 @@ def bill_cycle(
     with warehouse.session():
         ensure_tables(warehouse)
         if finalize:
-            earliest_end, _ = month_window(month, [CALENDAR, *load_schedules(warehouse).values()])
+            earliest_end, _ = month_window(month, schedules_in_use(warehouse))
             if earliest_end >= today:
                 raise CycleError(f"cycle {month} has not ended (its first account cycle ends "
                                  f"{earliest_end.isoformat()}); use --preview for a draft")
@@ -453,7 +454,7 @@ def bill_cycle(
 
 def _record_run(warehouse: Warehouse, month: str, today: date, report: BillingReport) -> None:
     """One row per finalizing run; `complete` once every account cycle of the month has ended."""
-    _, latest_end = month_window(month, [CALENDAR, *load_schedules(warehouse).values()])
+    _, latest_end = month_window(month, schedules_in_use(warehouse))
     warehouse.load(
         "invoicing.billing_runs",
         pa.table(
@@ -491,7 +492,7 @@ def first_billing_month(warehouse: Warehouse, settings: Settings) -> str | None:
 def cycles_to_bill(warehouse: Warehouse, settings: Settings, today: date | None = None) -> list[str]:
     """Every billing month with an ended cycle that is not yet wholly billed, oldest first."""
     today = today or clock.today()
-    schedules = [CALENDAR, *set(load_schedules(warehouse).values())]
+    schedules = schedules_in_use(warehouse)
     return pending_months(first_billing_month(warehouse, settings), billed_months(warehouse),
                           schedules, today)
 
@@ -503,7 +504,7 @@ def months_due(day: date, warehouse: Warehouse | None, settings: Settings) -> li
     schedules, pending = [CALENDAR], []
     if warehouse is not None:
         try:
-            schedules += list(load_schedules(warehouse).values())
+            schedules = schedules_in_use(warehouse)
             pending = cycles_to_bill(warehouse, settings, day)
         except Exception:
             pass
@@ -515,10 +516,9 @@ def check_cycle(warehouse: Warehouse, settings: Settings, month: str, preview: b
     """Raise CycleError (one line) when the month may not be billed (or previewed) today."""
     today = today or clock.today()
     parse_month(month)
-    schedules = [CALENDAR, *set(load_schedules(warehouse).values())]
-    first = first_billing_month(warehouse, settings)
-    pending = pending_months(first, billed_months(warehouse), schedules, today)
-    check_billable(month, first, pending, schedules, today, preview)
+    pending = cycles_to_bill(warehouse, settings, today)
+    check_billable(month, first_billing_month(warehouse, settings), pending, schedules_in_use(warehouse),
+                   today, preview)
 
 
 def _wants_appendix(invoice: Invoice) -> bool:
