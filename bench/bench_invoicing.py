@@ -30,7 +30,7 @@ from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
 from squak_pipelines.invoicing.stage import bill_cycle
 from squak_pipelines.orders.tables import SCHEMAS
 from squak_pipelines.rating.engine import to_decimal
-from squak_pipelines.rating.stage import TABLES as RATING
+from squak_pipelines.rating.tables import SCHEMAS as RATING
 from squak_pipelines.warehouse import DuckDBWarehouse
 
 PLANS = [

@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from squak_pipelines.config import Settings
+from squak_pipelines.migrations import migrate
 from squak_pipelines.warehouse import Warehouse, open_warehouse
 
 
@@ -21,7 +22,10 @@ class SquakResource(dg.ConfigurableResource):
                                   "SQUAK_WAREHOUSE_URL": self.warehouse_url})
 
     def warehouse(self) -> Warehouse:
-        return open_warehouse(self.settings)
+        """The warehouse, migrated to the declared tables (a no-op query when up to date)."""
+        warehouse = open_warehouse(self.settings)
+        migrate(warehouse)
+        return warehouse
 
 
 def squak_resource(settings: Settings | None = None) -> SquakResource:

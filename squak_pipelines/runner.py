@@ -7,6 +7,8 @@ Each stage is one Dagster run of its stage job, so `make ui` shows exactly the r
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,7 +66,7 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
     A partitioned stage runs once over the range of `days` (none: nothing to do)."""
     job = defs.resolve_job_def(stage.job)
     started = time.monotonic()
-    tags = {"squak/stage": stage.key}
+    tags = {"squak/stage": stage.key, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     if stage.partitioned:
         if not days:
             return StageReport(stage=stage, success=True, seconds=0.0, run_id="-" * 8)
@@ -96,13 +98,44 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
     return report
 
 
+PID_TAG, HOST_TAG = "squak/pid", "squak/host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs left STARTING/STARTED by a `squak` process that no longer exists (killed, crashed,
+    machine restarted) are marked failed, so they never hold the one-run queue; returns their
+    ids. Runs of other hosts or processes still alive are left alone."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    stuck = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]))
+    failed = []
+    for run in stuck:
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid and host == socket.gethostname() and int(pid) != os.getpid() and not _alive(int(pid)):
+            instance.report_run_failed(run, f"the squak process {pid} that ran it is gone (killed, crashed)")
+            failed.append(run.run_id)
+    return failed
+
+
 def run_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance,
                  on_start: Callable[[int, Stage], None] | None = None,
                  on_end: Callable[[int, StageReport], None] | None = None,
                  stages: tuple[Stage, ...] = STAGES,
                  log_dir: Path | None = None,
                  days_for: Callable[[Stage], list[str]] | None = None) -> list[StageReport]:
-    """Run every stage in order; stop at the first failed stage."""
+    """Run every stage in order (after failing runs a dead process left behind); stop at the
+    first failed stage."""
+    fail_dead_runs(instance)
     reports = []
     for number, stage in enumerate(stages, 1):
         if on_start:

@@ -25,8 +25,13 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from squak_pipelines.config import Settings
+from squak_pipelines.schema import STAGE_SCHEMAS, sql_type
 
 LoadMode = Literal["replace", "append"]
+
+
+class UndeclaredTableError(RuntimeError):
+    """A load into a stage schema's table that the migrations have not created."""
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 COPY_BATCH_ROWS = 250_000
@@ -116,6 +121,7 @@ class DuckDBWarehouse(Warehouse):
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._held: Any = None
+        self._in_transaction = False
 
     @cached_property
     def engine(self) -> sa.Engine:
@@ -152,14 +158,21 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def transaction(self) -> Iterator[Warehouse]:
-        """One commit for all writes inside (all or nothing), on the held connection."""
+        """One commit for all writes inside (all or nothing), on the held connection; a
+        transaction inside another joins it."""
+        if self._in_transaction:
+            yield self
+            return
         with self.session(), self.connect() as con:
             con.execute("begin transaction")
+            self._in_transaction = True
             try:
                 yield self
             except BaseException:
+                self._in_transaction = False
                 con.execute("rollback")
                 raise
+            self._in_transaction = False
             con.execute("commit")
 
     @staticmethod
@@ -190,20 +203,60 @@ class DuckDBWarehouse(Warehouse):
             return _fetch_arrow(result)
 
     def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
+        """Insert by column name into the table; `replace` deletes its rows first, in the same
+        transaction (the table itself, and the dbt views over it, stay)."""
         table = check_identifier(table)
         arrow = to_arrow(data)
-        with self.connect() as con:
-            if schema := _schema_of(table):
+        exists = self.table_exists(table) or _create_declared(self, table)
+        with self.transaction(), self.connect() as con:
+            if not exists and (schema := _schema_of(table)):
                 con.execute(f"create schema if not exists {schema}")
             con.register("_squak_load", arrow)
-            if mode == "replace":
-                con.execute(f"create or replace table {table} as select * from _squak_load")
-            else:
-                con.execute(f"create table if not exists {table} as "
-                            "select * from _squak_load limit 0")
+            try:
+                if not exists:
+                    con.execute(f"create table {table} as select * from _squak_load limit 0")
+                elif mode == "replace":
+                    con.execute(f"delete from {table}")
                 con.execute(f"insert into {table} by name select * from _squak_load")
-            con.unregister("_squak_load")
+                _check_keys(con, table)
+            finally:
+                con.unregister("_squak_load")
         return arrow.num_rows
+
+
+class KeyViolation(RuntimeError):
+    """Rows loaded into a table repeat one of its unique keys (the load is rolled back)."""
+
+
+def _check_keys(con: Any, table: str) -> None:
+    """The keys DuckDB does not index (`Table.rewritten`), checked on the rows just loaded,
+    inside the writing transaction: a repeat raises and the whole transaction rolls back."""
+    from squak_pipelines.schema import registry
+
+    spec = registry().get(table)
+    if spec is None or not spec.rewritten:
+        return
+    for key in spec.unique:
+        cols = ", ".join(key)
+        dup = con.execute(
+            f"select {cols}, count(*) from {table} join (select distinct {cols} from _squak_load) "
+            f"using ({cols}) group by all having count(*) > 1 limit 1").fetchone()
+        if dup:
+            raise KeyViolation(f"{table}: duplicate key ({cols}) = {dup[:-1]!r}")
+
+
+def _create_declared(warehouse: Warehouse, table: str) -> bool:
+    """Stage schemas hold declared tables only: the migrations create them (run here when a
+    load finds its table missing), a load never does. True when the table now exists."""
+    if _schema_of(table) not in STAGE_SCHEMAS:
+        return False
+    from squak_pipelines.migrations import migrate
+
+    migrate(warehouse)
+    if not warehouse.table_exists(table):
+        raise UndeclaredTableError(f"{table} is not a declared table: declare it in its stage's tables.py "
+                                   "with a migration")
+    return True
 
 
 def _fetch_arrow(result: Any) -> pa.Table:
@@ -220,27 +273,7 @@ def _split(table: str, default_schema: str) -> tuple[str, str]:
 
 def pg_type(arrow_type: pa.DataType) -> str:
     """PostgreSQL column type for an Arrow type; money stays NUMERIC, never float."""
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
-        return "smallint"
-    if pa.types.is_int32(arrow_type) or pa.types.is_uint8(arrow_type) or pa.types.is_uint16(arrow_type):
-        return "integer"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_decimal(arrow_type):
-        return f"numeric({arrow_type.precision},{arrow_type.scale})"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamptz" if arrow_type.tz else "timestamp"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "text"
-    if pa.types.is_null(arrow_type):
-        return "text"
-    raise TypeError(f"no PostgreSQL mapping for Arrow type {arrow_type}")
+    return sql_type(arrow_type, "postgres")
 
 
 def _copy_ready(arrow: pa.Table) -> pa.Table:
@@ -331,16 +364,20 @@ class PostgresWarehouse(Warehouse):
         return _rows_to_arrow(names, rows, type_codes)
 
     def load(self, table: str, data: pa.Table | pd.DataFrame, mode: LoadMode = "replace") -> int:
+        """COPY into the table by column name; `replace` deletes its rows first in the same
+        transaction (never `drop ... cascade`: the dbt views over it stay)."""
         table = check_identifier(table)
         arrow = _copy_ready(to_arrow(data))
+        exists = self.table_exists(table) or _create_declared(self, table)
         columns = ", ".join(f'"{name}" {pg_type(t)}' for name, t in
                             zip(arrow.column_names, arrow.schema.types, strict=True))
         with self._connection() as con, con.connection.driver_connection.cursor() as cur:
-            if schema := _schema_of(table):
-                cur.execute(f"create schema if not exists {schema}")
-            if mode == "replace":
-                cur.execute(f"drop table if exists {table} cascade")
-            cur.execute(f"create table if not exists {table} ({columns})")
+            if not exists:
+                if schema := _schema_of(table):
+                    cur.execute(f"create schema if not exists {schema}")
+                cur.execute(f"create table if not exists {table} ({columns})")
+            elif mode == "replace":
+                cur.execute(f"delete from {table}")
             _copy_into(cur, table, arrow)
         return arrow.num_rows
 

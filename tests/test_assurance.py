@@ -377,6 +377,15 @@ def test_marts_dashboards_and_finance_report(case, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:]
+    from tests.test_reliability import _is_money
+
+    floats = warehouse.query_arrow(
+        "select table_schema, table_name, column_name, data_type from information_schema.columns "
+        "where table_schema in ('staging', 'intermediate', 'marts') and not data_type like 'DECIMAL%'"
+    ).to_pylist()
+    money = [f"{r['table_schema']}.{r['table_name']}.{r['column_name']} {r['data_type']}" for r in floats
+             if _is_money(r["column_name"]) and r["data_type"] in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER")]
+    assert money == [], "money in dbt models must stay DECIMAL"
     marts = load_marts(warehouse)
     subtotal = warehouse.scalar("select sum(subtotal) from invoicing.invoices")
     revenue = marts["revenue_monthly"]

@@ -40,7 +40,7 @@ def test_validate_table_on_duckdb(tmp_path) -> None:
 
 def test_validate_table_in_place_on_postgres(pg_url: str) -> None:
     warehouse = PostgresWarehouse(pg_url)
-    warehouse.load("raw.gx_files", _files(records=[3, -1]))
-    outcome = validate_table("cdr_drop_files", warehouse, "raw.gx_files")
+    warehouse.load("scratch.gx_files", _files(records=[3, -1]))
+    outcome = validate_table("cdr_drop_files", warehouse, "scratch.gx_files")
     assert not outcome.success
     assert [f["column"] for f in outcome.failures] == ["records"]

@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from squak_pipelines.card_numbers import has_card_number, luhn_valid, redact
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.catalogue import PRODUCTS
-from squak_pipelines.orders.card_numbers import has_card_number, luhn_valid, redact
 from squak_pipelines.orders.intake import ACCOUNT_FIELDS, LINE_FIELDS
 from squak_pipelines.orders.lookup import owner_at, owners_at
 from squak_pipelines.orders.stage import run_order_stage
@@ -287,7 +287,13 @@ def test_card_number_detection() -> None:
     assert luhn_valid(PAN) and not luhn_valid("4111111111111112")
     assert has_card_number("4111-1111-1111-1111") and has_card_number(f"x {PAN} y")
     assert not has_card_number("+447700900123456"), "an E.164 phone number is not a card"
-    assert not has_card_number("tok_4111111111111111"), "part of a token"
+    # Every common spelling: groups by spaces, dots, dashes; doubled separators; a word before it.
+    for spelling in ("4111.1111.1111.1111", "4111  1111  1111  1111", "cc4111111111111111",
+                     "tok_4111111111111111", "card:4111 1111 1111 1111.", "4111/1111/1111/1111"):
+        assert has_card_number(spelling), spelling
+        assert "4111" not in redact(spelling).replace("[REDACTED CARD NUMBER]", ""), spelling
+    assert not has_card_number("DE89 3704 0044 0532 0130 00"), "an IBAN is not a card"
+    assert not has_card_number("tok_2f0ddac24097acb7") and not has_card_number("12125551234")
     assert not has_card_number("2026-10-03T12:00:00Z")
     assert redact(f"card {PAN} ok") == "card [REDACTED CARD NUMBER] ok"
 

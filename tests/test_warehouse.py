@@ -30,8 +30,8 @@ def _sample() -> pa.Table:
 
 
 def test_bulk_load_round_trips_exactly(warehouse: Warehouse) -> None:
-    assert warehouse.load("raw.sample", _sample()) == 5
-    back = warehouse.query_arrow("select * from raw.sample order by qty nulls last")
+    assert warehouse.load("scratch.sample", _sample()) == 5
+    back = warehouse.query_arrow("select * from scratch.sample order by qty nulls last")
     rows = back.to_pylist()
     assert [r["name"] for r in rows] == ['Smith, Jones & Co', 'He said "hi"', None, "Zoë Müller", ""]
     amounts = [r["amount"] for r in rows]
@@ -43,31 +43,31 @@ def test_bulk_load_round_trips_exactly(warehouse: Warehouse) -> None:
 
 
 def test_append_and_replace(warehouse: Warehouse) -> None:
-    warehouse.load("raw.sample", _sample())
-    warehouse.load("raw.sample", _sample(), mode="append")
-    assert warehouse.count("raw.sample") == 10
-    warehouse.load("raw.sample", _sample().slice(0, 2))
-    assert warehouse.count("raw.sample") == 2
-    assert warehouse.table_exists("raw.sample") and not warehouse.table_exists("raw.nothing")
+    warehouse.load("scratch.sample", _sample())
+    warehouse.load("scratch.sample", _sample(), mode="append")
+    assert warehouse.count("scratch.sample") == 10
+    warehouse.load("scratch.sample", _sample().slice(0, 2))
+    assert warehouse.count("scratch.sample") == 2
+    assert warehouse.table_exists("scratch.sample") and not warehouse.table_exists("raw.nothing")
 
 
 def test_named_parameters_are_bound_not_interpolated(warehouse: Warehouse) -> None:
-    warehouse.load("raw.sample", _sample())
-    hostile = "x'; drop table raw.sample; --"
-    assert warehouse.query_df("select count(*) as n from raw.sample where name = :n",
+    warehouse.load("scratch.sample", _sample())
+    hostile = "x'; drop table scratch.sample; --"
+    assert warehouse.query_df("select count(*) as n from scratch.sample where name = :n",
                               {"n": hostile})["n"][0] == 0
-    assert warehouse.scalar("select qty from raw.sample where name = :n", {"n": 'He said "hi"'}) == 2
-    assert warehouse.table_exists("raw.sample")
+    assert warehouse.scalar("select qty from scratch.sample where name = :n", {"n": 'He said "hi"'}) == 2
+    assert warehouse.table_exists("scratch.sample")
 
 
 def test_identifiers_are_checked(warehouse: Warehouse) -> None:
     with pytest.raises(ValueError, match="identifier"):
-        warehouse.load("raw.sample; drop table x", _sample())
+        warehouse.load("scratch.sample; drop table x", _sample())
 
 
 def test_empty_result_keeps_types(warehouse: Warehouse) -> None:
-    warehouse.load("raw.sample", _sample())
-    empty = warehouse.query_arrow("select amount, qty from raw.sample where false")
+    warehouse.load("scratch.sample", _sample())
+    empty = warehouse.query_arrow("select amount, qty from scratch.sample where false")
     assert empty.num_rows == 0
     assert pa.types.is_decimal(empty.schema.field("amount").type)
 

@@ -35,12 +35,15 @@ from squak_pipelines.assurance.controls import (
     combine,
 )
 from squak_pipelines.assurance.rerating import rerating
+from squak_pipelines.assurance.tables import SCHEMAS as TABLES
 from squak_pipelines.assurance.thresholds import load_thresholds
 from squak_pipelines.assurance.usage_controls import suspense_aging, usage_completeness, zero_rated
 from squak_pipelines.config import Settings
+from squak_pipelines.csv_export import escape_table
 from squak_pipelines.invoicing.compose import Cycle
 from squak_pipelines.invoicing.stage import account_cycles
-from squak_pipelines.money import MONEY_TYPE, money_array
+from squak_pipelines.migrations import migrate
+from squak_pipelines.money import money_array
 from squak_pipelines.warehouse import Warehouse
 
 CONTROLS: tuple[Control, ...] = (
@@ -54,50 +57,7 @@ CONTROLS: tuple[Control, ...] = (
     Control(8, "invoiced_vs_collected", "Invoiced vs collected", invoiced_vs_collected),
     Control(9, "billing_calendar", "Billing calendar", billing_calendar),
 )
-_S = pa.string()
 MICRO = Decimal("0.000001")
-TABLES = {
-    "assurance.control_results": pa.schema(
-        [
-            ("cycle", _S),
-            ("number", pa.int64()),
-            ("control", _S),
-            ("title", _S),
-            ("critical", pa.bool_()),
-            ("passed", pa.bool_()),
-            ("summary", _S),
-            ("findings", pa.int64()),
-            ("figures", _S),
-            ("threshold", _S),
-            ("as_of", pa.date32()),
-            ("run_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-    "assurance.findings": pa.schema(
-        [
-            ("cycle", _S),
-            ("control", _S),
-            ("kind", _S),
-            ("record", _S),
-            ("account_id", _S),
-            ("currency", _S),
-            ("amount", MONEY_TYPE),
-            ("detail", _S),
-        ]
-    ),
-    "assurance.expected_revenue": pa.schema(
-        [
-            ("cycle", _S),
-            ("plan_id", _S),
-            ("currency", _S),
-            ("line_type", _S),
-            ("expected", MONEY_TYPE),
-            ("invoiced", MONEY_TYPE),
-            ("difference", MONEY_TYPE),
-            ("explanation", _S),
-        ]
-    ),
-}
 
 
 @dataclass
@@ -113,9 +73,8 @@ class AssuranceReport:
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
-    for name, schema in TABLES.items():
-        if not warehouse.table_exists(name):
-            warehouse.load(name, schema.empty_table(), mode="append")
+    """The warehouse's tables, created or upgraded by the numbered migrations."""
+    migrate(warehouse)
 
 
 def run_controls(
@@ -237,7 +196,7 @@ def write_leakage_report(settings: Settings, label: str, results: list[ControlRe
         1, "control_number", pa.array([numbers[c] for c in table["control"].to_pylist()], pa.int64())
     )
     pacsv.write_csv(
-        table.select(["cycle", "control_number", *FINDING_COLUMNS]),
+        escape_table(table.select(["cycle", "control_number", *FINDING_COLUMNS])),
         path,
         pacsv.WriteOptions(quoting_style="needed"),
     )

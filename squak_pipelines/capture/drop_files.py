@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from squak_pipelines.capture.tables import DROP_FILES
+
 
 @dataclass(frozen=True)
 class DropFile:
@@ -44,7 +46,10 @@ def inspect_file(path: Path, switch_id: str, fmt: str, root: Path) -> DropFile:
     """Hash a delivered file and count its records (gzip read transparently)."""
     raw = path.read_bytes()
     compressed = raw[:2] == b"\x1f\x8b"
-    records = count_records(gzip.decompress(raw) if compressed else raw, fmt)
+    try:
+        records = count_records(gzip.decompress(raw) if compressed else raw, fmt)
+    except (OSError, EOFError, gzip.BadGzipFile):  # truncated or corrupt gzip: mediation keeps it
+        records = 0  # as an unreadable file with no readable records, so both sides count 0
     stat = path.stat()
     return DropFile(switch_id=switch_id, format=fmt, relative_path=str(path.relative_to(root)),
                     bytes=stat.st_size, sha256=hashlib.sha256(raw).hexdigest(), compressed=compressed,
@@ -69,8 +74,4 @@ def scan_drop_folder(root: Path, switches: pa.Table) -> list[DropFile]:
 
 
 def to_table(files: list[DropFile]) -> pa.Table:
-    schema = pa.schema([("switch_id", pa.string()), ("format", pa.string()),
-                        ("relative_path", pa.string()), ("bytes", pa.int64()),
-                        ("sha256", pa.string()), ("compressed", pa.bool_()),
-                        ("records", pa.int64()), ("modified_at", pa.timestamp("s", tz="UTC"))])
-    return pa.Table.from_pylist([f.__dict__ for f in files], schema=schema)
+    return pa.Table.from_pylist([f.__dict__ for f in files], schema=DROP_FILES)

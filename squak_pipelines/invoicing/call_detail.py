@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
+from squak_pipelines.csv_export import write_csv
+from squak_pipelines.paths import inside
 from squak_pipelines.warehouse import Warehouse
 
 MASKED_CALLED_NUMBER = """
@@ -48,7 +49,8 @@ def write_call_detail(warehouse: Warehouse, cycle: str, folder: Path) -> int:
     ends = np.r_[starts[1:], len(values)]
     detail = table.drop_columns(["invoice_number"])
     for start, end in zip(starts, ends, strict=True):
-        pacsv.write_csv(detail.slice(start, end - start), folder / f"{numbers[int(start)].as_py()}-calls.csv")
+        name = f"{numbers[int(start)].as_py()}-calls.csv"
+        write_csv(detail.slice(start, end - start), inside(folder, name))
     return len(starts)
 
 

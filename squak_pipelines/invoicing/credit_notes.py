@@ -32,44 +32,10 @@ from squak_pipelines.invoicing.stage import (
     pdfs_wanted,
     reserve_numbers,
 )
+from squak_pipelines.invoicing.tables import CREDIT_TABLES
 from squak_pipelines.money import money_array, round_to_currency
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
-
-_S, _D = pa.string(), pa.decimal128(18, 6)
-CREDIT_TABLES = {
-    "invoicing.credit_notes": pa.schema(
-        [
-            ("number", _S),
-            ("invoice_number", _S),
-            ("account_id", _S),
-            ("cycle", _S),
-            ("currency", _S),
-            ("issue_date", pa.date32()),
-            ("reason", _S),
-            ("subtotal", _D),
-            ("tax_total", _D),
-            ("total", _D),
-            ("applied_to", _S),  # the invoice that took the credit
-            ("document", _S),
-            ("html", _S),
-            ("html_sha256", _S),
-            ("created_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-    "invoicing.credit_note_lines": pa.schema(
-        [
-            ("number", _S),
-            ("line_no", pa.int64()),
-            ("invoice_number", _S),
-            ("credits_line_no", pa.int64()),  # the invoice line it credits (null for taxes)
-            ("kind", _S),
-            ("description", _S),
-            ("amount", _D),
-            ("tax_id", _S),
-        ]
-    ),
-}
 
 
 class CreditNoteError(ValueError):
@@ -78,9 +44,6 @@ class CreditNoteError(ValueError):
 
 def ensure_credit_tables(warehouse: Warehouse) -> None:
     ensure_tables(warehouse)
-    for name, schema in CREDIT_TABLES.items():
-        if not warehouse.table_exists(name):
-            warehouse.load(name, schema.empty_table(), mode="append")
 
 
 def _invoice(warehouse: Warehouse, number: str) -> tuple[dict, Invoice]:

@@ -29,20 +29,14 @@ import pyarrow as pa
 
 from squak_pipelines import clock
 from squak_pipelines.config import Settings
+from squak_pipelines.csv_export import escape_row
 from squak_pipelines.invoicing.pdf import combine, pdfs_wanted
+from squak_pipelines.invoicing.tables import DELIVERIES
+from squak_pipelines.migrations import migrate
+from squak_pipelines.paths import inside
 from squak_pipelines.payments.links import payment_url
 from squak_pipelines.warehouse import Warehouse
 
-DELIVERIES = pa.schema(
-    [
-        ("number", pa.string()),
-        ("method", pa.string()),
-        ("status", pa.string()),
-        ("attempts", pa.int64()),
-        ("detail", pa.string()),
-        ("updated_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
 SENDER = "billing@squak.example"
 
 
@@ -97,8 +91,7 @@ def _record(warehouse: Warehouse, number: str, method: str, status: str, attempt
 
 def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryReport:
     """Publish, email and print the cycle's final invoices; safe to run again."""
-    if not warehouse.table_exists("invoicing.deliveries"):
-        warehouse.load("invoicing.deliveries", DELIVERIES.empty_table(), mode="append")
+    migrate(warehouse)
     report = DeliveryReport()
     invoices = _invoices(warehouse, cycle)
     done = _status(warehouse)
@@ -195,11 +188,11 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
         by_account.setdefault(r["account_id"], []).append(r)
     root = settings.data_dir / "portal"
     for account, invoices in by_account.items():
-        folder = root / account
+        folder = inside(root, account)
         folder.mkdir(parents=True, exist_ok=True)
         items = []
         for inv in invoices:
-            (folder / f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
+            inside(folder, f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
             calls = settings.data_dir / "invoices" / inv["cycle"] / f"{inv['number']}-calls.csv"
             detail = ""
             pdf = calls.with_name(f"{inv['number']}.pdf")
@@ -256,7 +249,7 @@ def print_batch(
         writer.writerow(["sequence", "invoice", "document", "first_page", "name", "street", "city", "state",
                          "postal_code", "country"])
         for sequence, (inv, page, name) in enumerate(zip(order, starts, names, strict=True), 1):
-            writer.writerow(
+            writer.writerow(escape_row(
                 [
                     sequence,
                     inv["number"],
@@ -269,7 +262,7 @@ def print_batch(
                     inv["postal_code"],
                     inv["country"],
                 ]
-            )
+            ))
     new = [i["number"] for i in order if (i["number"], "post") not in done]
     if new:
         now = clock.now()

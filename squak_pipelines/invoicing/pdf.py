@@ -68,9 +68,45 @@ def combine(paths: list[Path]) -> tuple[bytes, list[int]]:
     return out.getvalue(), starts
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (a temporary beside it, then renamed over it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def pdf_complete(path: Path) -> bool:
+    """Whether a PDF file is whole: a PDF header and the end-of-file marker in its tail (a
+    render killed half-way, or a truncated copy, is rendered again)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(5)
+            fh.seek(max(0, size - 1024))
+            tail = fh.read()
+    except OSError:
+        return False
+    return head == b"%PDF-" and b"%%EOF" in tail
+
+
 def _write(job: PdfJob) -> str:
-    job.path.write_bytes(render_pdf(job.html, job.issued, job.identifier))
+    write_atomically(job.path, render_pdf(job.html, job.issued, job.identifier))
     return job.path.name
+
+
+def _end_with_parent(parent: int) -> None:
+    """Worker initializer: a worker whose parent died (killed, crashed) exits at once instead
+    of waiting for work that will never come."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="squak-parent-watch").start()
 
 
 def write_pdfs(jobs: list[PdfJob], workers: int | None = None) -> int:
@@ -83,7 +119,8 @@ def write_pdfs(jobs: list[PdfJob], workers: int | None = None) -> int:
         for job in jobs:
             _write(job)
         return len(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
         for _ in pool.map(_write, jobs, chunksize=8):
             pass
     return len(jobs)

@@ -35,12 +35,16 @@ from squak_pipelines.cycles import (
     pending_months,
     schedules_in_use,
 )
+from squak_pipelines.faults import fault_point
 from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
-from squak_pipelines.invoicing.pdf import PdfJob, pdfs_wanted, write_pdfs
+from squak_pipelines.invoicing.pdf import PdfJob, pdf_complete, pdfs_wanted, write_pdfs
 from squak_pipelines.invoicing.promotions import load_coupons
 from squak_pipelines.invoicing.render import render_html, render_json
+from squak_pipelines.invoicing.tables import SCHEMAS as TABLES
+from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
+from squak_pipelines.paths import inside
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
@@ -54,73 +58,6 @@ where r.cycle <= :top and r.answered
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
 group by 1, 2, 3, 4, 5, 6, 7
 """
-_S, _D = pa.string(), pa.decimal128(18, 6)
-TABLES = {
-    "invoicing.invoices": pa.schema(
-        [
-            ("number", _S),
-            ("invoice_key", _S),
-            ("account_id", _S),
-            ("cycle", _S),
-            ("currency", _S),
-            ("issue_date", pa.date32()),
-            ("due_date", pa.date32()),
-            ("subtotal", _D),
-            ("tax_total", _D),
-            ("total", _D),
-            ("previous_balance", _D),
-            ("amount_due", _D),
-            ("document", _S),
-            ("html", _S),
-            ("html_sha256", _S),
-            ("finalized_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-    "invoicing.invoice_lines": pa.schema(
-        [
-            ("invoice_key", _S),
-            ("line_no", pa.int64()),
-            ("kind", _S),
-            ("description", _S),
-            ("quantity", _D),
-            ("unit", _S),
-            ("unit_price", _D),
-            ("amount", _D),
-            ("service_id", _S),
-            ("call_type", _S),
-            ("destination", _S),
-            ("calls", pa.int64()),
-            ("allowance_used", _D),
-            ("tax_id", _S),
-            ("base", _D),
-            ("applies_to", _S),
-        ]
-    ),
-    "invoicing.drafts": pa.schema(
-        [
-            ("invoice_key", _S),
-            ("account_id", _S),
-            ("cycle", _S),
-            ("currency", _S),
-            ("subtotal", _D),
-            ("tax_total", _D),
-            ("total", _D),
-            ("amount_due", _D),
-            ("document", _S),
-        ]
-    ),
-    "invoicing.billed_events": pa.schema([("event_key", _S), ("invoice_number", _S)]),
-    "invoicing.number_series": pa.schema([("series", _S), ("next_number", pa.int64())]),
-    "invoicing.billing_runs": pa.schema(
-        [
-            ("cycle", _S),
-            ("run_on", pa.date32()),
-            ("finalized", pa.int64()),
-            ("complete", pa.bool_()),
-            ("recorded_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-}
 
 
 @dataclass
@@ -139,11 +76,8 @@ class BillingReport:
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
-    for name, schema in TABLES.items():
-        if not warehouse.table_exists(name):
-            warehouse.load(name, schema.empty_table(), mode="append")
-    # Columns added since a warehouse was created.
-    warehouse.execute("alter table invoicing.invoice_lines add column if not exists applies_to varchar")
+    """The warehouse's tables, created or upgraded by the numbered migrations."""
+    migrate(warehouse)
 
 
 def service_periods(warehouse: Warehouse, first: date, last: date) -> dict[str, list[ServicePeriod]]:
@@ -384,8 +318,8 @@ def _lines_table(invoices: list[Invoice]) -> pa.Table:
 
 def _write_documents(folder: Path, name: str, html: str, document: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.html").write_text(html, encoding="utf-8")
-    (folder / f"{name}.json").write_text(document, encoding="utf-8")
+    inside(folder, f"{name}.html").write_text(html, encoding="utf-8")
+    inside(folder, f"{name}.json").write_text(document, encoding="utf-8")
 
 
 def bill_cycle(
@@ -639,6 +573,7 @@ def _finalize(
                 "billed",
                 billed,
             )
+        fault_point("invoicing.before_commit")
         report.finalized = len(todo)
         report.numbers = [i.number for i in todo if i.number]
 
@@ -667,10 +602,10 @@ def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for row in rows:
-        (out_dir / f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
-        (out_dir / f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
-        pdf = out_dir / f"{row['number']}.pdf"
-        if pdfs_wanted() and not pdf.exists():
+        inside(out_dir, f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
+        inside(out_dir, f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
+        pdf = inside(out_dir, f"{row['number']}.pdf")
+        if pdfs_wanted() and not pdf_complete(pdf):
             jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"]))
     return write_pdfs(jobs)
 

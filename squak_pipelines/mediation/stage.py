@@ -25,10 +25,13 @@ import pyarrow.compute as pc
 
 from squak_pipelines.capture.drop_files import count_records, switch_files
 from squak_pipelines.config import Settings
+from squak_pipelines.faults import fault_point
 from squak_pipelines.mediation.fraud import FraudRules, screen
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
 from squak_pipelines.mediation.parsers import FileFormatError, parse_file, read_bytes
+from squak_pipelines.mediation.tables import FILES_SCHEMA, TABLE_SCHEMAS
+from squak_pipelines.migrations import migrate
 from squak_pipelines.orders.lookup import owners_at
 from squak_pipelines.reference.files import load_switches
 from squak_pipelines.warehouse import Warehouse
@@ -117,6 +120,15 @@ class PreparedDay:
     redelivered: int
 
 
+def _lines_or_nothing(path: Path) -> list[tuple[int, str]]:
+    """The file's non-empty lines for its rejects; none when not even that can be read (a
+    truncated or corrupt gzip), so the file is still recorded, with its reason."""
+    try:
+        return nonempty_lines(path)
+    except Exception:
+        return []
+
+
 class Mediator:
     """Reference data loaded once; `prepare_day` then `write_day` process one partition."""
 
@@ -168,16 +180,17 @@ class Mediator:
                 continue
             try:
                 parsed = parse_file(ref.path, ref.switch.format)
-            except FileFormatError as exc:
-                lines = nonempty_lines(ref.path)
+                events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name)
+            except Exception as exc:
+                detail = str(exc) if isinstance(exc, FileFormatError) else f"{type(exc).__name__}: {exc}"
+                lines = _lines_or_nothing(ref.path)
                 rejects.append(
-                    _reject_table(ref, day, [(n, "unreadable_file", t) for n, t in lines], str(exc))
+                    _reject_table(ref, day, [(n, "unreadable_file", t) for n, t in lines], detail[:2000])
                 )
                 file_rows.append(
-                    {**base, "status": "unreadable", "records_in": len(lines), "detail": str(exc)}
+                    {**base, "status": "unreadable", "records_in": len(lines), "detail": detail[:2000]}
                 )
                 continue
-            events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name)
             # A delivery is its name and its content: a changed file under a known name is new.
             events = events.add_column(
                 4, "source_sha256", pa.array([ref.sha256] * events.num_rows, pa.string())
@@ -260,7 +273,7 @@ class Mediator:
             is_bad = (
                 pc.is_in(fresh["rid"], value_set=flagged["rid"])
                 if flagged is not None
-                else pa.array([False] * fresh.num_rows)
+                else pa.array([False] * fresh.num_rows, pa.bool_())
             )
             accepted = fresh.filter(pc.invert(is_bad))
             quarantined = fresh.filter(is_bad)
@@ -311,6 +324,7 @@ class Mediator:
         if file_rows:
             wh.load("mediation.files", pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA), mode="append")
         self._gate(day, report)
+        fault_point("mediation.before_commit")
 
     def _known_keys(self, keys: pa.ChunkedArray) -> pa.Array:
         if not self.warehouse.table_exists("mediation.event_keys"):
@@ -386,107 +400,9 @@ class Mediator:
             report.gate_failed_days.append(day.isoformat())
 
 
-_S, _I, _D, _TS = pa.string(), pa.int64(), pa.date32(), pa.timestamp("s", tz="UTC")
-EVENT_SCHEMA = pa.schema(
-    [
-        ("event_key", _S),
-        ("native_id", _S),
-        ("switch_id", _S),
-        ("source_file", _S),
-        ("source_sha256", _S),
-        ("source_line", _I),
-        ("service", _S),
-        ("calling_number", _S),
-        ("called_number", _S),
-        ("dialed_number", _S),
-        ("start_utc", _TS),
-        ("answer_utc", _TS),
-        ("end_utc", _TS),
-        ("duration", _I),
-        ("billsec", _I),
-        ("disposition", _S),
-        ("answered", pa.bool_()),
-        ("account_code", _S),
-        ("origin_country", _S),
-        ("destination_country", _S),
-        ("destination_prefix", _S),
-        ("destination_name", _S),
-        ("destination_kind", _S),
-        ("call_type", _S),
-        ("event_day", _D),
-        ("raw_line", _S),
-        ("partition_day", _D),
-    ]
-)
-TABLE_SCHEMAS = {
-    "mediation.events": EVENT_SCHEMA.append(pa.field("released", pa.bool_())),
-    "mediation.quarantine": EVENT_SCHEMA.append(pa.field("fraud_rules", _S))
-    .append(pa.field("decision", _S))
-    .append(pa.field("decided_by", _S))
-    .append(pa.field("decided_at", pa.timestamp("us", tz="UTC")))
-    .append(pa.field("note", _S)),
-    "mediation.rejects": pa.schema(
-        [
-            ("source_file", _S),
-            ("source_sha256", _S),
-            ("source_line", _I),
-            ("switch_id", _S),
-            ("reason", _S),
-            ("field", _S),
-            ("raw_line", _S),
-            ("partition_day", _D),
-        ]
-    ),
-    "mediation.duplicates": pa.schema(
-        [
-            ("event_key", _S),
-            ("switch_id", _S),
-            ("source_file", _S),
-            ("source_sha256", _S),
-            ("source_line", _I),
-            ("duplicate_of", _S),
-            ("raw_line", _S),
-            ("partition_day", _D),
-        ]
-    ),
-    "mediation.event_keys": pa.schema([("event_key", _S), ("switch_id", _S), ("event_day", _D)]),
-    "mediation.partition_status": pa.schema(
-        [
-            ("partition_day", _D),
-            ("records_in", _I),
-            ("accepted", _I),
-            ("quarantined", _I),
-            ("quarantine_share", pa.float64()),
-            ("max_quarantine_share", pa.float64()),
-            ("gate_passed", pa.bool_()),
-        ]
-    ),
-}
-
-
 def ensure_tables(warehouse: Warehouse) -> None:
-    """Create the mediation tables (empty) so every check and query finds them."""
-    for name, schema in {**TABLE_SCHEMAS, "mediation.files": FILES_SCHEMA}.items():
-        if not warehouse.table_exists(name):
-            warehouse.load(name, schema.empty_table(), mode="append")
-
-
-FILES_SCHEMA = pa.schema(
-    [
-        ("file_name", pa.string()),
-        ("sha256", pa.string()),
-        ("switch_id", pa.string()),
-        ("format", pa.string()),
-        ("partition_day", pa.date32()),
-        ("status", pa.string()),
-        ("records_in", pa.int64()),
-        ("accepted", pa.int64()),
-        ("rejected", pa.int64()),
-        ("duplicates", pa.int64()),
-        ("quarantined", pa.int64()),
-        ("detail", pa.string()),
-    ]
-)
+    """The warehouse's tables, created or upgraded by the numbered migrations."""
+    migrate(warehouse)
 
 
 def _arrow(result) -> pa.Table:

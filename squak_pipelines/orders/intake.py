@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from squak_pipelines.orders.card_numbers import card_number_fields, redact_frame
+from squak_pipelines.card_numbers import card_number_fields, redact, redact_frame
 
 ACCOUNT_FIELDS = ("account_id", "name", "segment", "email", "street", "city", "state",
                   "postal_code", "country", "currency", "bill_day", "payment_method",
@@ -48,7 +48,8 @@ def file_kind(path: Path) -> str | None:
 
 def _rejection(entity: str, key: str, source: str, line: int, field: str, reason: str,
                message: str, record: dict | str) -> dict[str, object]:
-    text = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+    text = redact(record if isinstance(record, str) else json.dumps(record, ensure_ascii=False))
+    message = redact(message)
     return {"entity": entity, "record_key": key, "source_file": source, "source_line": line,
             "field": field, "reason": reason, "message": message, "record": text}
 

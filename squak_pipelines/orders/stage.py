@@ -20,11 +20,14 @@ import pandas as pd
 from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.cycles import ALWAYS, CycleError, Schedule, check_bill_day
+from squak_pipelines.faults import fault_point
+from squak_pipelines.migrations import migrate
 from squak_pipelines.orders.catalogue import Catalogue
 from squak_pipelines.orders.intake import ACCOUNT_FIELDS, file_kind, read_drops
 from squak_pipelines.orders.provisioning import HISTORY_COLUMNS, SERVICE_COLUMNS, Provisioner
 from squak_pipelines.orders.tables import SCHEMAS, to_table
 from squak_pipelines.orders.validation import validate_accounts, validate_lines
+from squak_pipelines.paths import ACCOUNT_ID_RULE, is_safe_part
 from squak_pipelines.reference.files import read_rows
 from squak_pipelines.warehouse import Warehouse
 
@@ -85,6 +88,7 @@ def drop_files(settings: Settings) -> list[Path]:
 
 def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResult:
     result = OrderStageResult()
+    migrate(warehouse)
     catalogue = Catalogue.load(settings.reference_dir)
     intake = _existing(warehouse, "orders.intake_files")
     known_hashes = set(intake["sha256"])
@@ -113,8 +117,8 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
 
     # Accounts: validate, then upsert (a later record of an account replaces the earlier one).
     new_accounts = validate_accounts(batch.accounts)
-    new_accounts, bad_days = _split_bad_bill_days(new_accounts)
-    batch.rejections = pd.concat([batch.rejections, bad_days], ignore_index=True)
+    new_accounts, bad_accounts = _split_bad_accounts(new_accounts)
+    batch.rejections = pd.concat([batch.rejections, bad_accounts], ignore_index=True)
     new_accounts = new_accounts.drop_duplicates("account_id", keep="last")
     bill_days = _bill_day_changes(accounts, new_accounts)
     accounts = pd.concat([accounts[~accounts["account_id"].isin(new_accounts["account_id"])],
@@ -173,25 +177,26 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
         file_rows.append({"file_name": name, "sha256": digest, "kind": file_kind(path),
                           "status": "processed", "records": records, "rejected": per_file.get(name, 0)})
 
-    if file_rows or not warehouse.table_exists("orders.intake_files"):
-        warehouse.load("orders.intake_files", to_table("orders.intake_files", pd.DataFrame(file_rows)),
-                       mode="append")
-    if new_files or not warehouse.table_exists("orders.services"):
-        warehouse.load("orders.order_lines", to_table("orders.order_lines", order_lines), mode="append")
-        warehouse.load("orders.rejections", to_table("orders.rejections", rejections), mode="append")
-        warehouse.load("orders.order_status_history",
-                       to_table("orders.order_status_history",
-                                pd.DataFrame(history, columns=list(HISTORY_COLUMNS))),
-                       mode="append")
-        warehouse.load("orders.accounts", to_table("orders.accounts", accounts))
-        if len(bill_days) or not warehouse.table_exists("orders.bill_days"):
-            warehouse.load("orders.bill_days", to_table("orders.bill_days", bill_days), mode="append")
-        warehouse.load("orders.services", to_table("orders.services", provisioner.services_frame()))
-        warehouse.load("orders.number_inventory", to_table("orders.number_inventory",
-                                                           provisioner.inventory_frame()))
-        _index_services(warehouse)
-        warehouse.execute("create or replace view orders.validated_order_lines as "
-                          "select * from orders.order_lines where status = 'accepted'")
+    # One transaction: the files are recorded as processed together with what they produced,
+    # so a failure anywhere leaves the warehouse as it was and the next run takes them again.
+    with warehouse.transaction():
+        if file_rows:
+            warehouse.load("orders.intake_files", to_table("orders.intake_files", pd.DataFrame(file_rows)),
+                           mode="append")
+        if new_files or not warehouse.count("orders.number_inventory"):
+            warehouse.load("orders.order_lines", to_table("orders.order_lines", order_lines), mode="append")
+            warehouse.load("orders.rejections", to_table("orders.rejections", rejections), mode="append")
+            warehouse.load("orders.order_status_history",
+                           to_table("orders.order_status_history",
+                                    pd.DataFrame(history, columns=list(HISTORY_COLUMNS))),
+                           mode="append")
+            warehouse.load("orders.accounts", to_table("orders.accounts", accounts))
+            if len(bill_days):
+                warehouse.load("orders.bill_days", to_table("orders.bill_days", bill_days), mode="append")
+            warehouse.load("orders.services", to_table("orders.services", provisioner.services_frame()))
+            warehouse.load("orders.number_inventory", to_table("orders.number_inventory",
+                                                               provisioner.inventory_frame()))
+            fault_point("orders.before_commit")
 
     result.lines_accepted = int((checked["status"] == "accepted").sum())
     result.rejected_by_reason = dict(Counter(rejections["reason"]))
@@ -202,19 +207,27 @@ def run_order_stage(warehouse: Warehouse, settings: Settings) -> OrderStageResul
     return result
 
 
-def _split_bad_bill_days(accounts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accounts with a usable bill day, rejections `invalid_bill_day` of the others)."""
-    problems = {}
-    for idx, value in accounts["bill_day"].items():
+def _split_bad_accounts(accounts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(usable accounts, rejections of the others): an account id that cannot name a folder
+    (`invalid_account_id`: it becomes part of portal and notice paths) or a bill day outside
+    1-31 (`invalid_bill_day`)."""
+    problems: dict[object, tuple[str, str, str]] = {}
+    rows = zip(accounts.index, accounts["account_id"], accounts["bill_day"], strict=True)
+    for idx, account_id, value in rows:
+        if not is_safe_part(account_id):
+            problems[idx] = ("account_id", "invalid_account_id",
+                             f"account id {account_id!r} is not {ACCOUNT_ID_RULE}")
+            continue
         try:
             check_bill_day(value)
         except CycleError as exc:
-            problems[idx] = str(exc)
+            problems[idx] = ("bill_day", "invalid_bill_day", str(exc))
     bad = accounts.loc[list(problems)]
     rejects = pd.DataFrame({
         "entity": "account", "record_key": bad["account_id"], "line_no": "",
-        "source_file": bad["source_file"], "source_line": bad["source_line"], "field": "bill_day",
-        "reason": "invalid_bill_day", "message": [problems[i] for i in bad.index],
+        "source_file": bad["source_file"], "source_line": bad["source_line"],
+        "field": [problems[i][0] for i in bad.index], "reason": [problems[i][1] for i in bad.index],
+        "message": [problems[i][2] for i in bad.index],
         "record": [json.dumps({k: str(v) for k, v in r.items() if k in ACCOUNT_FIELDS}, ensure_ascii=False)
                    for r in bad.to_dict("records")]})
     return accounts.drop(index=list(problems)), rejects
@@ -250,10 +263,3 @@ def _received_history(checked: pd.DataFrame) -> list[dict[str, object]]:
                for o, n, r, at in zip(checked["order_id"], checked["line_no"], checked["reason"],
                                       received_at, strict=True)]
     return rows + verdict
-
-
-def _index_services(warehouse: Warehouse) -> None:
-    """The point-in-time lookup is an indexed range lookup on (number, active_from)."""
-    if warehouse.kind == "postgres":
-        warehouse.execute("create index if not exists services_number_from "
-                          "on orders.services (number, active_from)")

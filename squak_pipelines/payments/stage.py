@@ -15,139 +15,25 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from squak_pipelines import clock
+from squak_pipelines.card_numbers import redact_table
 from squak_pipelines.config import Settings
+from squak_pipelines.faults import fault_point
+from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
+from squak_pipelines.paths import inside
 from squak_pipelines.payments.autopay import RetrySchedule, due_requests
-from squak_pipelines.payments.intake import PAYMENT_FIELDS, read_payment_file
+from squak_pipelines.payments.intake import PAYMENT_FIELDS, PaymentFile, read_payment_file
 from squak_pipelines.payments.matching import Outcome, match
 from squak_pipelines.payments.receivables import BUCKETS, DunningRules, aging, dunning
+from squak_pipelines.payments.tables import DERIVED
+from squak_pipelines.payments.tables import SCHEMAS as TABLES
 from squak_pipelines.warehouse import Warehouse
-
-_S, _D, _I = pa.string(), pa.decimal128(18, 6), pa.int64()
-_TS = pa.timestamp("us", tz="UTC")
-TABLES = {
-    "payments.files": pa.schema(
-        [
-            ("file_name", _S),
-            ("sha256", _S),
-            ("kind", _S),
-            ("records", _I),
-            ("new_payments", _I),
-            ("duplicates", _I),
-            ("rejected", _I),
-            ("received_at", _TS),
-        ]
-    ),
-    "payments.payments": pa.schema(
-        [
-            ("payment_id", _S),
-            ("source_file", _S),
-            ("location", _S),
-            ("method", _S),
-            ("status", _S),
-            ("amount", _D),
-            ("currency", _S),
-            ("received_at", _TS),
-            ("reference", _S),
-            ("token", _S),
-            ("account_id", _S),
-            ("invoice_hint", _S),
-            ("remittance", _S),
-            ("payer", _S),
-        ]
-    ),
-    "payments.rejects": pa.schema(
-        [("source_file", _S), ("location", _S), ("field", _S), ("reason", _S), ("raw", _S)]
-    ),
-    "payments.assignments": pa.schema(
-        [
-            ("payment_id", _S),
-            ("invoice_number", _S),
-            ("account_id", _S),
-            ("assigned_by", _S),
-            ("assigned_at", _TS),
-        ]
-    ),
-    "payments.charge_requests": pa.schema(
-        [
-            ("request_id", _S),
-            ("invoice_number", _S),
-            ("account_id", _S),
-            ("token", _S),
-            ("amount", _D),
-            ("currency", _S),
-            ("attempt", _I),
-            ("due_on", pa.date32()),
-            ("file", _S),
-        ]
-    ),
-    "payments.dunning_notices": pa.schema(
-        [
-            ("account_id", _S),
-            ("currency", _S),
-            ("state", _S),
-            ("invoices", _S),
-            ("as_of", pa.date32()),
-            ("path", _S),
-        ]
-    ),
-}
-DERIVED = {
-    "payments.matches": pa.schema(
-        [("payment_id", _S), ("how", _S), ("account_id", _S), ("invoice_number", _S)]
-    ),
-    "payments.allocations": pa.schema([("payment_id", _S), ("invoice_number", _S), ("amount", _D)]),
-    "payments.suspense": pa.schema(
-        [
-            ("payment_id", _S),
-            ("reason", _S),
-            ("amount", _D),
-            ("currency", _S),
-            ("received_at", _TS),
-            ("remittance", _S),
-            ("source_file", _S),
-        ]
-    ),
-    "payments.ledger": pa.schema(
-        [
-            ("account_id", _S),
-            ("currency", _S),
-            ("at", _TS),
-            ("kind", _S),
-            ("document", _S),
-            ("amount", _D),
-            ("balance", _D),
-        ]
-    ),
-    "payments.aging": pa.schema(
-        [
-            ("invoice_number", _S),
-            ("account_id", _S),
-            ("currency", _S),
-            ("due_date", pa.date32()),
-            ("days_past_due", _I),
-            ("bucket", _S),
-            ("open_amount", _D),
-            ("as_of", pa.date32()),
-        ]
-    ),
-    "payments.dunning": pa.schema(
-        [
-            ("account_id", _S),
-            ("currency", _S),
-            ("state", _S),
-            ("days_past_due", _I),
-            ("overdue_amount", _D),
-            ("invoices", _S),
-            ("as_of", pa.date32()),
-        ]
-    ),
-}
 
 
 @dataclass
@@ -167,9 +53,8 @@ class PaymentsReport:
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
-    for name, schema in {**TABLES, **DERIVED}.items():
-        if not warehouse.table_exists(name):
-            warehouse.load(name, schema.empty_table(), mode="append")
+    """The warehouse's tables, created or upgraded by the numbered migrations."""
+    migrate(warehouse)
 
 
 def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> None:
@@ -187,7 +72,7 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if (name, digest) in seen or path.name.startswith("."):  # hidden: a file still being written
             continue
-        read = read_payment_file(path, name)
+        read = _read_or_reject(path, name)
         fresh, repeats = [], 0
         for p in read.payments:
             if p["payment_id"] in known:
@@ -199,15 +84,11 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
             if fresh:
                 columns = {f: [p[f] for p in fresh] for f in PAYMENT_FIELDS}
                 columns["amount"] = money_array(columns["amount"])
-                warehouse.load(
-                    "payments.payments", pa.table(columns, schema=TABLES["payments.payments"]), mode="append"
-                )
+                rows, _ = redact_table(pa.table(columns, schema=TABLES["payments.payments"]))
+                warehouse.load("payments.payments", rows, mode="append")
             if read.rejects:
-                warehouse.load(
-                    "payments.rejects",
-                    pa.Table.from_pylist(read.rejects, schema=TABLES["payments.rejects"]),
-                    mode="append",
-                )
+                rows, _ = redact_table(pa.Table.from_pylist(read.rejects, schema=TABLES["payments.rejects"]))
+                warehouse.load("payments.rejects", rows, mode="append")
             warehouse.load(
                 "payments.files",
                 pa.table(
@@ -225,10 +106,23 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
                 ),
                 mode="append",
             )
+            fault_point("payments.before_commit")
         report.files += 1
         report.new_payments += len(fresh)
         report.duplicates += repeats
         report.rejected += len(read.rejects)
+
+
+def _read_or_reject(path: Path, name: str) -> PaymentFile:
+    """The file's payments and rejects; a file that cannot be read at all (corrupt, not a
+    payment format, a reader failure) becomes one reject naming the file and the problem,
+    and the run goes on with the other files."""
+    try:
+        return read_payment_file(path, name)
+    except Exception as exc:
+        return PaymentFile(kind="unreadable", payments=[], rejects=[{
+            "source_file": name, "location": name, "field": "(file)", "reason": "unreadable_file",
+            "raw": f"{type(exc).__name__}: {exc}"[:2000]}])
 
 
 def _facts(warehouse: Warehouse) -> tuple[list[dict], list[dict], list[dict], dict, dict]:
@@ -400,7 +294,7 @@ def _send_notices(warehouse: Warehouse, settings: Settings, states: list[dict], 
         if key in sent:
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{s['account_id']}-{s['currency']}-{s['state']}.txt"
+        path = inside(folder, f"{s['account_id']}-{s['currency']}-{s['state']}.txt")
         path.write_text(_notice_text(s, as_of), encoding="utf-8")
         new.append(
             {

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
+from squak_pipelines.csv_export import write_csv as write_table
 from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
 from squak_pipelines.rating.plans import load_plan
 
@@ -89,8 +89,8 @@ def quote(plan_path: Path, events_path: Path, allowances: bool = False,
 
 
 def write_csv(table: pa.Table, out: Path) -> None:
-    """Amounts are written as decimal strings."""
-    pacsv.write_csv(table, out)
+    """Amounts are written as decimal strings; no text cell can start a formula."""
+    write_table(table, out)
 
 
 def explain(table: pa.Table, event_id: str) -> str:

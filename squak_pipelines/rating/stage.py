@@ -22,9 +22,13 @@ import yaml
 
 from squak_pipelines.config import Settings
 from squak_pipelines.cycles import Schedule, load_schedules
+from squak_pipelines.faults import fault_point
+from squak_pipelines.migrations import migrate
 from squak_pipelines.rating.clock import CycleStarts
 from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
 from squak_pipelines.rating.plans import Plan, load_plans
+from squak_pipelines.rating.tables import SCHEMAS as TABLES
+from squak_pipelines.rating.tables import SUSPENSE_COLUMNS
 from squak_pipelines.warehouse import Warehouse
 
 OWNED_EVENTS = """
@@ -48,19 +52,6 @@ from mediation.events e
 where e.partition_day = :day
 order by e.start_utc, e.event_key
 """
-SUSPENSE_COLUMNS = (
-    "event_key",
-    "partition_day",
-    "reason",
-    "service",
-    "call_type",
-    "calling_number",
-    "called_number",
-    "start_utc",
-    "billsec",
-    "account_id",
-    "plan_id",
-)
 DEFAULT_CHECKS = {"max_zero_priced_share": 0.5}
 
 
@@ -89,12 +80,8 @@ def load_rating_checks(reference_dir: Path) -> dict[str, float]:
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
-    """Rating's tables, and the invoicing table of billed events it must respect."""
-    from squak_pipelines.invoicing.stage import TABLES as INVOICING
-
-    for name, schema in {**TABLES, "invoicing.billed_events": INVOICING["invoicing.billed_events"]}.items():
-        if not warehouse.table_exists(name):
-            warehouse.load(name, schema.empty_table(), mode="append")
+    """The warehouse's tables, created or upgraded by the numbered migrations."""
+    migrate(warehouse)
 
 
 def _gate_passed(warehouse: Warehouse, day: date) -> bool:
@@ -188,6 +175,7 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
                     )
                     if table.num_rows:
                         warehouse.load(name, table, mode="append")
+                fault_point("rating.before_commit")
             report.days.append(day.isoformat())
             report.events += rated.num_rows + suspense.num_rows
             report.rated += rated.num_rows
@@ -262,37 +250,3 @@ def suspense_days(warehouse: Warehouse) -> list[str]:
     return [str(d)[:10] for d in frame["partition_day"]]
 
 
-_S, _TS = pa.string(), pa.timestamp("us", tz="UTC")
-_BASE = [
-    ("event_key", _S),
-    ("partition_day", pa.date32()),
-    ("switch_id", _S),
-    ("service", _S),
-    ("call_type", _S),
-    ("calling_number", _S),
-    ("called_number", _S),
-    ("start_utc", _TS),
-    ("answer_utc", _TS),
-    ("billsec", pa.int64()),
-    ("answered", pa.bool_()),
-    ("account_id", _S),
-    ("service_id", _S),
-    ("plan_id", _S),
-]
-TABLES = {
-    "rating.rated_events": pa.schema(_BASE + [f for f in OUTPUT_SCHEMA if f.name != "status"]),
-    "rating.suspense": pa.schema([(n, dict(_BASE).get(n, _S)) for n in SUSPENSE_COLUMNS]),
-    "rating.adjustments": pa.schema(
-        [
-            ("event_key", _S),
-            ("partition_day", pa.date32()),
-            ("account_id", _S),
-            ("currency", _S),
-            ("cycle", _S),
-            ("billed_charge", pa.decimal128(18, 6)),
-            ("rerated_charge", pa.decimal128(18, 6)),
-            ("difference", pa.decimal128(18, 6)),
-            ("invoice_number", _S),
-        ]
-    ),
-}

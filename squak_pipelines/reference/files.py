@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from squak_pipelines.money import MINOR_UNITS, parse_amount
+from squak_pipelines.reference.tables import SCHEMAS
 
 TAX_APPLIES_TO = {"usage", "recurring", "all", "international_usage", "per_number"}
 TAX_KINDS = {"percent", "fixed"}
@@ -134,9 +135,7 @@ def load_switches(path: Path) -> pa.Table:
     return pa.table({c: [r[c] for _, r in rows] for c in columns})
 
 
-COST_RATE_SCHEMA = pa.schema([("carrier", pa.string()), ("prefix", pa.string()), ("destination", pa.string()),
-                              ("service", pa.string()), ("currency", pa.string()),
-                              ("rate", pa.decimal128(18, 6)), ("effective_from", pa.date32())])
+COST_RATE_SCHEMA = SCHEMAS["raw.cost_rates"]
 
 
 def load_cost_rates(path: Path) -> pa.Table:

@@ -27,7 +27,8 @@ select
     currency,
     destination,
     count(*) as costed_events,
-    sum(case when service = 'voice' then rate * billsec / 60 else rate end) as cost
+    -- money stays decimal: per-second cost summed exactly, divided once, cast back to decimal
+    cast(sum(case when service = 'voice' then rate * billsec else rate * 60 end) / 60 as decimal(18, 6)) as cost
 from matches
 where pick = 1
 group by 1, 2, 3

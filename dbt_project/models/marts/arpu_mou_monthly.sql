@@ -20,7 +20,7 @@ usage as (
 
 select
     r.cycle, r.currency, r.segment, r.accounts, r.revenue,
-    round(r.revenue / r.accounts, 2) as arpu,
+    cast(round(r.revenue / r.accounts, 2) as decimal(18, 2)) as arpu,
     coalesce(u.voice_minutes, 0) as voice_minutes,
     round(coalesce(u.voice_minutes, 0) / r.accounts, 1) as mou,
     coalesce(u.messages, 0) as messages

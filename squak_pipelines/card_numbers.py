@@ -1,0 +1,89 @@
+"""Find and redact full card numbers (PANs) in any input: orders, CDRs, payment files.
+
+Only a processor token, brand, last four digits and expiry may ever be stored. A PAN is
+13-19 digits that pass the Luhn check, written in any common spelling: together, or in
+groups separated by up to two spaces, dots, dashes or slashes (`4111 1111 1111 1111`,
+`4111.1111.1111.1111`, `4111  1111  1111  1111`), with or without a word before it
+(`cc4111111111111111`, `card:4111...`). It is not part of a longer run of digits (an IBAN,
+a longer reference) and not a `+` phone number.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_SEP = r"[ .\-/]{0,2}"
+PAN = re.compile(r"(?<![\d+])(?<!\d[ .\-/])(?<!\d[ .\-/]{2})\d(?:" + _SEP + r"\d){12,18}(?![ .\-/]{0,2}\d)")
+# The same shape without look-arounds, for Arrow's RE2: finds the few values worth a look.
+CANDIDATE = r"\d(?:" + _SEP + r"\d){12,18}"
+REDACTED = "[REDACTED CARD NUMBER]"
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def has_card_number(text: str) -> bool:
+    return any(luhn_valid(_digits(m.group())) for m in PAN.finditer(text))
+
+
+def redact(text: str) -> str:
+    return PAN.sub(lambda m: REDACTED if luhn_valid(_digits(m.group())) else m.group(), text)
+
+
+def redact_table(table: pa.Table, keep: tuple[str, ...] = ()) -> tuple[pa.Table, int]:
+    """Every string column (but `keep`) with card numbers redacted, and how many values
+    changed. Vectorized: RE2 finds the candidates, Python's Luhn check runs on those only."""
+    changed = 0
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if name in keep or not pa.types.is_string(column.type):
+            continue
+        hit = pc.fill_null(pc.match_substring_regex(column, CANDIDATE), False)
+        if not pc.any(hit).as_py():
+            continue
+        values = column.to_pylist()
+        flagged = hit.to_pylist()
+        new = [redact(v) if f else v for v, f in zip(values, flagged, strict=True)]
+        changed += sum(a != b for a, b in zip(values, new, strict=True))
+        table = table.set_column(i, name, pa.array(new, pa.string()))
+    return table, changed
+
+
+def card_number_fields(frame: pd.DataFrame) -> pd.Series:
+    """Per row, the first column holding a card number ('' when none). Vectorized screen,
+    Luhn only on the few candidates."""
+    found = pd.Series("", index=frame.index, dtype=object)
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        text = values.fillna("").astype(str)
+        candidates = text.str.contains(PAN, regex=True) & (found == "")
+        for idx in candidates[candidates].index:
+            if has_card_number(text[idx]):
+                found[idx] = column
+    return found
+
+
+def redact_frame(frame: pd.DataFrame, rows: pd.Series) -> pd.DataFrame:
+    """Copy of `frame` with card numbers replaced in the flagged rows."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out.loc[rows, column] = out.loc[rows, column].fillna("").astype(str).map(redact)
+    return out

@@ -1,0 +1,251 @@
+"""Table contracts, migrations, atomic stages, crash safety, and hostile values in paths and CSVs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from squak_pipelines.config import Settings
+from squak_pipelines.csv_export import escape_cell, escape_table
+from squak_pipelines.invoicing.pdf import pdf_complete
+from squak_pipelines.migrations import LATEST, applied, drift, migrate
+from squak_pipelines.paths import UnsafePathError, inside
+from squak_pipelines.schema import registry
+from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MONEY_WORDS = {"amount", "charge", "total", "price", "fee", "revenue", "cost", "margin", "balance", "arpu",
+               "invoiced", "collected", "expected", "difference", "tax", "taxable", "discount", "subtotal",
+               "base", "rate", "net", "credited"}
+NOT_MONEY = {"rate_percent", "collection_rate", "combined_percent", "quarantine_share",
+             "max_quarantine_share"}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    if request.param == "duckdb":
+        return DuckDBWarehouse(tmp_path / "w.duckdb")
+    return PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
+
+
+def _is_money(column: str) -> bool:
+    """A numeric column named like money (by the words of its name)."""
+    return column not in NOT_MONEY and bool(MONEY_WORDS & set(column.split("_")))
+
+
+def test_fresh_warehouse_matches_the_declarations(warehouse: Warehouse) -> None:
+    assert migrate(warehouse)[0].startswith("0001")
+    assert applied(warehouse) == list(range(1, LATEST + 1))
+    assert drift(warehouse) == []
+    assert migrate(warehouse) == [], "migrating again changes nothing"
+    assert warehouse.table_exists("orders.validated_order_lines")
+
+
+def test_every_money_column_is_decimal() -> None:
+    for t in registry().values():
+        for f in t.columns:
+            if pa.types.is_floating(f.type):
+                assert f.name in NOT_MONEY, f"{t.name}.{f.name} is a float"
+            if _is_money(f.name) and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type)):
+                assert pa.types.is_decimal(f.type), f"{t.name}.{f.name} is {f.type}, money must be decimal"
+
+
+def test_warehouse_of_release_0_1_is_upgraded_in_place(warehouse: Warehouse) -> None:
+    """Tables as release 0.1 made them (no keys, no schema_migrations), with data; one column
+    dropped to stand for a column added since."""
+    for statement in (FIXTURES / "release_0_1_tables.sql").read_text().split(";\n"):
+        statement = statement.strip()
+        if statement.startswith("create table"):
+            schema = statement.split()[2].split(".")[0]
+            warehouse.execute(f"create schema if not exists {schema}")
+            warehouse.execute(statement)
+    warehouse.execute("alter table invoicing.invoice_lines drop column applies_to")
+    warehouse.execute("insert into invoicing.invoices "
+                      "(number, invoice_key, account_id, cycle, currency, total) values ('SQK-2026-000001', 'A-1|2026-10|USD', 'A-1', '2026-10', 'USD', 12.5)")
+    warehouse.execute("insert into invoicing.invoice_lines (invoice_key, line_no, amount) "
+                      "values ('A-1|2026-10|USD', 1, 12.5)")
+    assert applied(warehouse) == []
+    done = migrate(warehouse)
+    assert [label[:4] for label in done] == [f"{v:04d}" for v in range(1, LATEST + 1)]
+    assert drift(warehouse) == []
+    assert warehouse.scalar("select total from invoicing.invoices") == pytest.approx(12.5)
+    assert warehouse.scalar("select count(*) from invoicing.invoice_lines where applies_to is null") == 1
+    with pytest.raises(Exception, match=r"(?i)duplicate|unique"):
+        warehouse.execute("insert into invoicing.invoices (number, invoice_key) "
+                          "values ('SQK-2026-000001', 'x')")
+
+
+def test_duplicates_stop_the_upgrade_with_the_key(warehouse: Warehouse) -> None:
+    warehouse.execute("create schema if not exists payments")
+    warehouse.execute("create table payments.payments (payment_id varchar, amount decimal(18,6))")
+    warehouse.execute("insert into payments.payments values ('P-1', 1), ('P-1', 2)")
+    with pytest.raises(RuntimeError, match=r"payments.payments: 2 rows share the key \(payment_id\)"):
+        migrate(warehouse)
+    assert applied(warehouse) == [], "nothing of a failed migration stays"
+
+
+def test_every_unique_key_refuses_a_repeat(warehouse: Warehouse) -> None:
+    migrate(warehouse)
+    for t in registry().values():
+        for key in t.unique:
+            row = pa.Table.from_pylist([{c: _sample(t.columns.field(c).type) for c in key}],
+                                       schema=pa.schema([t.columns.field(c) for c in key]))
+            warehouse.load(t.name, row, mode="append")
+            with pytest.raises(Exception, match=r"(?i)duplicate|unique"):
+                warehouse.load(t.name, row, mode="append")
+            assert warehouse.count(t.name) == 1, f"{t.name}: the repeat was rolled back"
+            warehouse.execute(f"delete from {t.name}")
+
+
+def _sample(arrow_type: pa.DataType) -> object:
+    from datetime import date, datetime
+
+    if pa.types.is_date(arrow_type):
+        return date(2026, 10, 1)
+    if pa.types.is_timestamp(arrow_type):
+        return datetime(2026, 10, 1, tzinfo=UTC)
+    if pa.types.is_integer(arrow_type):
+        return 1
+    return "K-1"
+
+
+def test_replacing_a_table_keeps_the_views_over_it(warehouse: Warehouse) -> None:
+    migrate(warehouse)
+    products = registry()["raw.products"]
+    row = pa.Table.from_pylist([{"product_id": "P1", "name": "Line", "min_quantity": 1, "max_quantity": 2}],
+                               schema=products.columns)
+    warehouse.load("raw.products", row)
+    warehouse.execute("create schema if not exists staging")
+    warehouse.execute("create view staging.v_products as select product_id from raw.products")
+    warehouse.load("raw.products", row)
+    warehouse.load("raw.products", row)
+    assert warehouse.count("staging.v_products") == 1
+
+
+def test_loads_into_stage_schemas_must_be_declared(tmp_path: Path) -> None:
+    from squak_pipelines.warehouse import UndeclaredTableError
+
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    with pytest.raises(UndeclaredTableError, match=r"orders\.nonsense"):
+        warehouse.load("orders.nonsense", pa.table({"a": [1]}))
+
+
+def test_paths_from_data_stay_inside_their_folder(tmp_path: Path) -> None:
+    assert inside(tmp_path, "ACC-1", "SQK-2026-000001.html") == tmp_path / "ACC-1" / "SQK-2026-000001.html"
+    for evil in ("../../../escape-H03", "..", "a/b", "/etc", ".hidden", "x\x00y", "", "a" * 65):
+        with pytest.raises(UnsafePathError):
+            inside(tmp_path, evil)
+
+
+def test_csv_cells_never_start_a_formula() -> None:
+    assert escape_cell("=cmd|'/c calc'!A1") == "'=cmd|'/c calc'!A1"
+    for risky in ("+SUM(A1)", "-2+3", "@HYPERLINK(x)", "\tx"):
+        assert escape_cell(risky).startswith("'")
+    for plain in ("-12.50", "+12125551234", "Acme", 12, None):
+        assert escape_cell(plain) == plain
+    table = escape_table(pa.table({"name": ["=1+1", "ok", None], "n": [1, 2, 3]}))
+    assert table["name"].to_pylist() == ["'=1+1", "ok", None]
+
+
+def test_a_truncated_pdf_is_not_complete(tmp_path: Path) -> None:
+    from squak_pipelines.invoicing.pdf import render_pdf
+
+    pdf = tmp_path / "a.pdf"
+    data = render_pdf("<p>hello</p>", __import__("datetime").date(2026, 11, 1), "X-1")
+    pdf.write_bytes(data)
+    assert pdf_complete(pdf)
+    pdf.write_bytes(data[: len(data) // 2])
+    assert not pdf_complete(pdf)
+    assert not pdf_complete(tmp_path / "missing.pdf")
+
+
+def test_orders_stage_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo) -> None:
+    """A failure before the commit leaves nothing behind; the retry processes every file."""
+    from squak_pipelines.faults import InjectedFault
+    from squak_pipelines.orders.stage import run_order_stage
+    from tests.stage_helpers import copy_demo
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    monkeypatch.setenv("SQUAK_FAULT", "orders.before_commit=raise")
+    with pytest.raises(InjectedFault):
+        run_order_stage(warehouse, settings)
+    for name in ("intake_files", "accounts", "services", "order_lines", "number_inventory"):
+        assert warehouse.count(f"orders.{name}") == 0, f"orders.{name} kept a failed run's rows"
+    monkeypatch.delenv("SQUAK_FAULT")
+    result = run_order_stage(warehouse, settings)
+    assert result.files_processed and warehouse.count("orders.services") > 0
+
+
+CRASH_SCRIPT = """
+import sys
+from squak_pipelines.config import Settings
+from squak_pipelines.warehouse import open_warehouse
+from tests.stage_helpers import mediated
+settings = Settings.from_env()
+mediated(open_warehouse(settings), settings)
+"""
+
+
+def _tables(warehouse: Warehouse) -> dict[str, list]:
+    out = {}
+    for name, t in registry().items():
+        if name.split(".")[0] in ("orders", "mediation"):
+            cols = [c for c in t.columns.names if c not in ("decided_at",)]
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            rows = warehouse.query_arrow(f"select {quoted} from {name}").to_pylist()
+            out[name] = sorted(rows, key=repr)
+    return out
+
+
+@pytest.mark.parametrize("point", ["orders.before_commit", "mediation.before_commit@3"])
+def test_killed_mid_stage_the_rerun_gives_the_uninterrupted_figures(point: str, tmp_path: Path, demo) -> None:
+    """SIGKILL at a fault point (not a sleep): the re-run ends exactly where an uninterrupted
+    run ends (same rows in every order and mediation table, nothing twice)."""
+    from tests.stage_helpers import copy_demo
+
+    results = {}
+    for label, fault in (("clean", None), ("killed", point)):
+        settings = copy_demo(demo, tmp_path / label)
+        env = {**os.environ, "SQUAK_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(Path.cwd())}
+        env.pop("SQUAK_WAREHOUSE_URL", None)
+        if fault:
+            crashed = subprocess.run([sys.executable, "-c", CRASH_SCRIPT], env={**env, "SQUAK_FAULT": fault},
+                                     capture_output=True, text=True, timeout=600)
+            assert crashed.returncode == -9, crashed.stderr[-2000:]
+        done = subprocess.run([sys.executable, "-c", CRASH_SCRIPT], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[label] = _tables(DuckDBWarehouse(Settings.from_env(env).duckdb_path))
+    for name, rows in results["clean"].items():
+        assert results["killed"][name] == rows, f"{name} differs after the crash and re-run"
+
+
+def test_a_run_left_by_a_killed_process_is_failed_not_queued_forever(tmp_path: Path) -> None:
+    import shutil
+    import socket
+
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from squak_pipelines.instance import DEPLOY_DIR
+    from squak_pipelines.runner import HOST_TAG, PID_TAG, fail_dead_runs
+
+    shutil.copyfile(DEPLOY_DIR / "dagster.local.yaml", tmp_path / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(tmp_path))
+    assert instance.run_monitoring_enabled, "the daemon fails runs whose worker died"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    for run_id, pid in (("dead0000", dead.pid), ("live0000", 1)):
+        instance.add_run(DagsterRun(job_name="orders_job", run_id=run_id, status=DagsterRunStatus.STARTED,
+                                    tags={PID_TAG: str(pid), HOST_TAG: host}))
+    assert fail_dead_runs(instance) == ["dead0000"]
+    assert instance.get_run_by_id("dead0000").status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id("live0000").status == DagsterRunStatus.STARTED, "pid 1 is alive"
