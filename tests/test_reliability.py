@@ -67,7 +67,8 @@ def test_warehouse_of_release_0_1_is_upgraded_in_place(warehouse: Warehouse) -> 
             warehouse.execute(statement)
     warehouse.execute("alter table invoicing.invoice_lines drop column applies_to")
     warehouse.execute("insert into invoicing.invoices "
-                      "(number, invoice_key, account_id, cycle, currency, total) values ('SQK-2026-000001', 'A-1|2026-10|USD', 'A-1', '2026-10', 'USD', 12.5)")
+                      "(number, invoice_key, account_id, cycle, currency, total) values "
+                      "('SQK-2026-000001', 'A-1|2026-10|USD', 'A-1', '2026-10', 'USD', 12.5)")
     warehouse.execute("insert into invoicing.invoice_lines (invoice_key, line_no, amount) "
                       "values ('A-1|2026-10|USD', 1, 12.5)")
     assert applied(warehouse) == []
