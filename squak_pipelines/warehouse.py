@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
@@ -276,6 +277,10 @@ def pg_type(arrow_type: pa.DataType) -> str:
     return sql_type(arrow_type, "postgres")
 
 
+def _has_nul(column: pa.ChunkedArray) -> bool:
+    return bool(pc.any(pc.fill_null(pc.match_substring(column, "\x00"), False)).as_py())
+
+
 def _copy_ready(arrow: pa.Table) -> pa.Table:
     """Cast what PostgreSQL's CSV input can't read as written (ns timestamps, null columns)."""
     columns = []
@@ -284,6 +289,8 @@ def _copy_ready(arrow: pa.Table) -> pa.Table:
             column = column.cast(pa.timestamp("us", tz=field.type.tz))
         elif pa.types.is_null(field.type):
             column = column.cast(pa.string())
+        elif pa.types.is_string(field.type) and _has_nul(column):
+            column = pc.replace_substring(column, "\x00", "\ufffd")  # PostgreSQL text holds no NUL
         columns.append(column)
     return pa.Table.from_arrays(columns, names=arrow.column_names)
 

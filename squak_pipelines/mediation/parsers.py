@@ -80,6 +80,7 @@ CANONICAL_COLUMNS = (
     "account_code",
 )
 FORMATS = ("asterisk", "freeswitch", "canonical")
+MAX_QUOTE_REPAIRS = 1000  # lines with broken quoting repaired in one file before it is refused
 
 
 class FileFormatError(ValueError):
@@ -185,6 +186,49 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     if header and (len(lines) == 0 or not lines[0].as_py().startswith("event_id")):
         raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
     columns = _layout(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
+    data, broken = _blank_unbalanced_quotes(data, lines)
+    data, nul = _blank_nul_lines(data, lines)
+    broken += nul
+    for _ in range(MAX_QUOTE_REPAIRS):
+        table, bad = _read_csv(data, columns, header)
+        # A row pyarrow skipped that spans lines began with broken quoting on its first line
+        # and swallowed the next: reject that first line, blank it, and read the file again.
+        spans = [t.split("\n", 1)[0] for t in bad if "\n" in t.rstrip("\r\n")]
+        if not spans:
+            break
+        firsts = _locate(lines, spans)
+        broken += [(n, "broken_quoting", lines[n - 1].as_py()) for n in firsts]
+        data = _blank(data, [n - 1 for n in firsts])
+    else:
+        raise FileFormatError(f"{path.name}: more than {MAX_QUOTE_REPAIRS} lines with broken quoting")
+    # pyarrow skips only truly empty lines; any other line is a record (or a reject).
+    nonempty = pc.greater(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False)
+    nonempty[:header] = False
+    readable = nonempty.copy()
+    readable[[n - 1 for n, _, _ in broken]] = False
+    candidates = np.flatnonzero(readable) + 1
+    skipped = _locate(lines, bad)
+    good = candidates[~np.isin(candidates, skipped)] if skipped else candidates
+    if len(good) != table.num_rows:
+        raise FileFormatError(
+            f"{path.name}: records could not be matched to lines "
+            f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
+        )
+    raw = _select_lines(lines, good - 1)
+    bad_lines = sorted([(int(n), "wrong_column_count", lines[n - 1].as_py()) for n in skipped] + broken)
+    return ParsedFile(
+        format=fmt,
+        table=table,
+        line_no=good,
+        raw=raw,
+        bad_lines=bad_lines,
+        records_in=int(nonempty.sum()),
+        encoding=encoding,
+    )
+
+
+def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Table, list[str]]:
+    """The records pyarrow can read, and the text of the rows it skipped."""
     bad: list[str] = []
 
     def on_invalid(row) -> str:  # pyarrow calls this for each unreadable row
@@ -201,28 +245,37 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
             quoted_strings_can_be_null=False,
         ),
     )
-    # pyarrow skips only truly empty lines; any other line is a record (or a reject).
-    nonempty = pc.greater(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False)
-    nonempty[:header] = False
-    candidates = np.flatnonzero(nonempty) + 1
-    skipped = _locate(lines, bad)
-    good = candidates[~np.isin(candidates, skipped)] if skipped else candidates
-    if len(good) != table.num_rows:
-        raise FileFormatError(
-            f"{path.name}: records could not be matched to lines "
-            f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
-        )
-    raw = _select_lines(lines, good - 1)
-    bad_lines = [(int(n), "wrong_column_count", lines[n - 1].as_py()) for n in skipped]
-    return ParsedFile(
-        format=fmt,
-        table=table,
-        line_no=good,
-        raw=raw,
-        bad_lines=bad_lines,
-        records_in=int(nonempty.sum()),
-        encoding=encoding,
-    )
+    return table, bad
+
+
+def _blank(data: bytes, positions: list[int]) -> bytes:
+    """`data` with the given physical lines (0-based) emptied; line numbers stay."""
+    physical = data.split(b"\n")
+    for i in positions:
+        physical[i] = b""
+    return b"\n".join(physical)
+
+
+def _blank_nul_lines(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """A record with a NUL byte is rejected (`nul_byte`), its raw text kept with U+FFFD in
+    place of each NUL (no database text column can hold a NUL)."""
+    has_nul = pc.match_substring(lines, "\x00").to_numpy(zero_copy_only=False)
+    if not has_nul.any():
+        return data, []
+    positions = [int(i) for i in np.flatnonzero(has_nul)]
+    return _blank(data, positions), [(i + 1, "nul_byte", lines[i].as_py().replace("\x00", "\ufffd"))
+                                     for i in positions]
+
+
+def _blank_unbalanced_quotes(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """A line with an odd number of double quotes would make the CSV reader run its quoted
+    field on into the following lines and lose them all: such lines become rejects
+    (`unbalanced_quote`) and are blanked before the file is parsed."""
+    odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, '"'), 1), 1).to_numpy(zero_copy_only=False)
+    if not odd.any():
+        return data, []
+    positions = [int(i) for i in np.flatnonzero(odd)]
+    return _blank(data, positions), [(i + 1, "unbalanced_quote", lines[i].as_py()) for i in positions]
 
 
 def _select_lines(lines: pa.Array, rows: np.ndarray) -> pa.ChunkedArray:
