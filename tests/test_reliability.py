@@ -18,6 +18,7 @@ from squak_pipelines.migrations import LATEST, applied, drift, migrate
 from squak_pipelines.paths import UnsafePathError, inside
 from squak_pipelines.schema import registry
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from tests.test_mediation import drop as drop
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MONEY_WORDS = {"amount", "charge", "total", "price", "fee", "revenue", "cost", "margin", "balance", "arpu",
@@ -250,3 +251,47 @@ def test_a_run_left_by_a_killed_process_is_failed_not_queued_forever(tmp_path: P
     assert fail_dead_runs(instance) == ["dead0000"]
     assert instance.get_run_by_id("dead0000").status == DagsterRunStatus.FAILURE
     assert instance.get_run_by_id("live0000").status == DagsterRunStatus.STARTED, "pid 1 is alive"
+
+
+def test_bounds_reject_absurd_calls_rates_fees_and_payments(tmp_path: Path) -> None:
+    from squak_pipelines.limits import Limits, LimitsError
+    from squak_pipelines.payments.intake import read_manual
+    from squak_pipelines.rating.plans import PlanFileError, load_plan
+
+    limits = Limits()
+    header = "payment_id,account_id,invoice_number,amount,currency,received_at\n"
+    rows = ("P-1,A,I,1000000000000000,USD,2026-11-02T10:00:00Z\n"
+            "P-2,A,I,0.001,USD,2026-11-02T10:00:00Z\n"
+            "P-3,A,I,12.500,USD,2026-11-02T10:00:00Z\n"
+            "P-4,A,I,1500,JPY,2026-11-02T10:00:00Z\n"
+            "P-5,A,I,15.5,JPY,2026-11-02T10:00:00Z\n")
+    read = read_manual((header + rows).encode(), "manual-x.csv", limits)
+    assert sorted(p["payment_id"] for p in read.payments) == ["manual:P-3", "manual:P-4"]
+    reasons = {r["location"]: r["reason"] for r in read.rejects}
+    assert "above the largest payment" in reasons["line 2"]
+    assert "more decimals than USD" in reasons["line 3"] and "more decimals than JPY" in reasons["line 6"]
+    deck = tmp_path / "reference" / "decks" / "d.csv"
+    deck.parent.mkdir(parents=True)
+    (tmp_path / "reference" / "plans").mkdir()
+    plan = tmp_path / "reference" / "plans" / "p.yaml"
+    deck.write_text("prefix,destination,rate\n1,US,5000000000\n")
+    plan.write_text("plan_id: P\ncurrency: USD\ntimezone: UTC\ndecks: {voice: ../decks/d.csv}\n")
+    with pytest.raises(PlanFileError, match="largest rate allowed"):
+        load_plan(plan)
+    deck.write_text("prefix,destination,rate\n1,US,0.01\n")
+    plan.write_text(plan.read_text() + "fees: {recurring: [{product: X, amount: -5}]}\n")
+    with pytest.raises(PlanFileError, match="must not be negative"):
+        load_plan(plan)
+    (tmp_path / "reference" / "limits.yaml").write_text("max_rate: 1e15\n")
+    with pytest.raises(LimitsError, match="too large for exact rating"):
+        Limits.load(tmp_path / "reference")
+
+
+def test_a_31_year_call_is_rejected_not_priced(drop) -> None:
+    from tests.test_mediation import canon
+
+    long_call = canon("long-1", "+442079400199", "2026-10-05T09:00:00Z", billsec=999_999_999)
+    drop.write("cdr_sqk-lon1_20261005.csv", [long_call])
+    drop.run()
+    rejects = drop.df("select reason, field from mediation.rejects")
+    assert list(rejects["reason"]) == ["call_too_long"]

@@ -8,7 +8,8 @@ destination_kind, call_type, event_day (UTC date of start), raw_line; plus `reje
 and `reject_field` for records that fail a rule.
 
 Reject reasons: missing_field, non_numeric_number, unparseable_time, negative_duration,
-end_before_start (also answer before start, or billsec longer than the call).
+call_too_long (past `max_call_seconds` of reference/limits.yaml), end_before_start (also
+answer before start, or billsec longer than the call).
 Call types: emergency, onnet, tollfree, premium, international, mobile, local, national.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from squak_pipelines.limits import Limits
 from squak_pipelines.mediation.numbering import DialingRules, NumberingPlan, is_numeric, to_e164
 from squak_pipelines.mediation.parsers import ParsedFile
 
@@ -114,7 +116,7 @@ def _times(values: pa.Array, fmt: str, tz: str) -> tuple[pa.Array, pa.Array]:
 
 
 def _ints(values: pa.Array) -> tuple[pa.Array, pa.Array]:
-    ok = pc.match_substring_regex(values, r"^-?[0-9]{1,9}$")
+    ok = pc.match_substring_regex(values, r"^-?[0-9]{1,18}$")
     return pc.cast(pc.if_else(ok, values, None), pa.int64()), pc.invert(ok)
 
 
@@ -125,6 +127,7 @@ def normalize(
     plan: NumberingPlan,
     onnet_numbers: pa.Array,
     source_file: str,
+    max_call_seconds: int = Limits().max_call_seconds,
 ) -> pa.Table:
     """One file's records as events (with reject_reason set on the bad ones)."""
     f = _fields(parsed)
@@ -175,6 +178,12 @@ def normalize(
             "duration/billsec",
         ),
         (
+            pc.or_(pc.greater(pc.fill_null(duration, 0), max_call_seconds),
+                   pc.greater(pc.fill_null(billsec, 0), max_call_seconds)),
+            "call_too_long",
+            "duration/billsec",
+        ),
+        (
             pc.or_(
                 pc.less(end, start),
                 pc.or_(pc.less(pc.fill_null(answer, start), start), pc.greater(billsec, duration)),
@@ -192,7 +201,8 @@ def normalize(
 
     dest_country = called_info["country"]
     kind = called_info["kind"]
-    onnet = pc.is_in(called, value_set=onnet_numbers) if len(onnet_numbers) else pa.array([False] * n)
+    none = pa.array([False] * n, pa.bool_())
+    onnet = pc.is_in(called, value_set=onnet_numbers) if len(onnet_numbers) else none
     local = pc.and_(
         pc.equal(called_info["prefix"], calling_info["prefix"]),
         pc.greater(

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from squak_pipelines.capture.drop_files import count_records, switch_files
 from squak_pipelines.config import Settings
 from squak_pipelines.faults import fault_point
+from squak_pipelines.limits import Limits
 from squak_pipelines.mediation.fraud import FraudRules, screen
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
@@ -138,6 +139,7 @@ class Mediator:
         self.rules = load_dialing_rules(ref / "dialing_rules.csv")
         self.plan = NumberingPlan.load(ref / "numbering_plan.csv")
         self.fraud = FraudRules.load(ref / "fraud_rules.yaml")
+        self.limits = Limits.load(ref)
         self.has_orders = warehouse.table_exists("orders.services")
         self.scratch = duckdb.connect()  # in-memory, for set-based work on Arrow batches
         ensure_tables(warehouse)
@@ -180,7 +182,8 @@ class Mediator:
                 continue
             try:
                 parsed = parse_file(ref.path, ref.switch.format)
-                events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name)
+                events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name,
+                                   self.limits.max_call_seconds)
             except Exception as exc:
                 detail = str(exc) if isinstance(exc, FileFormatError) else f"{type(exc).__name__}: {exc}"
                 lines = _lines_or_nothing(ref.path)

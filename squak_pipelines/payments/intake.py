@@ -28,7 +28,10 @@ from xml.etree.ElementTree import tostring  # serializing only; parsing goes thr
 
 from defusedxml import ElementTree
 
+from squak_pipelines.limits import Limits
 from squak_pipelines.money import MINOR_UNITS
+
+DEFAULT_LIMITS = Limits()
 
 CARD_STATUSES = ("succeeded", "failed", "refunded", "chargeback")
 PAYMENT_FIELDS = (
@@ -76,13 +79,21 @@ def file_kind(name: str) -> str | None:
     return None
 
 
-def _amount(text: str, name: str = "amount") -> Decimal:
+def _amount(text: str, name: str, currency: str, limits: Limits) -> Decimal:
+    """A positive decimal amount, no larger than the largest payment allowed and with no
+    more decimals than the currency has (0.001 USD is not money a bank moves)."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
         raise _Bad(name, f"not a decimal amount: {text!r}") from None
     if not value.is_finite() or value <= 0:
         raise _Bad(name, f"must be a positive amount, got {text!r}")
+    if value > limits.max_payment:
+        raise _Bad(name, f"{text.strip()} is above the largest payment allowed ({limits.max_payment}, "
+                         "reference/limits.yaml max_payment)")
+    code = currency.strip().upper()
+    if code in MINOR_UNITS and value != value.quantize(Decimal(1).scaleb(-MINOR_UNITS[code])):
+        raise _Bad(name, f"{text.strip()} has more decimals than {code} has ({MINOR_UNITS[code]})")
     return value
 
 
@@ -127,7 +138,7 @@ def _reject(name: str, location: str, field_name: str, reason: str, raw: str) ->
     return {"source_file": name, "location": location, "field": field_name, "reason": reason, "raw": raw}
 
 
-def read_settlement(data: bytes, name: str) -> PaymentFile:
+def read_settlement(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
     out = PaymentFile(name, "settlement")
     required = ("processor_reference", "token", "amount", "currency", "status", "settled_at")
     for line, row, raw in _csv_rows(data, name, required, out):
@@ -144,7 +155,7 @@ def read_settlement(data: bytes, name: str) -> PaymentFile:
                     location=f"line {line}",
                     method="card",
                     status=status,
-                    amount=_amount(row["amount"]),
+                    amount=_amount(row["amount"], "amount", row["currency"], limits),
                     currency=_currency(row["currency"]),
                     received_at=_moment(row["settled_at"], "settled_at"),
                     reference=row["processor_reference"],
@@ -158,7 +169,7 @@ def read_settlement(data: bytes, name: str) -> PaymentFile:
     return out
 
 
-def read_manual(data: bytes, name: str) -> PaymentFile:
+def read_manual(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
     out = PaymentFile(name, "manual")
     required = ("payment_id", "account_id", "invoice_number", "amount", "currency", "received_at")
     for line, row, raw in _csv_rows(data, name, required, out):
@@ -172,7 +183,7 @@ def read_manual(data: bytes, name: str) -> PaymentFile:
                     location=f"line {line}",
                     method=row.get("method") or "manual",
                     status="succeeded",
-                    amount=_amount(row["amount"]),
+                    amount=_amount(row["amount"], "amount", row["currency"], limits),
                     currency=_currency(row["currency"]),
                     received_at=_moment(row["received_at"], "received_at"),
                     reference=row["payment_id"],
@@ -210,7 +221,7 @@ def _all_text(element, name: str) -> list[str]:
     return [text for text in found if text]
 
 
-def read_camt053(data: bytes, name: str) -> PaymentFile:
+def read_camt053(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
     out = PaymentFile(name, "camt053")
     try:
         root = ElementTree.fromstring(data)
@@ -239,7 +250,7 @@ def read_camt053(data: bytes, name: str) -> PaymentFile:
                 amount_node = _child(entry, "Amt")
                 if amount_node is None:
                     raise _Bad("Amt", "missing")
-                amount = _amount(amount_node.text or "", "Amt")
+                amount = _amount(amount_node.text or "", "Amt", amount_node.get("Ccy") or "", limits)
                 currency = _currency(amount_node.get("Ccy") or "", "Amt/@Ccy")
                 direction = _text(entry, "CdtDbtInd")
                 if direction not in ("CRDT", "DBIT"):
@@ -283,7 +294,7 @@ def read_camt053(data: bytes, name: str) -> PaymentFile:
 READERS = {"settlement": read_settlement, "manual": read_manual, "camt053": read_camt053}
 
 
-def read_payment_file(path: Path, name: str | None = None) -> PaymentFile:
+def read_payment_file(path: Path, name: str | None = None, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
     """One payment file, by its kind; an unknown kind is one reject naming the file."""
     name = name or path.name
     kind = file_kind(name)
@@ -299,4 +310,4 @@ def read_payment_file(path: Path, name: str | None = None) -> PaymentFile:
             )
         )
         return out
-    return READERS[kind](path.read_bytes(), name)
+    return READERS[kind](path.read_bytes(), name, limits)

@@ -24,6 +24,7 @@ from squak_pipelines import clock
 from squak_pipelines.card_numbers import redact_table
 from squak_pipelines.config import Settings
 from squak_pipelines.faults import fault_point
+from squak_pipelines.limits import Limits
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
 from squak_pipelines.paths import inside
@@ -67,12 +68,13 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
         for r in warehouse.query_arrow("select file_name, sha256 from payments.files").to_pylist()
     }
     known = set(warehouse.query_arrow("select payment_id from payments.payments").column(0).to_pylist())
+    limits = Limits.load(settings.reference_dir)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = str(path.relative_to(folder))
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if (name, digest) in seen or path.name.startswith("."):  # hidden: a file still being written
             continue
-        read = _read_or_reject(path, name)
+        read = _read_or_reject(path, name, limits)
         fresh, repeats = [], 0
         for p in read.payments:
             if p["payment_id"] in known:
@@ -113,14 +115,14 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
         report.rejected += len(read.rejects)
 
 
-def _read_or_reject(path: Path, name: str) -> PaymentFile:
+def _read_or_reject(path: Path, name: str, limits: Limits) -> PaymentFile:
     """The file's payments and rejects; a file that cannot be read at all (corrupt, not a
     payment format, a reader failure) becomes one reject naming the file and the problem,
     and the run goes on with the other files."""
     try:
-        return read_payment_file(path, name)
-    except Exception as exc:
-        return PaymentFile(kind="unreadable", payments=[], rejects=[{
+        return read_payment_file(path, name, limits)
+    except Exception as exc:  # a poison file must never stop the stage
+        return PaymentFile(name, "unreadable", payments=[], rejects=[{
             "source_file": name, "location": name, "field": "(file)", "reason": "unreadable_file",
             "raw": f"{type(exc).__name__}: {exc}"[:2000]}])
 

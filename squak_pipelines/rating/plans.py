@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from squak_pipelines.limits import Limits
 from squak_pipelines.money import MINOR_UNITS, ROUNDING_MODES, parse_amount
 
 SERVICES = ("voice", "sms")
@@ -188,8 +189,10 @@ def _week(path: Path, bands_doc: list[dict[str, Any]]) -> tuple[tuple[str, ...],
     return tuple(names), tuple(week)
 
 
-def load_deck(path: Path, bands: tuple[str, ...]) -> list[DeckRow]:
-    """Rows of one deck CSV (header required; column order and extra columns free)."""
+def load_deck(path: Path, bands: tuple[str, ...], limits: Limits | None = None) -> list[DeckRow]:
+    """Rows of one deck CSV (header required; column order and extra columns free); a rate
+    or connect fee above the operator's bound (`reference/limits.yaml`) is an error."""
+    limits = limits or Limits()
     if not path.exists():
         _fail(path, None, "(file)", "rate deck not found")
     rows: list[DeckRow] = []
@@ -228,10 +231,15 @@ def load_deck(path: Path, bands: tuple[str, ...]) -> list[DeckRow]:
                 _fail(path, line, "prefix", f"duplicate prefix {prefix} for band {band or '(any)'} "
                       f"and date {effective or '(always)'} (first on line {seen[key]})")
             seen[key] = line
+            rate = _amount(path, line, "rate", row["rate"])
+            connect_fee = _amount(path, line, "connect_fee", row.get("connect_fee", ""), "0")
+            for name, value in (("rate", rate), ("connect_fee", connect_fee)):
+                if value > limits.max_rate:
+                    _fail(path, line, name, f"{value} is above the largest rate allowed ({limits.max_rate}, "
+                          "reference/limits.yaml max_rate)")
             rows.append(DeckRow(
                 prefix=prefix, destination=row["destination"],
-                rate=_amount(path, line, "rate", row["rate"]),
-                connect_fee=_amount(path, line, "connect_fee", row.get("connect_fee", ""), "0"),
+                rate=rate, connect_fee=connect_fee,
                 first=first, step=step, effective_from=effective, band=band, service=service,
                 file=path.name, line=line))
     return rows
@@ -249,8 +257,9 @@ def _deck_path(plan_path: Path, text: str) -> Path:
     return plan_path.parent / candidate
 
 
-def load_plan(path: Path) -> Plan:
-    """Load and validate one plan YAML with its decks."""
+def load_plan(path: Path, limits: Limits | None = None) -> Plan:
+    """Load and validate one plan YAML with its decks (bounds: `reference/limits.yaml`)."""
+    limits = limits or Limits.load(path.parent.parent)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -282,7 +291,7 @@ def load_plan(path: Path) -> Plan:
     for service, deck_file in decks.items():
         if service not in SERVICES:
             _fail(path, None, "decks", f"unknown service {service!r}")
-        rows.extend(load_deck(_deck_path(path, str(deck_file)), bands))
+        rows.extend(load_deck(_deck_path(path, str(deck_file)), bands, limits))
     unique = {(r.file, r.line): r for r in rows}  # a file named twice is read once
     return Plan(
         plan_id=str(doc["plan_id"]), name=str(doc.get("name", doc["plan_id"])), currency=currency,
@@ -290,7 +299,28 @@ def load_plan(path: Path) -> Plan:
         band_rule=band_rule, bands=bands, week=week, rows=tuple(unique.values()),
         allowances=tuple(_allowances(path, doc.get("allowances") or [])),
         discounts=tuple(_discounts(path, doc.get("discounts") or [])),
-        fees=doc.get("fees") or {}, source=str(path))
+        fees=_fees(path, doc.get("fees") or {}, limits), source=str(path))
+
+
+def _fees(path: Path, doc: Any, limits: Limits) -> dict[str, Any]:
+    """The plan's fees, each amount a decimal from 0 to the largest fee allowed."""
+    if not isinstance(doc, dict):
+        _fail(path, None, "fees", "must map recurring/one_time to lists of fees")
+    for kind in ("recurring", "one_time"):
+        for i, fee in enumerate(doc.get(kind) or []):
+            where = f"fees.{kind}[{i}].amount"
+            if not isinstance(fee, dict) or "amount" not in fee:
+                _fail(path, None, where, "is required")
+            try:
+                amount = parse_amount(str(fee["amount"]), field=where)
+            except ValueError as exc:
+                raise PlanFileError(path, None, where, str(exc)) from None
+            if amount < 0:
+                _fail(path, None, where, f"must not be negative, got {amount}")
+            if amount > limits.max_fee:
+                _fail(path, None, where, f"{amount} is above the largest fee allowed ({limits.max_fee}, "
+                      "reference/limits.yaml max_fee)")
+    return doc
 
 
 def _allowances(path: Path, docs: list[dict[str, Any]]) -> list[Allowance]:
@@ -332,8 +362,9 @@ def _discounts(path: Path, docs: list[dict[str, Any]]) -> list[Discount]:
 def load_plans(plans_dir: Path) -> dict[str, Plan]:
     """Every plan in a folder of YAML files, by plan id."""
     plans: dict[str, Plan] = {}
+    limits = Limits.load(plans_dir.parent)
     for path in sorted(plans_dir.glob("*.y*ml")):
-        plan = load_plan(path)
+        plan = load_plan(path, limits)
         if plan.plan_id in plans:
             _fail(path, None, "plan_id",
                   f"duplicate plan id {plan.plan_id!r} (also {plans[plan.plan_id].source})")
