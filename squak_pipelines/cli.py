@@ -468,10 +468,34 @@ def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.doctor import run_checks
+
+    checks = run_checks(settings)
+    for c in checks:
+        fix = f"\n      fix: {c.fix}" if c.fix and not c.ok else ""
+        print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}{fix}")
+    failed = [c.name for c in checks if not c.ok]
+    print(f"==> {'all checks pass' if not failed else 'NOT OK: ' + ', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from squak_pipelines.migrations import LATEST, migrate
+    from squak_pipelines.warehouse import open_warehouse
+
+    done = migrate(open_warehouse(settings))
+    for label in done:
+        print(f"    applied {label}")
+    print(f"==> warehouse at migration {LATEST} ({len(done)} applied now)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squak", description=__doc__)
     parser.add_argument("--as-of", dest="today", metavar="YYYY-MM-DD",
                         help="the business date every date rule reads (default: SQUAK_TODAY, else today)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def generation_options(p: argparse.ArgumentParser) -> None:
@@ -530,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     quote.add_argument("--home-country-code", help="country code for national vs international "
                        "(when the file has no call_type column), e.g. 1 or 44")
     quote.set_defaults(func=cmd_rate)
+    doctor = sub.add_parser("doctor", help="check settings, warehouse, migrations, tools; print the fixes")
+    doctor.set_defaults(func=cmd_doctor)
+    migrate = sub.add_parser("migrate", help="apply the warehouse's pending migrations")
+    migrate.set_defaults(func=cmd_migrate)
     ui = sub.add_parser("ui", help="start the Dagster UI over the same data")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -546,8 +574,21 @@ def main(argv: list[str] | None = None) -> int:
     except clock.ClockError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
-    return int(args.func(args, settings) or 0)
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; what was committed stays, run the command again to go on", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        from squak_pipelines.operator_errors import explain
+
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        line = explain(exc) or f"{type(exc).__name__}: {message}"
+        print(f"error: {line} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

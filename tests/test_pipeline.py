@@ -188,6 +188,27 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     # Re-running over the same drops changes nothing.
     _check_output(_squak(["run"], env).stdout, rerun=True)
     assert _check_warehouse(env, manifest) == counts
+    _check_doctor(env, tmp_path / "squak")
+
+
+def _check_doctor(env: dict[str, str], data_dir: Path) -> None:
+    """`squak doctor` passes on a fresh run, and names the fault when PostgreSQL is down, a
+    migration is missing or Chromium is absent (exit 1, with the fix)."""
+    healthy = _rc(["doctor"], env)
+    assert healthy.returncode == 0 and "==> all checks pass" in healthy.stdout, healthy.stdout
+    no_chromium = _rc(["doctor"], {**env, "PATH": str(Path(SQUAK).parent)})
+    assert no_chromium.returncode == 1 and "FAIL  Chromium" in no_chromium.stdout
+    down = _rc(["doctor"], {**env, "SQUAK_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:9/test"})
+    assert down.returncode == 1 and "PostgreSQL is unreachable" in down.stdout
+    import duckdb
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute("delete from schema_migrations where version = 2")
+    missing = _rc(["doctor"], env)
+    assert missing.returncode == 1 and "not applied: 0002 unique keys" in missing.stdout
+    migrated = _rc(["migrate"], env)
+    assert migrated.returncode == 0 and "applied 0002 unique keys" in migrated.stdout
+    assert _rc(["doctor"], env).returncode == 0
 
 
 @pytest.mark.slow

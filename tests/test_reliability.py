@@ -295,3 +295,27 @@ def test_a_31_year_call_is_rejected_not_priced(drop) -> None:
     drop.run()
     rejects = drop.df("select reason, field from mediation.rejects")
     assert list(rejects["reason"]) == ["call_too_long"]
+
+
+def test_common_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
+    """A warehouse locked by another process names that process; --debug shows the traceback."""
+    from tests.test_pipeline import SQUAK
+
+    data = tmp_path / "squak"
+    data.mkdir()
+    env = {**os.environ, "SQUAK_DATA_DIR": str(data)}
+    env.pop("SQUAK_WAREHOUSE_URL", None)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               f"c = duckdb.connect({str(data / 'warehouse.duckdb')!r})\n"
+                               "print('held', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        plain = subprocess.run([SQUAK, "bill", "--preview"], env=env, capture_output=True, text=True, timeout=120)
+        assert plain.returncode == 1 and "Traceback" not in plain.stderr
+        assert f"is in use by process {holder.pid}" in plain.stderr and plain.stderr.count("\n") == 1
+        debug = subprocess.run([SQUAK, "--debug", "bill", "--preview"], env=env, capture_output=True, text=True,
+                               timeout=120)
+        assert "Traceback" in debug.stderr
+    finally:
+        holder.kill()
+        holder.wait()
