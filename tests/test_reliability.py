@@ -305,16 +305,17 @@ def test_common_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
     data.mkdir()
     env = {**os.environ, "SQUAK_DATA_DIR": str(data)}
     env.pop("SQUAK_WAREHOUSE_URL", None)
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
-                               f"c = duckdb.connect({str(data / 'warehouse.duckdb')!r})\n"
-                               "print('held', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    script = (f"import duckdb, time\nc = duckdb.connect({str(data / 'warehouse.duckdb')!r})\n"
+              "print('held', flush=True)\ntime.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        plain = subprocess.run([SQUAK, "bill", "--preview"], env=env, capture_output=True, text=True, timeout=120)
+        plain = subprocess.run([SQUAK, "bill", "--preview"], env=env, capture_output=True, text=True,
+                               timeout=120)
         assert plain.returncode == 1 and "Traceback" not in plain.stderr
         assert f"is in use by process {holder.pid}" in plain.stderr and plain.stderr.count("\n") == 1
-        debug = subprocess.run([SQUAK, "--debug", "bill", "--preview"], env=env, capture_output=True, text=True,
-                               timeout=120)
+        debug = subprocess.run([SQUAK, "--debug", "bill", "--preview"], env=env, capture_output=True,
+                               text=True, timeout=120)
         assert "Traceback" in debug.stderr
     finally:
         holder.kill()
