@@ -184,6 +184,10 @@ def test_a_double_billed_event_fails_duplicate_billing(case) -> None:
         "select event_key, invoice_number from invoicing.billed_events order by event_key limit 1"
     ).iloc[0]
     other = warehouse.scalar("select max(number) from invoicing.invoices where number <> :n", {"n": first})
+    with pytest.raises(Exception, match=r"(?i)duplicate key"):  # the warehouse's key refuses it first
+        warehouse.execute(f"insert into invoicing.billed_events values ('{key}', '{other}')")
+    # The control is the second line of defence (a warehouse whose key was dropped by hand).
+    warehouse.execute("drop index invoicing.uq_invoicing_billed_events__event_key")
     warehouse.execute(f"insert into invoicing.billed_events values ('{key}', '{other}')")
     results = _results(warehouse, settings)
     _only_failing(results, "duplicate_billing")

@@ -47,11 +47,21 @@ def write_call_detail(warehouse: Warehouse, cycle: str, folder: Path) -> int:
     values = np.asarray(pc.dictionary_encode(numbers).indices.to_numpy(zero_copy_only=False))
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])  # rows are sorted by invoice
     ends = np.r_[starts[1:], len(values)]
-    detail = table.drop_columns(["invoice_number"])
+    detail = _iso_times(table.drop_columns(["invoice_number"]))
     for start, end in zip(starts, ends, strict=True):
         name = f"{numbers[int(start)].as_py()}-calls.csv"
         write_csv(detail.slice(start, end - start), inside(folder, name))
     return len(starts)
+
+
+def _iso_times(table: pa.Table) -> pa.Table:
+    """Times as ISO 8601 UTC text (`2026-11-08T01:10:37Z`): the same bytes on either backend."""
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if pa.types.is_timestamp(column.type):
+            utc = column.cast(pa.timestamp("s", tz="UTC"))
+            table = table.set_column(i, name, pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ"))
+    return table
 
 
 APPENDIX_SQL = f"""

@@ -30,7 +30,8 @@ import pyarrow as pa
 from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.csv_export import escape_row
-from squak_pipelines.invoicing.pdf import combine, pdfs_wanted
+from squak_pipelines.faults import fault_point
+from squak_pipelines.invoicing.pdf import combine, pdfs_wanted, write_atomically
 from squak_pipelines.invoicing.tables import DELIVERIES
 from squak_pipelines.migrations import migrate
 from squak_pipelines.paths import inside
@@ -101,8 +102,15 @@ def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> Deliv
         if (inv["delivery_method"] or "email") != "email":
             continue
         previous = done.get((inv["number"], "email"))
-        if previous and previous["status"] in ("sent", "outbox", "sending"):
+        if previous and previous["status"] == "sending" and _outbox_path(settings, inv["number"]).exists():
+            # Died between writing the message and recording it: the message is whole (written
+            # atomically), so it is confirmed, not written again.
+            where = f"outbox:{_outbox_path(settings, inv['number'])}"
+            _record(warehouse, inv["number"], "email", "outbox", previous["attempts"], where)
+            report.outbox += 1
             continue
+        if previous and previous["status"] in ("sent", "outbox", "sending"):
+            continue  # at most once: a `sending` left by a crash mid-SMTP is for an operator to check
         attempts = (previous["attempts"] if previous else 0) + 1
         _record(warehouse, inv["number"], "email", "sending", attempts, "")
         try:
@@ -112,6 +120,7 @@ def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> Deliv
             report.failed += 1
             report.errors.append(f"{inv['number']}: {exc}")
             continue
+        fault_point("delivery.after_send")
         status = "outbox" if where.startswith("outbox:") else "sent"
         _record(warehouse, inv["number"], "email", status, attempts, where)
         report.outbox += status == "outbox"
@@ -146,7 +155,14 @@ def _message(inv: dict, documents: Path, link: str) -> EmailMessage:
     calls = documents / f"{inv['number']}-calls.csv"
     if calls.exists():
         message.add_attachment(calls.read_bytes(), maintype="text", subtype="csv", filename=calls.name)
+    # Boundaries from the invoice number, not random: the same invoice gives the same bytes.
+    for i, part in enumerate(p for p in message.walk() if p.is_multipart()):
+        part.set_boundary(f"squak-{inv['number']}-{i}")
     return message
+
+
+def _outbox_path(settings: Settings, number: str) -> Path:
+    return inside(settings.data_dir / "outbox", f"{number}.eml")
 
 
 def send_email(inv: dict, documents: Path, settings: Settings) -> str:
@@ -154,10 +170,9 @@ def send_email(inv: dict, documents: Path, settings: Settings) -> str:
     message = _message(inv, documents, payment_link(inv, settings.data_dir))
     host = os.environ.get("SQUAK_SMTP_HOST", "")
     if not host:
-        outbox = settings.data_dir / "outbox"
-        outbox.mkdir(parents=True, exist_ok=True)
-        path = outbox / f"{inv['number']}.eml"
-        path.write_bytes(bytes(message))
+        path = _outbox_path(settings, inv["number"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, bytes(message))
         return f"outbox:{path}"
     port = int(os.environ.get("SQUAK_SMTP_PORT", "25"))
     with smtplib.SMTP(host, port, timeout=30) as smtp:
