@@ -72,3 +72,16 @@ def test_one_bad_record_does_not_take_its_files_good_records(drop: Drop) -> None
     assert odd["accepted"].iloc[0] + odd["rejected"].iloc[0] == 3
     raw = drop.df("select raw_line from mediation.rejects union all select raw_line from mediation.events")
     assert not raw["raw_line"].str.contains("\x00").any(), "no NUL byte is stored"
+
+
+def test_card_numbers_in_cdrs_are_redacted_before_they_are_stored(drop: Drop) -> None:
+    pan = canon("pan-1", "+442079400177", f"{DAY}T21:00:00Z").replace('"ACC-1"', '"card 4111 1111 1111 1111"')
+    bad = '"pan-2","sqk-lon1","voice","4111.1111.1111.1111"'
+    (drop.folder / "pan.csv").write_text(_text([pan, bad]))
+    _run(drop)
+    for table in ("events", "rejects", "quarantine", "duplicates"):
+        text = drop.df(f"select * from mediation.{table}").astype(str).to_csv()
+        clean = text.replace("[REDACTED CARD NUMBER]", "")
+        assert "4111" not in clean, f"a card number reached mediation.{table}"
+    assert "[REDACTED CARD NUMBER]" in drop.df("select raw_line from mediation.events "
+                                               "where native_id like '%pan-1%'")["raw_line"].iloc[0]

@@ -57,6 +57,7 @@ from rating.rated_events r
 where r.cycle <= :top and r.answered
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
 group by 1, 2, 3, 4, 5, 6, 7
+order by 1, 2, 3, 4, 5, 6, 7
 """
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from squak_pipelines.capture.drop_files import count_records, switch_files
+from squak_pipelines.card_numbers import redact_table
 from squak_pipelines.config import Settings
 from squak_pipelines.faults import fault_point
 from squak_pipelines.limits import Limits
@@ -119,6 +120,17 @@ class PreparedDay:
     rejects: pa.Table | None
     file_rows: list[dict]
     redelivered: int
+
+
+# Columns that are numbers or identities, never free text: left as the switch wrote them.
+_NOT_FREE_TEXT = ("event_key", "native_id", "calling_number", "called_number", "dialed_number",
+                  "source_sha256", "duplicate_of")
+
+
+def _screened(table: pa.Table) -> pa.Table:
+    """Card numbers in a CDR's free text (caller names, user fields, the raw line) redacted
+    before anything is stored."""
+    return redact_table(table, keep=_NOT_FREE_TEXT)[0]
 
 
 def _lines_or_nothing(path: Path) -> list[tuple[int, str]]:
@@ -246,7 +258,7 @@ class Mediator:
         wh = self.warehouse
         outcome = {"accepted": {}, "duplicates": {}, "quarantined": {}, "rejected": {}}
         if rejects is not None and rejects.num_rows:
-            wh.load("mediation.rejects", rejects, mode="append")
+            wh.load("mediation.rejects", _screened(rejects), mode="append")
             report.add_counts("reject", rejects["reason"])
             outcome["rejected"] = _per_file(rejects["source_file"])
         report.rejected += rejects.num_rows if rejects is not None else 0
@@ -300,9 +312,10 @@ class Mediator:
                     "partition_day": pa.array([day] * duplicates.num_rows, pa.date32()),
                 }
             )
-            wh.load("mediation.events", _event_columns(accepted, day, released=False), mode="append")
-            wh.load("mediation.quarantine", _quarantine_columns(quarantined, day), mode="append")
-            wh.load("mediation.duplicates", dup_rows, mode="append")
+            events_out = _screened(_event_columns(accepted, day, released=False))
+            wh.load("mediation.events", events_out, mode="append")
+            wh.load("mediation.quarantine", _screened(_quarantine_columns(quarantined, day)), mode="append")
+            wh.load("mediation.duplicates", _screened(dup_rows), mode="append")
             keys = pa.concat_tables(
                 [
                     accepted.select(["event_key", "switch_id", "event_day"]),
