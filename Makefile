@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test ui lint bench clean
+.PHONY: run test ui lint bench clean fuzz doctor
 
 # System packages: the PDF renderer's libraries (WeasyPrint: Pango, HarfBuzz's subsetter, a
 # font) and the headless Chromium Kaleido renders dashboard figures to images with.
@@ -38,6 +38,14 @@ test: $(STAMP)
 ## Dagster UI on http://127.0.0.1:3000 over the data `make run` produced.
 ui: $(STAMP)
 	$(BIN)/squak ui
+
+## Property-based fuzzing of every parser with many more examples than CI runs (random seeds).
+fuzz: $(STAMP)
+	SQUAK_FUZZ_EXAMPLES=$${SQUAK_FUZZ_EXAMPLES:-2000} SQUAK_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz_parsers.py
+
+## Check settings, warehouse, migrations and tools; prints what is wrong and the fix.
+doctor: $(STAMP)
+	$(BIN)/squak doctor
 
 lint: $(STAMP)
 	$(BIN)/ruff check squak_pipelines tests bench

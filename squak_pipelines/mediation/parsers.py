@@ -138,8 +138,13 @@ def physical_lines(data: bytes) -> pa.Array:
 
 
 def _first_fields(lines: list[bytes]) -> list[list[str]]:
-    sample = [line.decode("utf-8") for line in lines[:50] if line.strip()]
-    return list(csv.reader(sample))
+    """The fields of the first records (for the layout); lone CRs and NULs do not count."""
+    sample = [line.decode("utf-8", errors="replace").replace("\r", "").replace("\x00", "")
+              for line in lines[:50] if line.strip()]
+    try:
+        return list(csv.reader(sample))
+    except csv.Error:
+        return []
 
 
 def detect_format(data: bytes) -> str:
@@ -188,7 +193,8 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     columns = _layout(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
     data, broken = _blank_unbalanced_quotes(data, lines)
     data, nul = _blank_nul_lines(data, lines)
-    broken += nul
+    blanked = {n for n, _, _ in broken}
+    broken += [r for r in nul if r[0] not in blanked]
     for _ in range(MAX_QUOTE_REPAIRS):
         table, bad = _read_csv(data, columns, header)
         # A row pyarrow skipped that spans lines began with broken quoting on its first line
@@ -235,16 +241,23 @@ def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Ta
         bad.append(row.text)
         return "skip"
 
-    table = pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=header, block_size=16 << 20),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(columns, pa.string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    if not data.strip(b"\r\n"):
+        return pa.schema([(c, pa.string()) for c in columns]).empty_table(), bad
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=header, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):  # every line was blanked as a reject
+            return pa.schema([(c, pa.string()) for c in columns]).empty_table(), bad
+        raise FileFormatError(f"not readable as CSV: {exc}") from None
     return table, bad
 
 

@@ -8,6 +8,7 @@ numbers are found and redacted here, before anything is stored.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,27 @@ def _rejection(entity: str, key: str, source: str, line: int, field: str, reason
             "field": field, "reason": reason, "message": message, "record": text}
 
 
+def _text(path: Path, source: str, entity: str, rejects: list[dict[str, object]]) -> str | None:
+    """The file as text (UTF-8, BOM dropped, NUL bytes made visible as U+FFFD); None, with one
+    `unreadable_file` rejection naming the file, when it is not text at all."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        rejects.append(_rejection(entity, "", source, data[: exc.start].count(b"\n") + 1, "(file)",
+                                  "unreadable_file", f"not UTF-8 text (byte {exc.start}): save the file as "
+                                  "UTF-8 and drop it again", ""))
+        return None
+    return text.replace("\x00", "\ufffd")
+
+
 def _read_csv(path: Path, source: str, fields: tuple[str, ...], entity: str,
               rejects: list[dict[str, object]]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    text = _text(path, source, entity, rejects)
+    if text is None:
+        return rows
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         key_field = fields[0]
@@ -83,7 +101,10 @@ def _read_csv(path: Path, source: str, fields: tuple[str, ...], entity: str,
 def _read_jsonl(path: Path, source: str, accounts: list[dict[str, object]],
                 rejects: list[dict[str, object]]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    with path.open(encoding="utf-8-sig") as fh:
+    content = _text(path, source, "order", rejects)
+    if content is None:
+        return rows
+    with io.StringIO(content) as fh:
         for line_no, text in enumerate(fh, 1):
             if not text.strip():
                 continue

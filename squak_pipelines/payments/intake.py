@@ -118,13 +118,26 @@ def _record(**values) -> dict:
 
 
 def _csv_rows(data: bytes, name: str, required: tuple[str, ...], out: PaymentFile):
-    text = data.decode("utf-8-sig", errors="replace")
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    text = data.decode("utf-8-sig", errors="replace").replace("\x00", "\ufffd")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        fieldnames = []
+        text = f"{exc}: {text[:200]}"
+    missing = [c for c in required if c not in fieldnames]
     if missing:
         out.rejects.append(_reject(name, "line 1", missing[0], "required column missing", text[:200]))
         return
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # one unreadable record: kept as a reject, the rest still read
+            where = f"line {reader.line_num}"
+            out.rejects.append(_reject(name, where, "(row)", f"unreadable record: {exc}", ""))
+            continue
         raw = ",".join(str(v) for v in row.values())
         if None in row:
             out.rejects.append(
