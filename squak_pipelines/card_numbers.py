@@ -1,11 +1,12 @@
 """Find and redact full card numbers (PANs) in any input: orders, CDRs, payment files.
 
 Only a processor token, brand, last four digits and expiry may ever be stored. A PAN is
-13-19 digits that pass the Luhn check, written in any common spelling: together, or in
-groups separated by up to two spaces, dots, dashes or slashes (`4111 1111 1111 1111`,
-`4111.1111.1111.1111`, `4111  1111  1111  1111`), with or without a word before it
-(`cc4111111111111111`, `card:4111...`). It is not part of a longer run of digits (an IBAN,
-a longer reference) and not a `+` phone number.
+13-19 digits that pass the Luhn check, written in any common spelling: together, or in the
+groups cards print separated by up to two spaces, dots, dashes or slashes
+(`4111 1111 1111 1111`, `4111.1111.1111.1111`, `4111  1111  1111  1111`, `3782 822463 10005`),
+with or without a word before it (`cc4111111111111111`, `card:4111...`). It is not part of a
+longer run of digits (an IBAN, a longer reference), not a `+` phone number and does not start
+with 0 (a dialled international number).
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_SEP = r"[ .\-/]{0,2}"
-PAN = re.compile(r"(?<![\d+])(?<!\d[ .\-/])(?<!\d[ .\-/]{2})\d(?:" + _SEP + r"\d){12,18}(?![ .\-/]{0,2}\d)")
-# The same shape without look-arounds, for Arrow's RE2: finds the few values worth a look.
-CANDIDATE = r"\d(?:" + _SEP + r"\d){12,18}"
+_S = r"[ .\-/]{1,2}"
+# A card number is written together (13-19 digits) or in the groups cards print: 4-4-4-4
+# (and 4-4-4-4-1..3 for 19 digits) or 4-6-4/5 (Amex, Diners). It never starts with 0 (no
+# issuer number does), which keeps dialled international numbers (00.., 011..) out.
+_SHAPES = (r"[1-9]\d{12,18}", rf"[1-9]\d{{3}}(?:{_S}\d{{4}}){{3}}(?:{_S}\d{{1,3}})?",
+           rf"[1-9]\d{{3}}{_S}\d{{6}}{_S}\d{{4,5}}")
+PAN = re.compile(r"(?<![\d+])(?<!\d[ .\-/])(?<!\d[ .\-/]{2})(?:" + "|".join(_SHAPES) + r")(?![ .\-/]{0,2}\d)")
+# The same shapes without look-arounds, for Arrow's RE2: finds the few values worth a look.
+CANDIDATE = "|".join(_SHAPES)
 REDACTED = "[REDACTED CARD NUMBER]"
 
 

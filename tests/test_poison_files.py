@@ -85,3 +85,12 @@ def test_card_numbers_in_cdrs_are_redacted_before_they_are_stored(drop: Drop) ->
         assert "4111" not in clean, f"a card number reached mediation.{table}"
     assert "[REDACTED CARD NUMBER]" in drop.df("select raw_line from mediation.events "
                                                "where native_id like '%pan-1%'")["raw_line"].iloc[0]
+
+
+def test_a_file_name_that_looks_like_a_card_number_is_still_accounted(drop: Drop) -> None:
+    """File names are identities (accounting joins on them), never screened text."""
+    (drop.folder / "cdr_20261005090000.csv").write_text(_text(GOOD[:3]))
+    drop.run()
+    _conserved(drop)
+    counted = drop.df("select count(*) as n from mediation.events where source_file like '%20261005090000%'")
+    assert counted["n"].iloc[0] == 3

@@ -122,9 +122,10 @@ class PreparedDay:
     redelivered: int
 
 
-# Columns that are numbers or identities, never free text: left as the switch wrote them.
+# Columns that are numbers or identities, never free text: left as the switch wrote them (a
+# file name with a date and time in it is not a card number, and accounting joins on it).
 _NOT_FREE_TEXT = ("event_key", "native_id", "calling_number", "called_number", "dialed_number",
-                  "source_sha256", "duplicate_of")
+                  "source_file", "source_sha256", "switch_id", "duplicate_of")
 
 
 def _screened(table: pa.Table) -> pa.Table:

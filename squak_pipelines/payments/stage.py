@@ -86,10 +86,12 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
             if fresh:
                 columns = {f: [p[f] for p in fresh] for f in PAYMENT_FIELDS}
                 columns["amount"] = money_array(columns["amount"])
-                rows, _ = redact_table(pa.table(columns, schema=TABLES["payments.payments"]))
+                rows, _ = redact_table(pa.table(columns, schema=TABLES["payments.payments"]),
+                                       keep=_IDENTITY)
                 warehouse.load("payments.payments", rows, mode="append")
             if read.rejects:
-                rows, _ = redact_table(pa.Table.from_pylist(read.rejects, schema=TABLES["payments.rejects"]))
+                rows, _ = redact_table(pa.Table.from_pylist(read.rejects, schema=TABLES["payments.rejects"]),
+                                       keep=_IDENTITY)
                 warehouse.load("payments.rejects", rows, mode="append")
             warehouse.load(
                 "payments.files",
@@ -113,6 +115,9 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
         report.new_payments += len(fresh)
         report.duplicates += repeats
         report.rejected += len(read.rejects)
+
+
+_IDENTITY = ("source_file", "location")  # where a record came from is not screened text
 
 
 def _read_or_reject(path: Path, name: str, limits: Limits) -> PaymentFile:
