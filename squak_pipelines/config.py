@@ -9,13 +9,24 @@ Nothing set means the embedded default: everything lives under one data director
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+# An installed wheel carries the dbt project and the GX suites as data files under
+# <prefix>/share/squak-billing; a source checkout (editable install) uses its own folders.
+BUNDLE_DIR = Path(sys.prefix) / "share" / "squak-billing"
+
+
+def _bundled(name: str) -> Path:
+    checkout = PROJECT_ROOT / name
+    return checkout if checkout.is_dir() else BUNDLE_DIR / name
+
+
+DBT_PROJECT_DIR = _bundled("dbt_project")
+EXPECTATIONS_DIR = _bundled("expectations")
 
 
 def _default_data_dir() -> Path:
