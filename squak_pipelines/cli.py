@@ -292,7 +292,7 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.instance import prepare_dagster_home
 
     prepare_dagster_home(settings)
-    os.environ.update({k: v for k, v in settings.dbt_env().items() if k not in os.environ})
+    os.environ.update(settings.dbt_env())  # derived from the warehouse URL, never inherited
     # dagster-dbt's prepare_if_dev runs `dbt` from PATH: make it this environment's dbt.
     bin_dir = str(Path(venv_tool("dbt")).parent)
     os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])

@@ -3,13 +3,17 @@ process die (SIGKILL, as the OOM killer or a power cut would) or raise.
 
 `SQUAK_FAULT=<point>` kills the process the first time it passes `<point>`;
 `SQUAK_FAULT=<point>@<n>` the n-th time; `SQUAK_FAULT=<point>=raise` raises `InjectedFault`
-instead. Unset (always, outside tests), `fault_point` is one dictionary look-up.
+instead; `=pause` writes `<point>.paused` in `SQUAK_FAULT_DIR` and waits (at most two
+minutes) for `<point>.resume` there, so a test can break the database under a running stage.
+Unset (always, outside tests), `fault_point` is one dictionary look-up.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 _passed: dict[str, int] = {}
 
@@ -32,4 +36,12 @@ def fault_point(name: str) -> None:
         return
     if action == "raise":
         raise InjectedFault(f"injected fault at {name}")
+    if action == "pause":
+        folder = Path(os.environ.get("SQUAK_FAULT_DIR", "."))
+        (folder / f"{name}.paused").touch()
+        for _ in range(1200):
+            if (folder / f"{name}.resume").exists():
+                return
+            time.sleep(0.1)
+        raise InjectedFault(f"{name}: not resumed")
     os.kill(os.getpid(), signal.SIGKILL)

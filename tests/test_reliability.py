@@ -275,3 +275,71 @@ def test_common_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_every_table_the_code_names_is_declared() -> None:
+    """A table named in the package's SQL is a declared table (or the one view the migrations
+    create), so a misspelt name fails here, not in production."""
+    import re
+
+    names = set(registry()) | {"orders.validated_order_lines"}
+    pattern = re.compile(r"(?<![.\w])(raw|orders|mediation|rating|invoicing|payments|assurance)\.([a-z_]+)\b")
+    package = Path(__file__).resolve().parent.parent / "squak_pipelines"
+    unknown = set()
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for quoted in re.findall(r'"[^"\n]*"|\'[^\'\n]*\'', text):
+            for schema, table in pattern.findall(quoted):
+                name = f"{schema}.{table}"
+                not_a_table = (table in ("yaml", "yml", "csv", "json")  # a file such as assurance.yaml
+                               or table.startswith(("before_", "after_"))  # a fault point
+                               or any(n.startswith(name) for n in names))  # a prefix of table names
+                if name not in names and not not_a_table:
+                    unknown.add(f"{path.relative_to(package)}: {name}")
+    assert not unknown, sorted(unknown)
+
+
+def test_postgres_restart_mid_run_fails_clearly_and_the_retry_completes(tmp_path: Path,
+                                                                        fresh_pg_url: str) -> None:
+    """The server goes away while a payments run holds its transaction (every connection of the
+    database terminated, as a restart does): the command fails with one clear line, nothing
+    half-written stays, and running it again takes every payment exactly once."""
+    import sqlalchemy as sa
+
+    from tests.test_pipeline import SQUAK
+
+    data = tmp_path / "squak"
+    (data / "drop" / "payments").mkdir(parents=True)
+    (data / "drop" / "payments" / "manual-payments-1.csv").write_text(
+        "payment_id,account_id,invoice_number,amount,currency,received_at\n"
+        + "".join(f"P-{i},ACC-{i},SQK-2026-{i:06d},{i}.50,USD,2026-11-0{i}T10:00:00Z\n" for i in range(1, 6)))
+    (data / "drop" / "payments" / "manual-payments-2.csv").write_text(
+        "payment_id,account_id,invoice_number,amount,currency,received_at\nP-9,ACC-9,SQK-2026-000009,9.00,USD,"
+        "2026-11-09T10:00:00Z\n")
+    env = {**os.environ, "SQUAK_DATA_DIR": str(data), "SQUAK_WAREHOUSE_URL": fresh_pg_url,
+           "SQUAK_FAULT": "payments.before_commit@2=pause", "SQUAK_FAULT_DIR": str(tmp_path)}
+    run = subprocess.Popen([SQUAK, "payments", "run"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    paused = tmp_path / "payments.before_commit.paused"
+    for _ in range(600):
+        if paused.exists() or run.poll() is not None:
+            break
+        __import__("time").sleep(0.2)
+    assert paused.exists(), run.communicate()[1][-2000:]
+    engine = sa.create_engine(fresh_pg_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    database = engine.url.database
+    with engine.connect() as con:
+        con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
+                            "where datname = :d and pid <> pg_backend_pid()"), {"d": database})
+    (tmp_path / "payments.before_commit.resume").touch()
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 1, out + err
+    assert "error: PostgreSQL closed the connection" in err and "Traceback" not in err, err
+    env.pop("SQUAK_FAULT")
+    retry = subprocess.run([SQUAK, "payments", "run"], env=env, capture_output=True, text=True, timeout=300)
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    with engine.connect() as con:
+        ids = con.execute(sa.text("select payment_id from payments.payments order by 1")).scalars().all()
+        files = con.execute(sa.text("select count(*) from payments.files")).scalar()
+    engine.dispose()
+    assert ids == sorted(f"manual:P-{i}" for i in (1, 2, 3, 4, 5, 9)) and files == 2

@@ -12,9 +12,9 @@ from squak_pipelines.config import Settings
 from squak_pipelines.resources import SquakResource
 
 _settings = Settings.from_env()
-# dbt's profiles.yml reads its connection from these variables (derived from the URL).
-for _key, _value in _settings.dbt_env().items():
-    os.environ.setdefault(_key, _value)
+# dbt's profiles.yml reads its connection from these variables, always derived from this
+# process's warehouse URL (values inherited from a parent process would point dbt elsewhere).
+os.environ.update(_settings.dbt_env())
 _project = dbt_project(_settings)
 _project.prepare_if_dev()
 ensure_manifest(_settings)
