@@ -29,13 +29,17 @@ from squak_pipelines.config import Settings
 from squak_pipelines.schema import STAGE_SCHEMAS, sql_type
 
 LoadMode = Literal["replace", "append"]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+COPY_BATCH_ROWS = 250_000
 
 
 class UndeclaredTableError(RuntimeError):
     """A load into a stage schema's table that the migrations have not created."""
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-COPY_BATCH_ROWS = 250_000
+
+
+class KeyViolation(RuntimeError):
+    """Rows loaded into a table repeat one of its unique keys (the load is rolled back)."""
 
 
 def check_identifier(name: str) -> str:
@@ -223,10 +227,6 @@ class DuckDBWarehouse(Warehouse):
             finally:
                 con.unregister("_squak_load")
         return arrow.num_rows
-
-
-class KeyViolation(RuntimeError):
-    """Rows loaded into a table repeat one of its unique keys (the load is rolled back)."""
 
 
 def _check_keys(con: Any, table: str) -> None:
