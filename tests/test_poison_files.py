@@ -94,3 +94,17 @@ def test_a_file_name_that_looks_like_a_card_number_is_still_accounted(drop: Drop
     _conserved(drop)
     counted = drop.df("select count(*) as n from mediation.events where source_file like '%20261005090000%'")
     assert counted["n"].iloc[0] == 3
+
+
+def test_sql_metacharacters_in_file_names_and_a_10_mb_line(drop: Drop) -> None:
+    """File names reach SQL only as parameters; a 10 MB line is one record, kept."""
+    mine = [canon(f"sql-{i}", f"+4420794003{i:02d}", f"{DAY}T{9 + i:02d}:40:00Z") for i in range(2)]
+    (drop.folder / "x'; drop table mediation.events; --.csv").write_text(_text(mine))
+    big = '"' + "y" * 10_000_000 + '"'
+    ten_mb = canon("big-1", "+442079400166", f"{DAY}T22:00:00Z").replace('"ACC-1"', big)
+    (drop.folder / "big.csv").write_text(_text([ten_mb]))
+    _run(drop)
+    names = set(drop.df("select file_name from mediation.files")["file_name"])
+    assert any("drop table" in n for n in names) and any(n.endswith("big.csv") for n in names)
+    mediated = drop.df("select count(*) as n from mediation.events where source_file like '%drop table%'")
+    assert mediated["n"][0] == 2

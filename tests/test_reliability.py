@@ -343,3 +343,19 @@ def test_postgres_restart_mid_run_fails_clearly_and_the_retry_completes(tmp_path
         files = con.execute(sa.text("select count(*) from payments.files")).scalar()
     engine.dispose()
     assert ids == sorted(f"manual:P-{i}" for i in (1, 2, 3, 4, 5, 9)) and files == 2
+
+
+def test_the_engine_refuses_a_charge_that_cannot_fit_64_bits(tmp_path: Path) -> None:
+    """Bounds keep real data far away; past them the engine refuses instead of wrapping round
+    (1 h at 5e9 per minute once came out as -7,445,734,561.83)."""
+    from decimal import Decimal
+
+    from squak_pipelines.limits import Limits
+    from squak_pipelines.rating.engine import rate
+    from squak_pipelines.rating.plans import load_plan
+    from tests.rating_helpers import DECK_HEADER, events, write_plan
+
+    deck = f"{DECK_HEADER}\n1,US,5000000000,0,60/60,,,voice\n"
+    plan = load_plan(write_plan(tmp_path, deck), Limits(max_rate=Decimal("1e12")))
+    with pytest.raises(OverflowError, match="does not fit exact 64-bit rating"):
+        rate(events([{"called": "+12125550100", "at": "2026-10-05T14:00:00Z", "billsec": 3600}]), {"T": plan})

@@ -64,6 +64,16 @@ def _round(numerator: np.ndarray, denominator: int, mode: str) -> np.ndarray:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
+def _check_no_overflow(deck, units: np.ndarray, service: str) -> None:
+    """Prices are exact 64-bit integer arithmetic: refuse (never wrap round) a rate times a
+    duration that would not fit. Bounds on the inputs (reference/limits.yaml) keep real data
+    far below this; a quote of a hand-made events file can still hit it."""
+    per_unit = int(units.max()) * (60 if service == "sms" else 1)
+    if int(deck.rate.max()) * per_unit + int(deck.connect.max()) * 60 >= 2**62:
+        raise OverflowError(f"a charge of {per_unit:,} units at the deck's largest rate does not fit exact "
+                            "64-bit rating; the call or the rate is out of any real range")
+
+
 def to_decimal(units: np.ndarray, valid: np.ndarray | None = None, scale: int = MICRO_SCALE) -> pa.Array:
     """decimal128(18, 6) from integers in units of 10**-scale, without floats or Python loops."""
     micros = np.asarray(units, dtype=np.int64) * 10 ** (MICRO_SCALE - scale)
@@ -319,6 +329,8 @@ class Pricing:
         charged = (out.status[g] == 0) & (units > 0)
         uncovered = units - covered
         pay = charged & (uncovered > 0)
+        if pay.any():
+            _check_no_overflow(deck, uncovered[pay], self.service)
         if self.service == "voice" and plan.band_rule == "split" and pay.any():
             unrated = np.zeros(len(row), dtype=bool)
             numerator, per_band = split_charges(plan, deck, self.clock, self.prefix[p], self.epoch[p],
