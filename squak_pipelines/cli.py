@@ -83,8 +83,13 @@ def _load_definitions(settings: Settings):
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
+    from squak_pipelines.doctor import check_data_directory
     from squak_pipelines.runner import STAGES, run_pipeline
 
+    ready = check_data_directory(settings)
+    if not ready.ok:  # an empty or wrong data folder: say so before ten stages fail on it
+        print(f"error: {ready.detail}: {ready.fix}", file=sys.stderr)
+        return 2
     print(f"==> Running the billing pipeline on the {settings.warehouse_kind} warehouse "
           f"(today: {clock.today()}{', from SQUAK_TODAY' if clock.is_set() else ''})")
     defs = _load_definitions(settings)

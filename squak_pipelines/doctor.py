@@ -28,7 +28,8 @@ class Check:
     fix: str = ""
 
 
-def _settings(settings: Settings) -> Check:
+def check_data_directory(settings: Settings) -> Check:
+    """The data directory exists, is writable and holds the operator's reference files."""
     data = settings.data_dir
     if not data.is_dir():
         return Check(
@@ -220,7 +221,7 @@ def _smtp() -> Check | None:
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in order; a failing one does not stop the others."""
     steps: list[Callable[[], Check | list[Check] | None]] = [
-        lambda: _settings(settings),
+        lambda: check_data_directory(settings),
         lambda: _warehouse(settings),
         lambda: _dagster(settings),
         _dbt,
