@@ -278,7 +278,7 @@ def test_common_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
     empty = subprocess.run([SQUAK, "run"], env={**env, "SQUAK_DATA_DIR": str(tmp_path / "empty")},
                            capture_output=True, text=True, timeout=120)
     assert empty.returncode == 2 and empty.stderr.count("\n") == 1
-    assert "reference files missing" in empty.stderr and "squak generate" in empty.stderr
+    assert "empty does not exist" in empty.stderr and "squak generate" in empty.stderr
 
 
 def test_every_table_the_code_names_is_declared() -> None:
