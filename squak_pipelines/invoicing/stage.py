@@ -350,6 +350,9 @@ def bill_cycle(
             html = render_html(invoice, settings.reference_dir)
             _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), html, document)
         with warehouse.transaction():
+            if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
+                # the second deletes the first's drafts instead of repeating their keys
+                warehouse.execute("lock table invoicing.drafts in exclusive mode")
             warehouse.execute("delete from invoicing.drafts where substr(cycle, 1, 7) = :month "
                               "and (account_id = :account or :account = '')",
                               {"month": month, "account": account or ""})

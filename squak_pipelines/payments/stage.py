@@ -222,6 +222,8 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
         ),
     }
     with warehouse.transaction():
+        if warehouse.kind == "postgres":  # two rebuilds at once run one after the other
+            warehouse.execute(f"lock table {', '.join(tables)} in exclusive mode")
         for name, table in tables.items():
             warehouse.execute(f"delete from {name}")
             warehouse.load(name, table, mode="append")
