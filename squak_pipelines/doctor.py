@@ -190,6 +190,10 @@ def _pdf() -> Check:
 
 
 def _chromium() -> Check:
+    from squak_pipelines.assurance.images import images_wanted
+
+    if not images_wanted():
+        return Check("Chromium", True, "not needed (SQUAK_DASHBOARD_IMAGES=off)")
     found = next(
         (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
     )

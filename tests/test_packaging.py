@@ -41,7 +41,7 @@ def test_the_wheel_installed_outside_the_repo_bills_a_cycle(tmp_path: Path) -> N
            and k != "PYTHONPATH"}
     path = f"{venv / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env.update(PATH=path, SQUAK_DATA_DIR=str(work / "squak"), SQUAK_INVOICE_PDF="off",
-               SQUAK_TODAY=os.environ["SQUAK_TODAY"])
+               SQUAK_DASHBOARD_IMAGES="off", SQUAK_TODAY=os.environ["SQUAK_TODAY"])
     where = _run([str(python), "-c", "import squak_pipelines, squak_pipelines.config as c; "
                   "print(squak_pipelines.__file__); print(c.DBT_PROJECT_DIR); print(c.EXPECTATIONS_DIR)"],
                  env=env, cwd=work).stdout.split()

@@ -241,7 +241,7 @@ def test_billing_calendar_on_the_first_of_december(tmp_path: Path) -> None:
     """On 2026-12-01 the demo month is November: billed as a normal cycle, issued that day;
     an account record with a bad bill day is rejected; bad cycles are refused with one line."""
     data = tmp_path / "squak"
-    env = _env(data, today="2026-12-01", SQUAK_INVOICE_PDF="off")
+    env = _env(data, today="2026-12-01", SQUAK_INVOICE_PDF="off", SQUAK_DASHBOARD_IMAGES="off")
     _squak(["generate", "--customers", "20", "--cdrs", "2000", "--seed", "5"], env)
     base = (data / "drop" / "orders" / "accounts-base.csv").read_text().splitlines()
     header, row = base[0].split(","), base[1].split(",")
@@ -281,7 +281,7 @@ def test_billing_calendar_catches_up_missed_cycles_oldest_first(tmp_path: Path) 
     """On 2027-01-15 a demo of October bills October, November and December, oldest first, all
     issued that day; losing November's invoices fails the calendar control, naming it."""
     data = tmp_path / "squak"
-    env = _env(data, today="2027-01-15", SQUAK_INVOICE_PDF="off")
+    env = _env(data, today="2027-01-15", SQUAK_INVOICE_PDF="off", SQUAK_DASHBOARD_IMAGES="off")
     _squak(["generate", "--customers", "20", "--cdrs", "2000", "--seed", "5", "--month", "2026-10"], env)
     result = _squak(["run"], env)
     assert ("billing months with ended cycles to bill (as of 2027-01-15): 2026-10, 2026-11, 2026-12"
