@@ -24,8 +24,9 @@ _S = r"[ .\-/]{1,2}"
 _SHAPES = (r"[1-9]\d{12,18}", rf"[1-9]\d{{3}}(?:{_S}\d{{4}}){{3}}(?:{_S}\d{{1,3}})?",
            rf"[1-9]\d{{3}}{_S}\d{{6}}{_S}\d{{4,5}}")
 PAN = re.compile(r"(?<![\d+])(?<!\d[ .\-/])(?<!\d[ .\-/]{2})(?:" + "|".join(_SHAPES) + r")(?![ .\-/]{0,2}\d)")
-# The same shapes without look-arounds, for Arrow's RE2: finds the few values worth a look.
-CANDIDATE = "|".join(_SHAPES)
+# The same shapes for Arrow's RE2 (no look-behind there: the character before is matched
+# instead, so a dialled 011... number is no candidate): finds the few values worth a look.
+CANDIDATE = r"(?:^|[^0-9+])(?:" + "|".join(_SHAPES) + ")"
 REDACTED = "[REDACTED CARD NUMBER]"
 
 
@@ -51,13 +52,15 @@ def redact(text: str) -> str:
     return PAN.sub(lambda m: REDACTED if luhn_valid(_digits(m.group())) else m.group(), text)
 
 
-def redact_table(table: pa.Table, keep: tuple[str, ...] = ()) -> tuple[pa.Table, int]:
-    """Every string column (but `keep`) with card numbers redacted, and how many values
-    changed. Vectorized: RE2 finds the candidates, Python's Luhn check runs on those only."""
+def redact_table(table: pa.Table, keep: tuple[str, ...] = (),
+                 only: tuple[str, ...] | None = None) -> tuple[pa.Table, int]:
+    """Every string column (but `keep`; or just the columns `only` names) with card numbers
+    redacted, and how many values changed. Vectorized: RE2 finds the candidates, Python's Luhn
+    check runs on those only."""
     changed = 0
     for i, name in enumerate(table.column_names):
         column = table.column(i)
-        if name in keep or not pa.types.is_string(column.type):
+        if name in keep or (only is not None and name not in only) or not pa.types.is_string(column.type):
             continue
         hit = pc.fill_null(pc.match_substring_regex(column, CANDIDATE), False)
         if not pc.any(hit).as_py():

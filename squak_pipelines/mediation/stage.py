@@ -122,16 +122,16 @@ class PreparedDay:
     redelivered: int
 
 
-# Columns that are numbers or identities, never free text: left as the switch wrote them (a
-# file name with a date and time in it is not a card number, and accounting joins on it).
-_NOT_FREE_TEXT = ("event_key", "native_id", "calling_number", "called_number", "dialed_number",
-                  "source_file", "source_sha256", "switch_id", "duplicate_of")
+# The columns that carry the switch's free text: the raw line (caller names, user fields,
+# dial strings) and the account code. The others are numbers, identities (a file name with a
+# date and time in it is not a card number, and accounting joins on it) or values Squak
+# derived from reference data.
+_FREE_TEXT = ("raw_line", "account_code")
 
 
 def _screened(table: pa.Table) -> pa.Table:
-    """Card numbers in a CDR's free text (caller names, user fields, the raw line) redacted
-    before anything is stored."""
-    return redact_table(table, keep=_NOT_FREE_TEXT)[0]
+    """Card numbers in a CDR's free text redacted before anything is stored."""
+    return redact_table(table, only=_FREE_TEXT)[0]
 
 
 def _lines_or_nothing(path: Path) -> list[tuple[int, str]]:
