@@ -363,3 +363,44 @@ def test_the_engine_refuses_a_charge_that_cannot_fit_64_bits(tmp_path: Path) -> 
     plan = load_plan(write_plan(tmp_path, deck), Limits(max_rate=Decimal("1e12")))
     with pytest.raises(OverflowError, match="does not fit exact 64-bit rating"):
         rate(events([{"called": "+12125550100", "at": "2026-10-05T14:00:00Z", "billsec": 3600}]), {"T": plan})
+
+
+POOL_PARENT = """
+import os, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from squak_pipelines.invoicing.pdf import _end_with_parent
+pool = ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"), initializer=_end_with_parent,
+                           initargs=(os.getpid(),))
+futures = [pool.submit(time.sleep, 300) for _ in range(2)]
+time.sleep(3)
+print(" ".join(str(p) for p in pool._processes), flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_pdf_workers_end_with_their_killed_parent() -> None:
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", POOL_PARENT], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parent.parent)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    alive = set(workers)
+    for _ in range(100):  # the workers notice within a second; bounded, not a timing assertion
+        alive = {p for p in alive if _running(p)}
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"PDF workers {sorted(alive)} outlived their parent"
