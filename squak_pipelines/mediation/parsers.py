@@ -191,10 +191,7 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
     if header and (len(lines) == 0 or not lines[0].as_py().startswith("event_id")):
         raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
     columns = _layout(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
-    data, broken = _blank_unbalanced_quotes(data, lines)
-    data, nul = _blank_nul_lines(data, lines)
-    blanked = {n for n, _, _ in broken}
-    broken += [r for r in nul if r[0] not in blanked]
+    data, broken = _blank_unreadable_lines(data, lines)
     for _ in range(MAX_QUOTE_REPAIRS):
         table, bad = _read_csv(data, columns, header)
         # A row pyarrow skipped that spans lines began with broken quoting on its first line
@@ -241,8 +238,9 @@ def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Ta
         bad.append(row.text)
         return "skip"
 
+    empty = pa.schema([(c, pa.string()) for c in columns]).empty_table()
     if not data.strip(b"\r\n"):
-        return pa.schema([(c, pa.string()) for c in columns]).empty_table(), bad
+        return empty, bad
     try:
         table = pacsv.read_csv(
             pa.BufferReader(data),
@@ -256,7 +254,7 @@ def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Ta
         )
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):  # every line was blanked as a reject
-            return pa.schema([(c, pa.string()) for c in columns]).empty_table(), bad
+            return empty, bad
         raise FileFormatError(f"not readable as CSV: {exc}") from None
     return table, bad
 
@@ -269,26 +267,19 @@ def _blank(data: bytes, positions: list[int]) -> bytes:
     return b"\n".join(physical)
 
 
-def _blank_nul_lines(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
-    """A record with a NUL byte is rejected (`nul_byte`), its raw text kept with U+FFFD in
-    place of each NUL (no database text column can hold a NUL)."""
-    has_nul = pc.match_substring(lines, "\x00").to_numpy(zero_copy_only=False)
-    if not has_nul.any():
-        return data, []
-    positions = [int(i) for i in np.flatnonzero(has_nul)]
-    return _blank(data, positions), [(i + 1, "nul_byte", lines[i].as_py().replace("\x00", "\ufffd"))
-                                     for i in positions]
-
-
-def _blank_unbalanced_quotes(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
-    """A line with an odd number of double quotes would make the CSV reader run its quoted
-    field on into the following lines and lose them all: such lines become rejects
-    (`unbalanced_quote`) and are blanked before the file is parsed."""
+def _blank_unreadable_lines(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """Lines no CSV reading can use become rejects and are blanked before the file is parsed
+    (line numbers stay): an odd number of double quotes (`unbalanced_quote`: the reader would
+    run the quoted field on into the following lines and lose them all), else a NUL byte
+    (`nul_byte`). Their raw text is kept with U+FFFD for each NUL (no text column holds one)."""
     odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, '"'), 1), 1).to_numpy(zero_copy_only=False)
-    if not odd.any():
+    nul = pc.match_substring(lines, "\x00").to_numpy(zero_copy_only=False)
+    positions = [int(i) for i in np.flatnonzero(odd | nul)]
+    if not positions:
         return data, []
-    positions = [int(i) for i in np.flatnonzero(odd)]
-    return _blank(data, positions), [(i + 1, "unbalanced_quote", lines[i].as_py()) for i in positions]
+    rejects = [(i + 1, "unbalanced_quote" if odd[i] else "nul_byte",
+                lines[i].as_py().replace("\x00", "\ufffd")) for i in positions]
+    return _blank(data, positions), rejects
 
 
 def _select_lines(lines: pa.Array, rows: np.ndarray) -> pa.ChunkedArray:
