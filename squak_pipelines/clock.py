@@ -50,3 +50,13 @@ def set_today(value: str, what: str = "--as-of") -> date:
 
 def is_set() -> bool:
     return bool(os.environ.get(ENV, "").strip())
+
+
+FIRST_CDR_DAY_ENV = "SQUAK_FIRST_CDR_DAY"
+FIRST_CDR_DAY_DEFAULT = "2025-01-01"
+
+
+def first_cdr_day() -> date:
+    """The first day of the daily CDR partitions (`SQUAK_FIRST_CDR_DAY`, for older traffic)."""
+    return parse_day(os.environ.get(FIRST_CDR_DAY_ENV, "").strip() or FIRST_CDR_DAY_DEFAULT,
+                     FIRST_CDR_DAY_ENV)

@@ -13,7 +13,7 @@ from squak_pipelines import clock
 
 
 def daily() -> dg.DailyPartitionsDefinition:
-    start = os.environ.get("SQUAK_FIRST_CDR_DAY", "2025-01-01")
+    start = clock.first_cdr_day().isoformat()
     if clock.is_set():
         return dg.DailyPartitionsDefinition(start_date=start,
                                             end_date=(clock.today() + timedelta(days=1)).isoformat())

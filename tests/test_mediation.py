@@ -304,7 +304,7 @@ def _fraud_day() -> list[str]:
         )
         for i in range(25)
     ]
-    lines += [canon("irsf-1", "+88161234567", "2026-10-07T15:00:00Z", calling="+442079400152")]
+    lines += [canon("irsf-1", "+881612345678", "2026-10-07T15:00:00Z", calling="+442079400152")]
     lines += [
         canon(
             f"night-{i}",
@@ -490,7 +490,7 @@ def test_quarantine_cli(tmp_path: Path, demo, capsys) -> None:
 
     settings, _ = demo
     drop = Drop(tmp_path / "squak", settings, DuckDBWarehouse(tmp_path / "squak" / "warehouse.duckdb"))
-    drop.write("cdr_sqk-lon1_20261011.csv", [canon("irsf-1", "+88161234567", "2026-10-11T15:00:00Z")])
+    drop.write("cdr_sqk-lon1_20261011.csv", [canon("irsf-1", "+881612345678", "2026-10-11T15:00:00Z")])
     drop.run()
     key = drop.df("select event_key from mediation.quarantine")["event_key"][0]
     import os

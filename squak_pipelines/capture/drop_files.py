@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from squak_pipelines.capture.tables import DROP_FILES
+from squak_pipelines.mediation.parsers import is_canonical_header
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def count_records(data: bytes, fmt: str) -> int:
     that will be rejected, as the CSV reader sees it)."""
     lines = data.split(b"\n")
     records = len(lines) - lines.count(b"") - lines.count(b"\r")
-    if fmt == "canonical" and data.startswith(b"event_id"):
+    if fmt == "canonical" and is_canonical_header(data[:512].split(b"\n", 1)[0]):
         records -= 1
     return max(0, records)
 

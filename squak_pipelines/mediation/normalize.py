@@ -7,10 +7,21 @@ account_code, origin_country, destination_country, destination_prefix, destinati
 destination_kind, call_type, event_day (UTC date of start), raw_line; plus `reject_reason`
 and `reject_field` for records that fail a rule.
 
-Reject reasons: missing_field, non_numeric_number, unparseable_time, negative_duration,
-call_too_long (past `max_call_seconds` of reference/limits.yaml), end_before_start (also
-answer before start, or billsec longer than the call).
-Call types: emergency, onnet, tollfree, premium, international, mobile, local, national.
+Reject reasons (each names its field): missing_field, non_numeric_number, invalid_number (a
+'+' number of a country code or length libphonenumber does not know), unparseable_time,
+negative_duration, call_too_long (past `max_call_seconds` of reference/limits.yaml),
+end_before_start (also answer before start, or billsec longer than the call).
+Call types: emergency, internal (an extension or feature code such as `1002` or `*1001`,
+kept as dialled), onnet, tollfree, premium, international, mobile, local, national.
+
+Identity (`record_id`; `stage._with_keys` makes the event key of it): Asterisk's uniqueid
+plus `sequence` where the 21-column layout writes it, else none, and the key is a hash of the
+record's own fields (Asterisk 12+ writes one CDR per leg and dial attempt, all with Party A's
+uniqueid); FreeSWITCH's uuid, with `bleg_uuid` kept as `b_leg_id`; canonical `event_id`.
+
+Times: a zone-less local time that a DST change makes ambiguous (or that falls in the gap) is
+read at the offset that fits the record: the start nearest the Asterisk uniqueid's epoch, the
+end that makes end - start = duration, the answer that makes end - answer = billsec.
 """
 
 from __future__ import annotations
@@ -21,7 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from squak_pipelines.limits import Limits
-from squak_pipelines.mediation.numbering import DialingRules, NumberingPlan, is_numeric, to_e164
+from squak_pipelines.mediation.answered import answered_mask
+from squak_pipelines.mediation.numbering import DialingRules, NumberingPlan, is_internal, is_numeric, to_e164
+from squak_pipelines.mediation.numbering_metadata import classify
 from squak_pipelines.mediation.parsers import ParsedFile
 
 LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -53,8 +66,11 @@ def _col(table: pa.Table, name: str) -> pa.Array:
 def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
     t = parsed.table
     if parsed.format == "asterisk":
+        uniqueid, sequence = _col(t, "uniqueid"), _col(t, "sequence")
+        sequenced = pc.and_(pc.not_equal(uniqueid, ""), pc.not_equal(sequence, ""))
         return {
-            "native_id": _col(t, "uniqueid"),
+            "record_id": pc.if_else(sequenced, pc.binary_join_element_wise(uniqueid, sequence, ":"), None),
+            "native_id": uniqueid,
             "calling": _col(t, "src"),
             "called": _col(t, "dst"),
             "start": _col(t, "start"),
@@ -63,7 +79,7 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
             "duration": _col(t, "duration"),
             "billsec": _col(t, "billsec"),
             "disposition": _col(t, "disposition"),
-            "service": pa.array(["voice"] * t.num_rows),
+            "service": pa.array(["voice"] * t.num_rows, pa.string()),
             "account_code": _col(t, "accountcode"),
         }
     if parsed.format == "freeswitch":
@@ -76,6 +92,8 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
             "FAILED",
         )
         return {
+            "record_id": _col(t, "uuid"),
+            "b_leg_id": _col(t, "bleg_uuid"),
             "native_id": _col(t, "uuid"),
             "calling": _col(t, "caller_id_number"),
             "called": _col(t, "destination_number"),
@@ -85,10 +103,11 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
             "duration": _col(t, "duration"),
             "billsec": _col(t, "billsec"),
             "disposition": mapped,
-            "service": pa.array(["voice"] * t.num_rows),
+            "service": pa.array(["voice"] * t.num_rows, pa.string()),
             "account_code": _col(t, "accountcode"),
         }
     return {
+        "record_id": _col(t, "event_id"),
         "native_id": _col(t, "event_id"),
         "calling": _col(t, "calling_number"),
         "called": _col(t, "called_number"),
@@ -103,16 +122,59 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
     }
 
 
-def _times(values: pa.Array, fmt: str, tz: str) -> tuple[pa.Array, pa.Array]:
-    """(UTC timestamps, bad mask): empty -> null and not bad; unparseable -> bad."""
+def _times(values: pa.Array, fmt: str, tz: str) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(UTC timestamps at the offset before a DST change, at the offset after it, bad mask):
+    the two differ only where the change makes the local time ambiguous or non-existent.
+    Empty -> null and not bad; unparseable -> bad."""
     empty = pc.equal(values, "")
     naive = pc.strptime(pc.if_else(empty, None, values), format=fmt, unit="s", error_is_null=True)
     bad = pc.and_(pc.invert(empty), pc.is_null(naive))
     if fmt == ISO_FORMAT:
-        return naive.cast(TS) if pa.types.is_timestamp(naive.type) and naive.type.tz else pc.assume_timezone(
+        utc = naive.cast(TS) if pa.types.is_timestamp(naive.type) and naive.type.tz else pc.assume_timezone(
             naive, timezone="UTC"
-        ).cast(TS), bad
-    return pc.assume_timezone(naive, timezone=tz, ambiguous="earliest", nonexistent="earliest").cast(TS), bad
+        ).cast(TS)
+        return utc, utc, bad
+    seconds = naive.cast(pa.int64())
+    out = []
+    for side in ("earliest", "latest"):
+        instant = pc.assume_timezone(naive, timezone=tz, ambiguous=side, nonexistent=side)
+        offset = pc.subtract(pc.local_timestamp(instant).cast(pa.int64()), instant.cast(pa.int64()))
+        out.append(pc.subtract(seconds, offset).cast(pa.timestamp("s")).cast(TS))
+    return out[0], out[1], bad
+
+
+def _nearest(a: pa.Array, b: pa.Array, target: pa.Array) -> pa.Array:
+    """a, or b where b is strictly nearer `target` (a where target is null)."""
+    da = pc.abs(pc.subtract(a.cast(pa.int64()), target))
+    db = pc.abs(pc.subtract(b.cast(pa.int64()), target))
+    return pc.if_else(pc.fill_null(pc.less(db, da), False), b, a)
+
+
+def _resolve_dst(start, end, answer, duration, billsec, epoch) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Each time at the side of a DST change the record itself supports (see module doc)."""
+    (s1, s2), (e1, e2), (a1, a2) = start, end, answer
+    if pc.all(pc.and_(pc.equal(s1, s2), pc.and_(pc.equal(e1, e2), pc.equal(a1, a2)))).as_py() is not False:
+        return s1, e1, a1  # no time of this file is near a change (the usual case: one pass)
+    s = _nearest(s1, s2, epoch)
+    # Without an epoch the start is the one that gives some end the stated duration.
+    def misfit(start_at: pa.Array) -> pa.Array:
+        gaps = [pc.subtract(pc.subtract(x.cast(pa.int64()), start_at.cast(pa.int64())), duration)
+                for x in (e1, e2)]
+        return pc.min_element_wise(pc.abs(gaps[0]), pc.abs(gaps[1]))
+
+    fits = pc.fill_null(pc.less(misfit(s2), misfit(s1)), False)
+    s = pc.if_else(pc.is_null(epoch), pc.if_else(fits, s2, s1), s)
+    e = _nearest(e1, e2, pc.add(s.cast(pa.int64()), duration))
+    a = _nearest(a1, a2, pc.subtract(e.cast(pa.int64()), billsec))
+    return s, e, a
+
+
+def _uniqueid_epoch(native_id: pa.Array, fmt: str) -> pa.Array:
+    """The channel's creation second an Asterisk uniqueid carries ([system-]epoch.counter)."""
+    if fmt != "asterisk":
+        return pa.nulls(len(native_id), pa.int64())
+    digits = pc.extract_regex(native_id, r"(?:^|-)(?P<epoch>[0-9]{9,11})\.[0-9]+$")
+    return pc.cast(pc.struct_field(digits, "epoch"), pa.int64())
 
 
 def _ints(values: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -134,63 +196,50 @@ def normalize(
     n = parsed.table.num_rows
     home = rules.get(switch.country) or next(iter(rules.values()))
     fmt, tz = (ISO_FORMAT, "UTC") if parsed.format == "canonical" else (LOCAL_FORMAT, switch.timezone)
-    start, bad_start = _times(f["start"], fmt, tz)
-    answer, bad_answer = _times(f["answer"], fmt, tz)
-    end, bad_end = _times(f["end"], fmt, tz)
+    *start, bad_start = _times(f["start"], fmt, tz)
+    *answer, bad_answer = _times(f["answer"], fmt, tz)
+    *end, bad_end = _times(f["end"], fmt, tz)
     duration, bad_duration = _ints(f["duration"])
     billsec, bad_billsec = _ints(f["billsec"])
+    start, end, answer = _resolve_dst(start, end, answer, duration, billsec,
+                                      _uniqueid_epoch(f["native_id"], parsed.format))
     calling = to_e164(f["calling"], home)
     calling_info = plan.lookup(calling)
     origin = pc.fill_null(calling_info["country"], switch.country)
     called = _called_e164(f["called"], origin, rules, home)
     called_info = plan.lookup(called)
+    library = classify(called)
     emergency = _is_emergency(called, origin, rules)
-    answered = pc.and_(pc.is_valid(answer), pc.greater(pc.fill_null(billsec, 0), 0))
-    is_sms = pc.equal(f["service"], "sms")
-    answered = pc.if_else(is_sms, pc.equal(f["disposition"], "DELIVERED"), answered)
+    answered = answered_mask(f["service"], f["disposition"], answer, billsec,
+                             derived=parsed.format == "freeswitch")
     disposition = pc.if_else(
         pc.and_(pc.equal(f["disposition"], "ANSWERED"), pc.invert(answered)), "NO ANSWER", f["disposition"]
     )
+    calling_clean, called_clean = _cleaned(f["calling"]), _cleaned(f["called"])
+    calling_ok = pc.or_(is_numeric(calling_clean), is_internal(calling_clean))
+    called_ok = pc.or_(is_numeric(called_clean), is_internal(called_clean))
+    e164_called = pc.starts_with(called, "+")
 
     reasons = [
-        (
-            pc.or_(pc.equal(f["calling"], ""), pc.or_(pc.equal(f["called"], ""), pc.equal(f["start"], ""))),
-            "missing_field",
-            "calling/called/start",
-        ),
-        (
-            pc.or_(
-                pc.invert(is_numeric(pc.replace_substring_regex(f["calling"], r"[\s().\-]", ""))),
-                pc.invert(is_numeric(pc.replace_substring_regex(f["called"], r"[\s().\-]", ""))),
-            ),
-            "non_numeric_number",
-            "called_number",
-        ),
-        (
-            pc.or_(bad_start, pc.or_(bad_answer, pc.or_(bad_end, pc.is_null(end)))),
-            "unparseable_time",
-            "start/answer/end",
-        ),
-        (pc.or_(bad_duration, bad_billsec), "negative_duration", "duration/billsec"),
-        (
-            pc.or_(pc.less(pc.fill_null(duration, 0), 0), pc.less(pc.fill_null(billsec, 0), 0)),
-            "negative_duration",
-            "duration/billsec",
-        ),
-        (
-            pc.or_(pc.greater(pc.fill_null(duration, 0), max_call_seconds),
-                   pc.greater(pc.fill_null(billsec, 0), max_call_seconds)),
-            "call_too_long",
-            "duration/billsec",
-        ),
-        (
-            pc.or_(
-                pc.less(end, start),
-                pc.or_(pc.less(pc.fill_null(answer, start), start), pc.greater(billsec, duration)),
-            ),
-            "end_before_start",
-            "end",
-        ),
+        (pc.equal(f["calling"], ""), "missing_field", "calling_number"),
+        (pc.equal(f["called"], ""), "missing_field", "called_number"),
+        (pc.equal(f["start"], ""), "missing_field", "start_time"),
+        (pc.invert(calling_ok), "non_numeric_number", "calling_number"),
+        (pc.invert(called_ok), "non_numeric_number", "called_number"),
+        (pc.and_(pc.and_(e164_called, pc.invert(library.possible)), pc.invert(emergency)),
+         "invalid_number", "called_number"),
+        (bad_start, "unparseable_time", "start_time"),
+        (bad_answer, "unparseable_time", "answer_time"),
+        (pc.or_(bad_end, pc.is_null(end)), "unparseable_time", "end_time"),
+        (bad_duration, "negative_duration", "duration"),
+        (bad_billsec, "negative_duration", "billsec"),
+        (pc.less(pc.fill_null(duration, 0), 0), "negative_duration", "duration"),
+        (pc.less(pc.fill_null(billsec, 0), 0), "negative_duration", "billsec"),
+        (pc.greater(pc.fill_null(duration, 0), max_call_seconds), "call_too_long", "duration"),
+        (pc.greater(pc.fill_null(billsec, 0), max_call_seconds), "call_too_long", "billsec"),
+        (pc.less(end, start), "end_before_start", "end_time"),
+        (pc.less(pc.fill_null(answer, start), start), "end_before_start", "answer_time"),
+        (pc.greater(billsec, duration), "end_before_start", "billsec"),
     ]
     reason = pa.nulls(n, pa.string())
     field = pa.nulls(n, pa.string())
@@ -199,10 +248,13 @@ def normalize(
         reason = pc.if_else(mask, code, reason)
         field = pc.if_else(mask, name, field)
 
-    dest_country = called_info["country"]
-    kind = called_info["kind"]
+    # The operator's numbering plan speaks first (destination names, its own overrides);
+    # libphonenumber's metadata gives the country and type of every other number.
+    dest_country = pc.coalesce(called_info["country"], library.region)
+    kind = pc.coalesce(called_info["kind"], library.kind)
     none = pa.array([False] * n, pa.bool_())
     onnet = pc.is_in(called, value_set=onnet_numbers) if len(onnet_numbers) else none
+    internal = pc.and_(pc.invert(e164_called), pc.invert(emergency))
     local = pc.and_(
         pc.equal(called_info["prefix"], calling_info["prefix"]),
         pc.greater(
@@ -213,6 +265,7 @@ def normalize(
     call_type = pc.case_when(
         pc.make_struct(
             emergency,
+            internal,
             onnet,
             pc.equal(kind, "tollfree"),
             pc.equal(kind, "premium"),
@@ -221,6 +274,7 @@ def normalize(
             local,
         ),
         "emergency",
+        "internal",
         "onnet",
         "tollfree",
         "premium",
@@ -229,11 +283,15 @@ def normalize(
         "local",
         "national",
     )
+    record_id = pc.if_else(pc.equal(f["record_id"], ""), None, f["record_id"])
+    content = _content(parsed.table) if pc.any(pc.is_null(record_id)).as_py() else pa.nulls(n, pa.string())
     return pa.table(
         {
+            "record_id": record_id,
+            "record_content": content,
             "native_id": f["native_id"],
-            "switch_id": pa.array([switch.switch_id] * n),
-            "source_file": pa.array([source_file] * n),
+            "switch_id": pa.array([switch.switch_id] * n, pa.string()),
+            "source_file": pa.array([source_file] * n, pa.string()),
             "source_line": pa.array(parsed.line_no, pa.int64()),
             "service": f["service"],
             "calling_number": calling,
@@ -255,10 +313,23 @@ def normalize(
             "call_type": call_type,
             "event_day": pc.cast(start, pa.date32()),
             "raw_line": parsed.raw,
+            "b_leg_id": f.get("b_leg_id", pa.array([""] * n, pa.string())),
             "reject_reason": reason,
             "reject_field": field,
         }
     )
+
+
+def _cleaned(numbers: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(numbers, r"[\s().\-]", "")
+
+
+def _content(table: pa.Table) -> pa.Array:
+    """Every field of each record as parsed (quotes undone), joined: its identity when the
+    switch writes no id of its own. A re-delivery (another file name, line, line ending or
+    quoting) leaves it unchanged."""
+    columns = [table.column(c).combine_chunks() for c in table.column_names]
+    return pc.binary_join_element_wise(*columns, "\x1f")
 
 
 def _cc(origin: pa.Array, rules: dict[str, DialingRules]) -> pa.Array:
@@ -284,7 +355,7 @@ def _called_e164(
 
 
 def _is_emergency(called: pa.Array, origin: pa.Array, rules: dict[str, DialingRules]) -> pa.Array:
-    result = pa.array([False] * len(called))
+    result = pa.array([False] * len(called), pa.bool_())
     for country, rule in rules.items():
         if rule.emergency:
             hit = pc.and_(pc.equal(origin, country), pc.is_in(called, value_set=pa.array(rule.emergency)))

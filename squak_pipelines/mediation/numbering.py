@@ -53,6 +53,13 @@ def is_numeric(numbers: pa.Array) -> pa.Array:
     return pc.match_substring_regex(numbers, r"^\+?[0-9]+$")
 
 
+def is_internal(numbers: pa.Array) -> pa.Array:
+    """A PBX extension or feature code (`1002`, `*1001`, `*72`, `#31#`): up to
+    `SHORT_CODE_MAX` digits, `*` and `#`, at least one digit. Kept as dialled."""
+    return pc.and_(pc.match_substring_regex(numbers, rf"^[0-9*#]{{1,{SHORT_CODE_MAX}}}$"),
+                   pc.match_substring_regex(numbers, r"[0-9]"))
+
+
 def to_e164(numbers: pa.Array, rules: DialingRules) -> pa.Array:
     """E.164 ('+' and digits) for full numbers; short codes stay as dialled."""
     s = clean(numbers)
@@ -76,8 +83,8 @@ def to_e164(numbers: pa.Array, rules: DialingRules) -> pa.Array:
         )
     return pc.case_when(
         pc.make_struct(
-            pc.starts_with(s, "+"),
-            pc.starts_with(s, intl) if intl else pa.array([False] * len(s)),
+            pc.or_(pc.starts_with(s, "+"), pc.match_substring_regex(s, r"[*#]")),
+            pc.starts_with(s, intl) if intl else pa.array([False] * len(s), pa.bool_()),
             pc.less_equal(length, SHORT_CODE_MAX),
         ),
         s,

@@ -1,16 +1,22 @@
 """Parse switch CDR files into string columns, keeping each record's line and raw text.
 
 Formats:
-- `asterisk`: cdr_csv Master.csv, no header; 16 standard columns, optionally followed by
-  uniqueid (17), userfield (18) and peeraccount, linkedid, sequence (21). duration and
-  billsec may be quoted or not.
-- `freeswitch`: mod_cdr_csv `default` template (13 quoted fields) or the shipped `example`
-  template (15: adds read_codec, write_codec).
-- `canonical`: Squak's CSV with a header row (`event_id,source,service,...`).
+- `asterisk`: cdr_csv Master.csv, no header, as `cdr/cdr_csv.c` build_csv_record writes it:
+  16 standard columns, then uniqueid if `loguniqueid`, userfield if `loguserfield`, then
+  peeraccount, linkedid, sequence if `newcdrcolumns` (`ASTERISK_WIDTHS`: 16 to 21 columns).
+  The three flags are independent, so 17 and 20 columns are either uniqueid or userfield:
+  a value shaped like a uniqueid (`[system-]epoch.counter`) is the uniqueid, anything else
+  the userfield. Strings are quoted, ints bare, an unset time is a bare empty field.
+- `freeswitch`: mod_cdr_csv's built-in `default` template (13 fields; the last is written
+  `, "${accountcode}"` with a space, which is read as the quoted value) or the shipped
+  `example` template (15: adds read_codec, write_codec).
+- `canonical`: Squak's CSV with a header row (`event_id,source,service,...`), quoted or not.
 
-Parsing is pyarrow's multi-threaded CSV reader; rows it can't read (wrong column count,
-broken quoting) become rejects with their physical line. Good rows are matched back to
-their physical lines so the raw line is kept for audit.
+Widths are per line, not per file: the file is read with its most common width, and the
+lines of another width the format knows are read with theirs; only a line of a width the
+format does not know is a `wrong_column_count` reject. Parsing is pyarrow's multi-threaded
+CSV reader. Every format's table has the same columns (`COLUMNS`), "" where a layout has no
+such field. Good rows are matched back to their physical lines so the raw line is kept.
 """
 
 from __future__ import annotations
@@ -43,12 +49,27 @@ ASTERISK_BASE = (
     "disposition",
     "amaflags",
 )
+UNIQUEID_OR_USERFIELD = "uniqueid_or_userfield"  # 17 or 20 columns: one of the two flags is on
+NEW_CDR_COLUMNS = ("peeraccount", "linkedid", "sequence")
 ASTERISK_LAYOUTS = {
     16: ASTERISK_BASE,
-    17: (*ASTERISK_BASE, "uniqueid"),
+    17: (*ASTERISK_BASE, UNIQUEID_OR_USERFIELD),
     18: (*ASTERISK_BASE, "uniqueid", "userfield"),
-    21: (*ASTERISK_BASE, "uniqueid", "userfield", "peeraccount", "linkedid", "sequence"),
+    19: (*ASTERISK_BASE, *NEW_CDR_COLUMNS),
+    20: (*ASTERISK_BASE, UNIQUEID_OR_USERFIELD, *NEW_CDR_COLUMNS),
+    21: (*ASTERISK_BASE, "uniqueid", "userfield", *NEW_CDR_COLUMNS),
 }
+# Which cdr.conf [csv] flags give each width.
+ASTERISK_WIDTHS = {
+    16: "none of loguniqueid, loguserfield, newcdrcolumns",
+    17: "loguniqueid or loguserfield",
+    18: "loguniqueid and loguserfield",
+    19: "newcdrcolumns",
+    20: "newcdrcolumns and one of loguniqueid, loguserfield",
+    21: "loguniqueid, loguserfield and newcdrcolumns",
+}
+# A uniqueid as Asterisk makes it: [systemname-]epoch.counter.
+UNIQUEID_SHAPE = r"^([^\s,]+-)?[0-9]{9,11}\.[0-9]+$"
 FREESWITCH_DEFAULT = (
     "caller_id_name",
     "caller_id_number",
@@ -65,6 +86,8 @@ FREESWITCH_DEFAULT = (
     "accountcode",
 )
 FREESWITCH_LAYOUTS = {13: FREESWITCH_DEFAULT, 15: (*FREESWITCH_DEFAULT, "read_codec", "write_codec")}
+ASTERISK_COLUMNS = (*ASTERISK_BASE, "uniqueid", "userfield", *NEW_CDR_COLUMNS)
+FREESWITCH_COLUMNS = FREESWITCH_LAYOUTS[15]
 CANONICAL_COLUMNS = (
     "event_id",
     "source",
@@ -80,6 +103,9 @@ CANONICAL_COLUMNS = (
     "account_code",
 )
 FORMATS = ("asterisk", "freeswitch", "canonical")
+COLUMNS = {"asterisk": ASTERISK_COLUMNS, "freeswitch": FREESWITCH_COLUMNS, "canonical": CANONICAL_COLUMNS}
+LAYOUTS = {"asterisk": ASTERISK_LAYOUTS, "freeswitch": FREESWITCH_LAYOUTS,
+           "canonical": {len(CANONICAL_COLUMNS): CANONICAL_COLUMNS}}
 MAX_QUOTE_REPAIRS = 1000  # lines with broken quoting repaired in one file before it is refused
 
 
@@ -147,13 +173,19 @@ def _first_fields(lines: list[bytes]) -> list[list[str]]:
         return []
 
 
+def is_canonical_header(line: bytes | str) -> bool:
+    """The canonical CSV's header row, its names quoted or not (a BOM is ignored)."""
+    text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+    return text.lstrip("\ufeff").replace('"', "").startswith("event_id,source")
+
+
 def detect_format(data: bytes) -> str:
     """Fallback when a switch's format is not configured: look at the first records."""
     head = data[:65536].replace(b"\r\n", b"\n").split(b"\n")
     rows = _first_fields(head)
     if not rows:
         raise FileFormatError("empty file")
-    if rows[0][:2] == ["event_id", "source"]:
+    if is_canonical_header(",".join(rows[0][:2])):
         return "canonical"
     counts = [len(r) for r in rows]
     width = max(set(counts), key=counts.count)
@@ -168,16 +200,16 @@ def _looks_like_time(text: str) -> bool:
     return len(text) >= 19 and text[4] == "-" and text[7] == "-" and text[13] == ":"
 
 
-def _layout(fmt: str, lines: list[bytes]) -> tuple[str, ...]:
+def _main_width(fmt: str, lines: list[bytes]) -> int:
+    """The width the file is read with: its most common known width among the first records."""
+    layouts = LAYOUTS[fmt]
     if fmt == "canonical":
-        return CANONICAL_COLUMNS
-    rows = _first_fields(lines)
-    counts = [len(r) for r in rows]
-    width = max(set(counts), key=counts.count) if counts else 0
-    layouts = ASTERISK_LAYOUTS if fmt == "asterisk" else FREESWITCH_LAYOUTS
-    if width not in layouts:
-        raise FileFormatError(f"{fmt} records have {sorted(layouts)} columns, this file has {width}")
-    return layouts[width]
+        return len(CANONICAL_COLUMNS)
+    counts = [len(r) for r in _first_fields(lines) if len(r) in layouts]
+    if not counts:
+        widths = sorted({len(r) for r in _first_fields(lines)})
+        raise FileFormatError(f"{fmt} records have {sorted(layouts)} columns, this file has {widths}")
+    return max(sorted(set(counts)), key=counts.count)
 
 
 def parse_file(path: Path, fmt: str | None) -> ParsedFile:
@@ -188,9 +220,10 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
         raise FileFormatError(f"{path.name}: unknown format {fmt!r}")
     lines = physical_lines(data)
     header = 1 if fmt == "canonical" else 0
-    if header and (len(lines) == 0 or not lines[0].as_py().startswith("event_id")):
+    if header and (len(lines) == 0 or not is_canonical_header(lines[0].as_py())):
         raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
-    columns = _layout(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
+    width = _main_width(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
+    columns = LAYOUTS[fmt][width]
     data, broken = _blank_unreadable_lines(data, lines)
     for _ in range(MAX_QUOTE_REPAIRS):
         table, bad = _read_csv(data, columns, header)
@@ -217,6 +250,18 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
             f"{path.name}: records could not be matched to lines "
             f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
         )
+    tables, numbers = [_unified(fmt, table)], [good]
+    for _width, rows, group in _other_widths(fmt, width, lines, skipped):
+        tables.append(_unified(fmt, rows))
+        numbers.append(np.asarray(group, dtype=np.int64))
+    if len(tables) > 1:
+        merged = np.concatenate(numbers)
+        order = np.argsort(merged, kind="stable")
+        good = merged[order]
+        table = pa.concat_tables(tables).take(pa.array(order))
+        skipped = sorted(set(skipped) - set(good.tolist()))
+    else:
+        table = tables[0]
     raw = _select_lines(lines, good - 1)
     bad_lines = sorted([(int(n), "wrong_column_count", lines[n - 1].as_py()) for n in skipped] + broken)
     return ParsedFile(
@@ -228,6 +273,42 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
         records_in=int(nonempty.sum()),
         encoding=encoding,
     )
+
+
+def _other_widths(fmt: str, width: int, lines: pa.Array, skipped: list[int]):
+    """(width, table, line numbers) for the skipped lines of another width the format knows:
+    a switch whose cdr.conf changed mid-file, or a file joined from two. Only the lines the
+    main read skipped are looked at (one csv pass over those few)."""
+    if not skipped or fmt == "canonical":
+        return
+    texts = [lines[n - 1].as_py() for n in skipped]
+    widths = [len(next(csv.reader([t]), [])) for t in texts]
+    for other in sorted(set(widths) - {width}):
+        if other not in LAYOUTS[fmt]:
+            continue
+        group = [n for n, w in zip(skipped, widths, strict=True) if w == other]
+        body = "\n".join(t for t, w in zip(texts, widths, strict=True) if w == other).encode()
+        rows, bad = _read_csv(body, LAYOUTS[fmt][other], 0)
+        if not bad and rows.num_rows == len(group):
+            yield other, rows, group
+
+
+def _unified(fmt: str, table: pa.Table) -> pa.Table:
+    """The format's full column set (`COLUMNS`): fields a layout lacks are "", the 17/20-column
+    uniqueid-or-userfield field goes to the one its value is shaped like, and the FreeSWITCH
+    default template's `, "${accountcode}"` (a space before the quote) is unquoted."""
+    n = table.num_rows
+    names = table.column_names
+    cols = {c: table.column(c).combine_chunks() for c in names}
+    if UNIQUEID_OR_USERFIELD in cols:
+        value = cols.pop(UNIQUEID_OR_USERFIELD)
+        is_uid = pc.match_substring_regex(value, UNIQUEID_SHAPE)
+        cols["uniqueid"] = pc.if_else(is_uid, value, "")
+        cols["userfield"] = pc.if_else(is_uid, "", value)
+    if fmt == "freeswitch" and "accountcode" in cols:
+        cols["accountcode"] = pc.replace_substring_regex(cols["accountcode"], r'^ "(.*)"$', r"\1")
+    empty = pa.array([""] * n, pa.string())
+    return pa.table({c: cols.get(c, empty) for c in COLUMNS[fmt]})
 
 
 def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Table, list[str]]:
@@ -270,14 +351,16 @@ def _blank(data: bytes, positions: list[int]) -> bytes:
 def _blank_unreadable_lines(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
     """Lines no CSV reading can use become rejects and are blanked before the file is parsed
     (line numbers stay): an odd number of double quotes (`unbalanced_quote`: the reader would
-    run the quoted field on into the following lines and lose them all), else a NUL byte
+    run the quoted field on into the following lines and lose them all; on the file's last
+    record `truncated_record`: a record still being written when the file was copied), else a NUL byte
     (`nul_byte`). Their raw text is kept with U+FFFD for each NUL (no text column holds one)."""
     odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, '"'), 1), 1).to_numpy(zero_copy_only=False)
     nul = pc.match_substring(lines, "\x00").to_numpy(zero_copy_only=False)
     positions = [int(i) for i in np.flatnonzero(odd | nul)]
     if not positions:
         return data, []
-    rejects = [(i + 1, "unbalanced_quote" if odd[i] else "nul_byte",
+    last = int(np.flatnonzero(pc.greater(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False))[-1])
+    rejects = [(i + 1, ("truncated_record" if i == last else "unbalanced_quote") if odd[i] else "nul_byte",
                 lines[i].as_py().replace("\x00", "\ufffd")) for i in positions]
     return _blank(data, positions), rejects
 

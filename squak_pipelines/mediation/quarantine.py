@@ -40,8 +40,8 @@ def decide(
                 continue
             if decision == "released":
                 warehouse.execute(
-                    f"insert into mediation.events ({columns}, partition_day, released) "
-                    f"select {columns}, partition_day, true from mediation.quarantine where event_key = :key",
+                    f"insert into mediation.events ({columns}, released) "
+                    f"select {columns}, true from mediation.quarantine where event_key = :key",
                     {"key": key},
                 )
             warehouse.execute(

@@ -6,8 +6,15 @@ A file whose content was processed before (same sha256, any name) is recorded as
 duplicate delivery: all its records count as duplicates and nothing is parsed again.
 
 Conservation, per file and per day: records_in = accepted + rejected + duplicates +
-quarantined. Tables (schema `mediation`): files, events, rejects, duplicates, quarantine,
-event_keys, partition_status.
+quarantined + b_legs. Tables (schema `mediation`): files, events, rejects, duplicates,
+quarantine, b_legs, event_keys, partition_status.
+
+Only the same record seen again is a duplicate (see `normalize` for each switch's identity).
+A FreeSWITCH record whose uuid is another record's `bleg_uuid` (in the batch, or an A-leg
+mediated before) is that call's B-leg: kept in `mediation.b_legs`, never rated.
+
+A file whose day is before the first CDR partition (SQUAK_FIRST_CDR_DAY) is recorded whole as
+`before_first_day` and the run goes on; it is mediated once the partitions reach its day.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from squak_pipelines import clock
 from squak_pipelines.capture.drop_files import count_records, switch_files
 from squak_pipelines.card_numbers import redact_table
 from squak_pipelines.config import Settings
@@ -38,8 +46,9 @@ from squak_pipelines.orders.lookup import owners_at
 from squak_pipelines.reference.files import load_switches
 from squak_pipelines.warehouse import Warehouse
 
-DAY_STAMP = re.compile(r"(20\d{2})(\d{2})(\d{2})")
-EVENT_DROP = ("reject_reason", "reject_field")
+# YYYYMMDD, or YYYY-mm-dd as in FreeSWITCH's rotated `Master.csv.YYYY-mm-dd-HH-MM-SS`.
+DAY_STAMP = re.compile(r"((?:19|20)\d{2})-?(\d{2})-?(\d{2})")
+HELD = "before_first_day"
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,9 @@ class MediationReport:
     rejected: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    b_legs: int = 0
+    held_files: list[str] = field(default_factory=list)
+    held_hint: str = ""
     reject_reasons: dict[str, int] = field(default_factory=dict)
     fraud_hits: dict[str, int] = field(default_factory=dict)
     gate_failed_days: list[str] = field(default_factory=list)
@@ -72,7 +84,8 @@ class MediationReport:
 
 
 def file_day(path: Path) -> date:
-    """The day a file covers: the YYYYMMDD stamp in its name, else its modification date."""
+    """The day a file covers: the YYYYMMDD (or YYYY-mm-dd) stamp in its name, else its
+    modification date."""
     match = DAY_STAMP.search(path.name)
     if match:
         try:
@@ -85,9 +98,11 @@ def file_day(path: Path) -> date:
 
 
 def scan_drops(
-    settings: Settings, days: list[date] | None = None, hash_cache: dict[str, list] | None = None
+    settings: Settings, days: list[date] | None = None, hash_cache: dict[str, list] | None = None,
+    before: date | None = None,
 ) -> list[DropRef]:
-    """CDR files in the drop folder (of the given days), with switch, content hash and day.
+    """CDR files in the drop folder (of the given days; or stamped before `before`), with
+    switch, content hash and day.
     Only the files of the requested days are read and hashed; `hash_cache` (name ->
     [size, mtime_ns, sha256]) spares re-reading files that have not changed, and is updated."""
     switches = load_switches(settings.reference_dir / "switches.csv")
@@ -95,7 +110,7 @@ def scan_drops(
     refs = []
     for sw, path in switch_files(settings.cdr_drop_dir, switches):
         day = file_day(path)
-        if wanted is not None and day not in wanted:
+        if (wanted is not None and day not in wanted) or (before is not None and day >= before):
             continue
         name = str(path.relative_to(settings.cdr_drop_dir))
         stat = path.stat()
@@ -120,6 +135,7 @@ class PreparedDay:
     rejects: pa.Table | None
     file_rows: list[dict]
     redelivered: int
+    a_legs: pa.Table | None = None  # (switch_id, b_leg_id, a_leg_id) of every record read
 
 
 # The columns that carry the switch's free text: the raw line (caller names, user fields,
@@ -167,7 +183,7 @@ class Mediator:
     def prepare_day(self, day: date, items: list[tuple[DropRef, bool]]) -> PreparedDay:
         """Parse and normalize a day's files (pure Arrow work, safe in a worker thread).
         `items` pairs each file with whether its content was delivered before."""
-        file_rows, batches, rejects = [], [], []
+        file_rows, batches, rejects, links = [], [], [], []
         redelivered = 0
         for order, (ref, seen_before) in enumerate(items):
             base = {
@@ -207,6 +223,11 @@ class Mediator:
                     {**base, "status": "unreadable", "records_in": len(lines), "detail": detail[:2000]}
                 )
                 continue
+            base["format"] = parsed.format
+            linked = pc.not_equal(events["b_leg_id"], "")
+            if pc.any(linked).as_py():  # rejected A-legs too: their B-leg is still not a call
+                links.append(events.filter(linked).select(["switch_id", "b_leg_id", "native_id"])
+                             .rename_columns(["switch_id", "b_leg_id", "a_leg_id"]))
             # A delivery is its name and its content: a changed file under a known name is new.
             events = events.add_column(
                 4, "source_sha256", pa.array([ref.sha256] * events.num_rows, pa.string())
@@ -227,7 +248,7 @@ class Mediator:
                     }
                 )
             )
-            good = events.filter(pc.invert(bad)).drop_columns(list(EVENT_DROP))
+            good = events.filter(pc.invert(bad)).drop_columns(["reject_reason", "reject_field"])
             good = good.append_column("file_order", pa.array([order] * good.num_rows, pa.int32()))
             batches.append(good.append_column("local_minute", _local_minute(good, ref.switch.timezone)))
             file_rows.append({**base, "status": "processed", "records_in": parsed.records_in})
@@ -237,6 +258,7 @@ class Mediator:
             rejects=pa.concat_tables(rejects) if rejects else None,
             file_rows=file_rows,
             redelivered=redelivered,
+            a_legs=pa.concat_tables(links) if links else None,
         )
 
     def write_day(self, prepared: PreparedDay, report: MediationReport) -> None:
@@ -245,7 +267,7 @@ class Mediator:
         report.records_in += prepared.redelivered
         with self.warehouse.transaction():
             self._classify_and_write(
-                prepared.day, prepared.events, prepared.rejects, prepared.file_rows, report
+                prepared.day, prepared.events, prepared.rejects, prepared.file_rows, report, prepared.a_legs
             )
 
     def _classify_and_write(
@@ -255,9 +277,10 @@ class Mediator:
         rejects: pa.Table | None,
         file_rows: list[dict],
         report: MediationReport,
+        a_legs: pa.Table | None = None,
     ) -> None:
         wh = self.warehouse
-        outcome = {"accepted": {}, "duplicates": {}, "quarantined": {}, "rejected": {}}
+        outcome = {"accepted": {}, "duplicates": {}, "quarantined": {}, "rejected": {}, "b_legs": {}}
         if rejects is not None and rejects.num_rows:
             wh.load("mediation.rejects", _screened(rejects), mode="append")
             report.add_counts("reject", rejects["reason"])
@@ -285,6 +308,7 @@ class Mediator:
             is_dup = pc.is_in(events["rid"], value_set=dup["rid"])
             duplicates = events.filter(is_dup)
             fresh = events.filter(pc.invert(is_dup))
+            fresh, b_legs = self._split_b_legs(fresh, a_legs)
             flagged = screen(self._with_accounts(fresh), self.fraud, self.scratch) if fresh.num_rows else None
             is_bad = (
                 pc.is_in(fresh["rid"], value_set=flagged["rid"])
@@ -317,31 +341,77 @@ class Mediator:
             wh.load("mediation.events", events_out, mode="append")
             wh.load("mediation.quarantine", _screened(_quarantine_columns(quarantined, day)), mode="append")
             wh.load("mediation.duplicates", _screened(dup_rows), mode="append")
+            if b_legs.num_rows:
+                wh.load("mediation.b_legs", _screened(_b_leg_columns(b_legs, day)), mode="append")
             keys = pa.concat_tables(
                 [
                     accepted.select(["event_key", "switch_id", "event_day"]),
                     quarantined.select(["event_key", "switch_id", "event_day"]),
+                    b_legs.select(["event_key", "switch_id", "event_day"]),
                 ]
             )
             wh.load("mediation.event_keys", keys, mode="append")
             outcome["accepted"] = _per_file(accepted["source_file"])
             outcome["duplicates"] = _per_file(duplicates["source_file"])
             outcome["quarantined"] = _per_file(quarantined["source_file"])
+            outcome["b_legs"] = _per_file(b_legs["source_file"])
+            report.b_legs += b_legs.num_rows
             report.accepted += accepted.num_rows
             report.duplicates += duplicates.num_rows
             report.quarantined += quarantined.num_rows
         for row in file_rows:
             if row["status"] == "duplicate_delivery":
                 continue
-            for key in ("accepted", "rejected", "duplicates", "quarantined"):
+            for key in ("accepted", "rejected", "duplicates", "quarantined", "b_legs"):
                 row[key] = outcome[key].get(row["file_name"], 0)
             row.setdefault("detail", "")
             report.records_in += row["records_in"]
         report.files += len(file_rows)
+        for row in file_rows:  # a file held before its day was a partition is mediated now
+            wh.execute("delete from mediation.files where status = :held and file_name = :name "
+                       "and sha256 = :sha", {"held": HELD, "name": row["file_name"], "sha": row["sha256"]})
         if file_rows:
             wh.load("mediation.files", pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA), mode="append")
         self._gate(day, report)
         fault_point("mediation.before_commit")
+
+    def _split_b_legs(self, events: pa.Table, a_legs: pa.Table | None) -> tuple[pa.Table, pa.Table]:
+        """(calls, B-legs): a record is a B-leg when its switch's uuid is the bleg_uuid of a
+        record of this batch or of an A-leg mediated before."""
+        candidates = events.filter(pc.not_equal(events["native_id"], ""))
+        links = [a_legs] if a_legs is not None else []
+        if candidates.num_rows and self.warehouse.table_exists("mediation.events"):
+            probe = pa.table({"switch_id": candidates["switch_id"], "b_leg_id": candidates["native_id"]})
+            stored = self.warehouse.query_arrow_with(
+                "select distinct e.switch_id, e.b_leg_id, e.native_id as a_leg_id from ("
+                "select switch_id, b_leg_id, native_id from mediation.events union all "
+                "select switch_id, b_leg_id, native_id from mediation.quarantine) e "
+                "join {probe} p on p.switch_id = e.switch_id and p.b_leg_id = e.b_leg_id",
+                "probe", probe)
+            links.append(stored.cast(pa.schema([(c, pa.string()) for c in stored.column_names])))
+        empty = events.slice(0, 0).append_column("a_leg_id", pa.array([], pa.string()))
+        if not links or not candidates.num_rows:
+            return events, empty
+        link = pa.concat_tables(links)
+        con = self.scratch
+        try:
+            con.register("ev", events.select(["rid", "switch_id", "native_id"]))
+            con.register("link", link)
+            found = _arrow(con.execute("""
+                select ev.rid, any_value(link.a_leg_id) as a_leg_id from ev
+                join link on link.switch_id = ev.switch_id and link.b_leg_id = ev.native_id
+                where ev.native_id <> '' and link.a_leg_id <> ev.native_id
+                group by ev.rid"""))
+        finally:
+            con.unregister("ev")
+            con.unregister("link")
+        if not found.num_rows:
+            return events, empty
+        is_b = pc.is_in(events["rid"], value_set=found["rid"])
+        b_legs = events.filter(is_b)
+        b_legs = b_legs.append_column(
+            "a_leg_id", pc.take(found["a_leg_id"], pc.index_in(b_legs["rid"], value_set=found["rid"])))
+        return events.filter(pc.invert(is_b)), b_legs
 
     def _known_keys(self, keys: pa.ChunkedArray) -> pa.Array:
         if not self.warehouse.table_exists("mediation.event_keys"):
@@ -429,23 +499,18 @@ def _arrow(result) -> pa.Table:
 
 
 def _with_keys(events: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Stable event key: the switch's own id, else a hash of the record's identifying fields.
-    Adds `rid` (row id in the batch) and `event_key` without copying the batch."""
-    native = pc.fill_null(events["native_id"], "")
-    key = pc.binary_join_element_wise(events["switch_id"], ":", native, "")
-    missing = pc.equal(native, "")
+    """Stable event key: `switch:record id` (the switch's own id for one record: Asterisk
+    uniqueid:sequence, FreeSWITCH uuid, canonical event_id), else `h:` and a hash of the
+    switch and the record's own fields. Adds `rid` (row id in the batch) and `event_key`."""
+    record = events["record_id"]
+    key = pc.binary_join_element_wise(events["switch_id"], ":", pc.fill_null(record, ""), "")
+    missing = pc.is_null(record)
     if pc.any(missing).as_py():
-        subset = events.filter(missing).select(
-            ["switch_id", "calling_number", "called_number", "start_utc", "duration", "billsec"]
-        )
+        subset = events.filter(missing).select(["switch_id", "record_content"])
         try:
             con.register("ev", subset)
             hashed = _arrow(
-                con.execute("""
-                select 'h:' || md5(concat_ws('|', switch_id, calling_number, called_number,
-                                             cast(start_utc as varchar), cast(duration as varchar),
-                                             cast(billsec as varchar))) as k
-                from ev""")
+                con.execute("select 'h:' || md5(switch_id || chr(31) || record_content) as k from ev")
             ).column(0)
         finally:
             con.unregister("ev")
@@ -491,24 +556,33 @@ EVENT_COLUMNS = (
     "call_type",
     "event_day",
     "raw_line",
+    "partition_day",
+    "b_leg_id",
 )
 
 
+def _with_day(events: pa.Table, day: date) -> pa.Table:
+    """The event columns in the declared order, with the partition day."""
+    n = events.num_rows
+    table = events.append_column("partition_day", pa.array([day] * n, pa.date32()))
+    return table.select(list(EVENT_COLUMNS))
+
+
 def _event_columns(events: pa.Table, day: date, released: bool) -> pa.Table:
-    table = events.select(list(EVENT_COLUMNS))
-    n = table.num_rows
-    table = table.append_column("partition_day", pa.array([day] * n, pa.date32())).append_column(
-        "released", pa.array([released] * n, pa.bool_())
-    )
+    table = _with_day(events, day)
+    table = table.append_column("released", pa.array([released] * table.num_rows, pa.bool_()))
     return table.cast(TABLE_SCHEMAS["mediation.events"])
+
+
+def _b_leg_columns(events: pa.Table, day: date) -> pa.Table:
+    table = _with_day(events, day).append_column("a_leg_id", events["a_leg_id"].cast(pa.string()))
+    return table.cast(TABLE_SCHEMAS["mediation.b_legs"])
 
 
 def _quarantine_columns(events: pa.Table, day: date) -> pa.Table:
     n = events.num_rows
     rules = events["fraud_rules"] if "fraud_rules" in events.column_names else pa.nulls(n, pa.string())
-    table = events.select(list(EVENT_COLUMNS)).append_column(
-        "partition_day", pa.array([day] * n, pa.date32())
-    )
+    table = _with_day(events, day)
     table = (
         table.append_column("fraud_rules", rules.cast(pa.string()))
         .append_column("decision", pa.array(["pending"] * n, pa.string()))
@@ -551,9 +625,12 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
     next day's files are parsed and normalized in a worker thread (Arrow releases the GIL),
     so both cores work. Which deliveries repeat earlier content is decided up front, in order.
     """
-    refs = scan_drops(settings, days)
+    first = clock.first_cdr_day()
+    refs = [r for r in scan_drops(settings, days) if r.day >= first]
     report = MediationReport()
     with warehouse.session():
+        ensure_tables(warehouse)
+        _hold_early_files(warehouse, settings, first, report)
         seen = _recorded_files(warehouse)
         by_day: dict[date, list[DropRef]] = {}
         for ref in refs:
@@ -579,9 +656,38 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
 
 
 def pending_days(warehouse: Warehouse, settings: Settings) -> list[str]:
-    """Days (ISO) that have CDR files not yet mediated."""
+    """Days (ISO) of the CDR partitions that have files not yet mediated."""
     seen = _recorded_files(warehouse)
-    return sorted({r.day.isoformat() for r in scan_drops(settings) if (r.name, r.sha256) not in seen})
+    first = clock.first_cdr_day()
+    return sorted({r.day.isoformat() for r in scan_drops(settings)
+                   if (r.name, r.sha256) not in seen and r.day >= first})
+
+
+def backfill_hint(first: date, earliest: date, files: int) -> str:
+    """The one line that says how to mediate files stamped before the first partition."""
+    return (f"{files} CDR file(s) are stamped before SQUAK_FIRST_CDR_DAY={first} (earliest {earliest}); "
+            f"they are kept as `before_first_day` in mediation.files. To mediate them set "
+            f"SQUAK_FIRST_CDR_DAY={earliest} and run `squak run` (or backfill the mediation "
+            f"partitions from {earliest} in Dagster)")
+
+
+def _hold_early_files(warehouse: Warehouse, settings: Settings, first: date, report: MediationReport) -> None:
+    """Record each new file stamped before the first partition day once, whole, as held."""
+    early = [r for r in scan_drops(settings, before=first)]
+    if not early:
+        return
+    held = _recorded_files(warehouse, statuses=(HELD,))
+    new = [r for r in early if (r.name, r.sha256) not in held]
+    report.held_files = sorted(r.name for r in early)
+    report.held_hint = backfill_hint(first, min(r.day for r in early), len(early))
+    if not new:
+        return
+    rows = [{"file_name": r.name, "sha256": r.sha256, "switch_id": r.switch.switch_id,
+             "format": r.switch.format, "partition_day": r.day, "status": HELD,
+             "records_in": _count_records(r), "accepted": 0, "rejected": 0, "duplicates": 0,
+             "quarantined": 0, "b_legs": 0, "detail": report.held_hint} for r in new]
+    with warehouse.transaction():
+        warehouse.load("mediation.files", pa.Table.from_pylist(rows, schema=FILES_SCHEMA), mode="append")
 
 
 def mediated_days(warehouse: Warehouse) -> list[str]:
@@ -592,9 +698,15 @@ def mediated_days(warehouse: Warehouse) -> list[str]:
     return [str(d)[:10] for d in frame["partition_day"]]
 
 
-def _recorded_files(warehouse: Warehouse) -> set[tuple[str, str]]:
-    """(name, sha256) of every delivery already recorded: a file is handled once per content."""
+def _recorded_files(warehouse: Warehouse, statuses: tuple[str, ...] | None = None) -> set[tuple[str, str]]:
+    """(name, sha256) of every delivery already handled (a file is handled once per content);
+    a file held `before_first_day` is not handled yet. `statuses`: only those."""
     if not warehouse.table_exists("mediation.files"):
         return set()
-    table = warehouse.query_arrow("select file_name, sha256 from mediation.files")
+    if statuses:
+        table = warehouse.query_arrow("select file_name, sha256 from mediation.files where status = :s",
+                                      {"s": statuses[0]})
+    else:
+        table = warehouse.query_arrow("select file_name, sha256 from mediation.files where status <> :s",
+                                      {"s": HELD})
     return set(zip(table["file_name"].to_pylist(), table["sha256"].to_pylist(), strict=True))

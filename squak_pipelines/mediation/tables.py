@@ -14,7 +14,7 @@ EVENT_SCHEMA = pa.schema([
     ("end_utc", _TS), ("duration", _I), ("billsec", _I), ("disposition", _S), ("answered", BOOL),
     ("account_code", _S), ("origin_country", _S), ("destination_country", _S),
     ("destination_prefix", _S), ("destination_name", _S), ("destination_kind", _S),
-    ("call_type", _S), ("event_day", _D), ("raw_line", _S), ("partition_day", _D),
+    ("call_type", _S), ("event_day", _D), ("raw_line", _S), ("partition_day", _D), ("b_leg_id", _S),
 ])
 
 TABLES = (
@@ -26,6 +26,9 @@ TABLES = (
           EVENT_SCHEMA.append(pa.field("fraud_rules", _S)).append(pa.field("decision", _S))
           .append(pa.field("decided_by", _S)).append(pa.field("decided_at", UTC_TS))
           .append(pa.field("note", _S)), unique=["event_key"]),
+    table("mediation.b_legs", "FreeSWITCH B-legs (legs=ab): a record whose uuid is another record's "
+          "bleg_uuid is a leg of that A-leg's call, kept here and never rated as a call.",
+          EVENT_SCHEMA.append(pa.field("a_leg_id", _S)), unique=["event_key"]),
     table("mediation.rejects", "Malformed records: file, line, reason, field and raw line.", [
         ("source_file", _S), ("source_sha256", _S), ("source_line", _I), ("switch_id", _S),
         ("reason", _S), ("field", _S), ("raw_line", _S), ("partition_day", _D)]),
@@ -38,10 +41,12 @@ TABLES = (
         ("partition_day", _D), ("records_in", _I), ("accepted", _I), ("quarantined", _I),
         ("quarantine_share", pa.float64()), ("max_quarantine_share", pa.float64()),
         ("gate_passed", BOOL)], unique=["partition_day"], rewritten=True),
-    table("mediation.files", "Each delivered file with its conservation counts.", [
+    table("mediation.files", "Each delivered file with its conservation counts (status processed, "
+          "unreadable, duplicate_delivery or before_first_day: held whole until the partitions reach "
+          "its day).", [
         ("file_name", _S), ("sha256", _S), ("switch_id", _S), ("format", _S), ("partition_day", _D),
         ("status", _S), ("records_in", _I), ("accepted", _I), ("rejected", _I), ("duplicates", _I),
-        ("quarantined", _I), ("detail", _S)]),
+        ("quarantined", _I), ("detail", _S), ("b_legs", _I)]),
 )
 TABLE_SCHEMAS: dict[str, pa.Schema] = schemas(TABLES)
 FILES_SCHEMA = TABLE_SCHEMAS["mediation.files"]

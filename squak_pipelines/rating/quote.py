@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from squak_pipelines.csv_export import write_csv as write_table
+from squak_pipelines.mediation.answered import answered_mask
 from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
 from squak_pipelines.rating.plans import load_plan
 
@@ -45,8 +46,10 @@ def read_events(path: Path, home_country_code: str | None = None) -> pa.Table:
         raise EventsFileError(f"{path}:{line}: column 'billsec' must be whole seconds >= 0")
     service = get("service", "voice").str.lower().replace("", "voice")
     disposition = get("disposition").str.upper()
-    answered = ((service == "sms") & ~disposition.isin(["FAILED", "BUSY", "NO ANSWER"])) | (
-        (service != "sms") & (billsec > 0) & disposition.isin(["", "ANSWERED"]))
+    # The rule mediation applies (an answer time where the file has the column).
+    answer_ts = pa.array(answer, pa.timestamp("s", tz="UTC")) if "answer_time" in frame else None
+    answered = answered_mask(pa.array(service, pa.string()), pa.array(disposition, pa.string()), answer_ts,
+                             pa.array(billsec.astype("int64"))).to_numpy(zero_copy_only=False)
     called = get("called_number").str.replace(r"[\s().\-]", "", regex=True)
     called = called.where(called.str.startswith("+") | ~called.str.fullmatch(r"\d{7,15}"), "+" + called)
     call_type = get("call_type")
