@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"        error: {report.error}")
 
     from squak_pipelines.invoicing.stage import cycles_to_bill, last_billed_month
-    from squak_pipelines.mediation.stage import mediated_days, pending_days
+    from squak_pipelines.mediation.stage import early_files_hint, mediated_days, pending_days
     from squak_pipelines.warehouse import open_warehouse
 
     billed: list[str] = []  # the billing months this run bills, and those it audits
@@ -147,6 +147,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"        {len(days)} mediated day(s) to rate")
             return days
         days = pending_days(open_warehouse(settings), settings)
+        hint = early_files_hint(settings)
+        if hint:
+            print(f"        {hint}")
         if days:
             print(f"        {len(days)} day(s) with new CDR files: {days[0]} .. {days[-1]}")
         else:

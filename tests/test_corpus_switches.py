@@ -9,21 +9,14 @@ such a line must be accepted with call_type `internal` and the counts move by on
 
 from __future__ import annotations
 
-import csv
-import os
-import shutil
-import time
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from squak_pipelines.config import Settings
-from squak_pipelines.mediation.stage import mediate
 from squak_pipelines.warehouse import DuckDBWarehouse
-from tests.corpus import expectation_ids, expectations
+from tests.corpus import SwitchDrop, expectation_ids, expectations
 
-SWITCH_ID = "corpus"
 DAY = date(2026, 12, 4)  # the drop day the copied file is given (its mtime): inside the partitions
 
 
@@ -38,42 +31,13 @@ def _load(kind: str, name: str) -> tuple[Path, dict]:
     pytest.fail(f"{name}: no expected.json")
 
 
-def _mediate(tmp_path: Path, demo, path: Path, switch: dict) -> tuple[DuckDBWarehouse, Settings]:
-    """The file dropped for a one-switch operator (the demo's reference data otherwise)."""
-    demo_settings, _ = demo
-    settings = Settings.from_env({"SQUAK_DATA_DIR": str(tmp_path / "squak")})
-    shutil.copytree(demo_settings.reference_dir, settings.reference_dir)
-    with (settings.reference_dir / "switches.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["switch_id", "format", "timezone", "country", "folder"])
-        writer.writeheader()
-        writer.writerow({"switch_id": SWITCH_ID, "folder": SWITCH_ID, "format": switch["format"],
-                         "timezone": switch["timezone"], "country": switch["country"]})
-    if "dialing_rules_added" in switch:
-        rules = settings.reference_dir / "dialing_rules.csv"
-        rules.write_text(rules.read_text().rstrip("\n") + "\n" + switch["dialing_rules_added"] + "\n")
-    folder = settings.cdr_drop_dir / SWITCH_ID
-    folder.mkdir(parents=True)
-    target = folder / path.name
-    shutil.copyfile(path, target)  # into the test's temporary data directory only
-    stamp = time.mktime(DAY.timetuple()) + 12 * 3600
-    os.utime(target, (stamp, stamp))
-    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
-    mediate(warehouse, settings)
-    return warehouse, settings
-
-
-def _outcomes(warehouse: DuckDBWarehouse) -> dict[int, dict]:
-    """Line -> what mediation did with it (accepted, b_leg, duplicate, rejected) and the row."""
-    out: dict[int, dict] = {}
-    for table, what in (("mediation.events", "accepted"), ("mediation.quarantine", "accepted"),
-                        ("mediation.b_legs", "b_leg")):
-        for row in warehouse.query_df(f"select * from {table}").to_dict("records"):
-            out[int(row["source_line"])] = {"outcome": what, **row}
-    for row in warehouse.query_df("select * from mediation.duplicates").to_dict("records"):
-        out[int(row["source_line"])] = {"outcome": "duplicate", **row}
-    for row in warehouse.query_df("select * from mediation.rejects").to_dict("records"):
-        out[int(row["source_line"])] = {"outcome": "rejected", **row}
-    return out
+def _mediate(tmp_path: Path, demo, path: Path, switch: dict) -> tuple[DuckDBWarehouse, dict[int, dict]]:
+    """The file dropped for a one-switch operator (the demo's reference data otherwise), in
+    the test's temporary data directory only; line -> outcome."""
+    drop = SwitchDrop(tmp_path, demo[0], switch)
+    drop.put(path.name, path.read_bytes(), DAY)
+    drop.run()
+    return drop.warehouse, {line: o for (_, line), o in drop.outcomes().items()}
 
 
 def _feature_code_lines(path: Path, expected: dict) -> set[int]:
@@ -112,13 +76,17 @@ def _check_normalized(outcomes: dict[int, dict], expected: dict) -> None:
 @pytest.mark.parametrize("name", _cases("asterisk"))
 def test_real_asterisk_file(name: str, tmp_path: Path, demo) -> None:
     path, expected = _load("asterisk", name)
-    warehouse, _ = _mediate(tmp_path, demo, path, expected["switch"])
-    outcomes = _outcomes(warehouse)
+    warehouse, outcomes = _mediate(tmp_path, demo, path, expected["switch"])
     _check_conservation(warehouse)
     assert len(outcomes) == expected["lines"], "every line is accounted for"
-    counts = {k: sum(o["outcome"] == k for o in outcomes.values()) for k in ("accepted", "duplicate", "rejected")}
-    assert counts == {"accepted": expected["accepted"], "duplicate": expected["duplicates"],
-                      "rejected": expected["rejected"]}
+    counts = {
+        k: sum(o["outcome"] == k for o in outcomes.values()) for k in ("accepted", "duplicate", "rejected")
+    }
+    assert counts == {
+        "accepted": expected["accepted"],
+        "duplicate": expected["duplicates"],
+        "rejected": expected["rejected"],
+    }
     for line in expected.get("must_accept_lines", []):
         assert outcomes[line]["outcome"] == "accepted", f"line {line} must be accepted"
     allowed = set(expected.get("duplicate_lines", []))
@@ -141,8 +109,7 @@ def test_real_asterisk_file(name: str, tmp_path: Path, demo) -> None:
 @pytest.mark.parametrize("name", _cases("freeswitch"))
 def test_real_freeswitch_file(name: str, tmp_path: Path, demo) -> None:
     path, expected = _load("freeswitch", name)
-    warehouse, _ = _mediate(tmp_path, demo, path, expected["switch"])
-    outcomes = _outcomes(warehouse)
+    warehouse, outcomes = _mediate(tmp_path, demo, path, expected["switch"])
     _check_conservation(warehouse)
     internal = _feature_code_lines(path, expected)
     for line in internal:
@@ -157,7 +124,7 @@ def test_real_freeswitch_file(name: str, tmp_path: Path, demo) -> None:
     assert len(calls) == billable + len(internal)
     rejected = {line for line, o in outcomes.items() if o["outcome"] == "rejected"}
     assert len(rejected) == summary.get("rejected", 0) - len(internal)
-    for a_leg in ("legs" in expected and [expected["legs"]] or []):
+    for a_leg in ("legs" in expected and [expected["legs"]]) or []:
         pairs = a_leg.values() if "a_leg_line" not in a_leg else [a_leg]
         for pair in pairs:
             b = outcomes[pair["b_leg_line"]]

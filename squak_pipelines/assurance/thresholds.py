@@ -35,7 +35,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "33800",
             "52800",
         ],
-        "free_call_types": ["emergency", "tollfree", "onnet"],
+        "free_call_types": ["emergency", "internal", "tollfree", "onnet"],
         "on_net": True,
         "allowance": True,
     },

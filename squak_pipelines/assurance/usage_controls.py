@@ -29,10 +29,14 @@ with accounted as (
     select source_file, source_sha256 from mediation.duplicates where partition_day between :first and :last
     union all
     select source_file, source_sha256 from mediation.quarantine where partition_day between :first and :last
+    union all
+    select source_file, source_sha256 from mediation.b_legs where partition_day between :first and :last
   ) x group by 1, 2)
 select f.switch_id, f.partition_day, f.file_name, f.sha256, f.status, f.records_in, f.accepted,
-       f.rejected, f.duplicates, f.quarantined,
-       case when f.status = 'duplicate_delivery' then f.duplicates else coalesce(a.n, 0) end as accounted
+       f.rejected, f.duplicates, f.quarantined, coalesce(f.b_legs, 0) as b_legs,
+       case when f.status = 'before_first_day' then f.records_in else 0 end as held,
+       case when f.status = 'duplicate_delivery' then f.duplicates
+            when f.status = 'before_first_day' then f.records_in else coalesce(a.n, 0) end as accounted
 from mediation.files f
 left join accounted a on a.source_file = f.file_name and a.source_sha256 = f.sha256
 where f.partition_day between :first and :last
@@ -84,7 +88,8 @@ where substr(r.cycle, 1, 7) = :cycle
 
 
 def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataFrame]:
-    """Per switch and day, records received = mediated + rejected + duplicates + quarantined;
+    """Per switch and day, records received = mediated + rejected + duplicates + quarantined +
+    B-legs (+ files held whole before the first CDR day);
     mediated events are rated or in suspense; the cycle's answered rated events are invoiced."""
     wh, params = scope.warehouse, scope.params
     rows: list[dict] = []  # per out-of-balance file (few)
@@ -93,14 +98,15 @@ def usage_completeness(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.Data
     if scope.has("mediation.files"):
         files = wh.query_df(FILES_SQL, params)
         per_day = files.groupby(["switch_id", "partition_day"], as_index=False)[
-            ["records_in", "accepted", "rejected", "duplicates", "quarantined", "accounted"]
+            ["records_in", "accepted", "rejected", "duplicates", "quarantined", "b_legs", "held", "accounted"]
         ].sum()
         off = files[files["records_in"] != files["accounted"]]
         figures["switch_days"] = len(per_day)
         figures["records_received"] = int(files["records_in"].sum())
         figures["records_accounted"] = int(files["accounted"].sum())
         figures["switch_days_out_of_balance"] = int((per_day["records_in"] != per_day["accounted"]).sum())
-        per_day["counted"] = per_day[["accepted", "rejected", "duplicates", "quarantined"]].sum(axis=1)
+        per_day["counted"] = per_day[["accepted", "rejected", "duplicates", "quarantined", "b_legs",
+                                      "held"]].sum(axis=1)
         suite = validate_dataframe("usage_completeness", per_day)
         figures["gx_suite_passed"] = suite.success
         for row in off.itertuples():

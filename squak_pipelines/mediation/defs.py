@@ -4,7 +4,8 @@ the drop-folder sensor."""
 
 import dagster as dg
 
-from squak_pipelines.mediation.stage import mediate, scan_drops
+from squak_pipelines import clock
+from squak_pipelines.mediation.stage import backfill_hint, mediate, scan_drops
 from squak_pipelines.partitions import daily
 from squak_pipelines.quality.gx_suites import validate_dataframe
 from squak_pipelines.resources import SquakResource
@@ -19,6 +20,7 @@ TABLES = {
     "analyst's decision.",
     "rejects": "Malformed records: file, line, reason, field and raw line.",
     "duplicates": "Repeated events (same key) and whole re-delivered files.",
+    "b_legs": "FreeSWITCH B-legs (legs=ab) of the calls in events: kept, never rated as calls.",
     "files": "Each delivered file with its conservation counts.",
     "partition_status": "Per day: quarantine share and whether the fraud gate passed.",
 }
@@ -41,7 +43,7 @@ EVENTS = dg.AssetKey(["mediation", "events"])
             "conservation",
             asset=EVENTS,
             blocking=True,
-            description="Per file and day: in = accepted + rejected + duplicates + quarantined.",
+            description="Per file and day: in = accepted + rejected + duplicates + quarantined + B-legs.",
         ),
         dg.AssetCheckSpec(
             "gx_fraud_gate",
@@ -68,6 +70,8 @@ def mediated_cdrs(context: dg.AssetExecutionContext, squak: SquakResource):
     warehouse = squak.warehouse()
     report = mediate(warehouse, squak.settings, days)
     context.log.info(f"mediated {report.files} files of {len(report.days)} days")
+    if report.held_hint:
+        context.log.warning(report.held_hint)
     summary = {
         "files": report.files,
         "records_in": report.records_in,
@@ -75,6 +79,8 @@ def mediated_cdrs(context: dg.AssetExecutionContext, squak: SquakResource):
         "rejected": report.rejected,
         "duplicates": report.duplicates,
         "quarantined": report.quarantined,
+        "b_legs": report.b_legs,
+        "held_before_first_day": len(report.held_files),
         "top_reject_reasons": dg.MetadataValue.json(
             dict(sorted(report.reject_reasons.items(), key=lambda kv: -kv[1])[:10])
         ),
@@ -105,15 +111,18 @@ def conservation_result(warehouse, days) -> dg.AssetCheckResult:
               where not released group by 1, 2),
         q as (select source_file, source_sha256, count(*) as n from mediation.quarantine group by 1, 2),
         r as (select source_file, source_sha256, count(*) as n from mediation.rejects group by 1, 2),
-        d as (select source_file, source_sha256, count(*) as n from mediation.duplicates group by 1, 2)
+        d as (select source_file, source_sha256, count(*) as n from mediation.duplicates group by 1, 2),
+        b as (select source_file, source_sha256, count(*) as n from mediation.b_legs group by 1, 2)
         select f.file_name, f.partition_day, f.records_in,
-               coalesce(e.n, 0) + coalesce(q.n, 0) + coalesce(r.n, 0) + coalesce(d.n, 0)
-               + case when f.status = 'duplicate_delivery' then f.redelivered else 0 end as accounted
+               coalesce(e.n, 0) + coalesce(q.n, 0) + coalesce(r.n, 0) + coalesce(d.n, 0) + coalesce(b.n, 0)
+               + case when f.status = 'duplicate_delivery' then f.redelivered
+                      when f.status = 'before_first_day' then f.records_in else 0 end as accounted
         from f
         left join e on e.source_file = f.file_name and e.source_sha256 = f.sha256
         left join q on q.source_file = f.file_name and q.source_sha256 = f.sha256
         left join r on r.source_file = f.file_name and r.source_sha256 = f.sha256
-        left join d on d.source_file = f.file_name and d.source_sha256 = f.sha256""",
+        left join d on d.source_file = f.file_name and d.source_sha256 = f.sha256
+        left join b on b.source_file = f.file_name and b.source_sha256 = f.sha256""",
         _span(days),
     )
     off = table[table["records_in"] != table["accounted"]]
@@ -191,9 +200,17 @@ def cdr_drop_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
     cache = json.loads(context.cursor) if context.cursor else {}
     seen = _recorded_files(squak.warehouse())
     by_day: dict[str, list[str]] = {}
+    first = clock.first_cdr_day()
+    early: list = []
     for ref in scan_drops(squak.settings, hash_cache=cache):
-        if (ref.name, ref.sha256) not in seen:
-            by_day.setdefault(ref.day.isoformat(), []).append(ref.sha256)
+        if (ref.name, ref.sha256) in seen:
+            continue
+        if ref.day < first:  # no partition for it: say how to backfill, request nothing
+            early.append(ref)
+            continue
+        by_day.setdefault(ref.day.isoformat(), []).append(ref.sha256)
+    if early:
+        context.log.warning(backfill_hint(first, min(r.day for r in early), len(early)))
     context.update_cursor(json.dumps(cache, sort_keys=True))
     if not by_day:
         return dg.SkipReason("no new CDR files")

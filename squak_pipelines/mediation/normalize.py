@@ -248,10 +248,13 @@ def normalize(
         reason = pc.if_else(mask, code, reason)
         field = pc.if_else(mask, name, field)
 
-    # The operator's numbering plan speaks first (destination names, its own overrides);
-    # libphonenumber's metadata gives the country and type of every other number.
+    # The operator's numbering plan names destinations; where it is more specific than the
+    # country code it is the operator's override. libphonenumber's metadata gives the country
+    # and type of every other number (an unassigned range: `invalid`).
+    override = pc.fill_null(pc.greater(pc.utf8_length(called_info["prefix"]),
+                                       pc.utf8_length(pc.fill_null(library.country_code, ""))), False)
     dest_country = pc.coalesce(called_info["country"], library.region)
-    kind = pc.coalesce(called_info["kind"], library.kind)
+    kind = pc.if_else(override, called_info["kind"], pc.coalesce(library.kind, called_info["kind"]))
     none = pa.array([False] * n, pa.bool_())
     onnet = pc.is_in(called, value_set=onnet_numbers) if len(onnet_numbers) else none
     internal = pc.and_(pc.invert(e164_called), pc.invert(emergency))

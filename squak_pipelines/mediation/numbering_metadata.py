@@ -85,6 +85,7 @@ class Classified:
     valid: pa.Array
     region: pa.Array
     kind: pa.Array
+    country_code: pa.Array
 
 
 def classify(e164: pa.Array) -> Classified:
@@ -92,24 +93,25 @@ def classify(e164: pa.Array) -> Classified:
     once and the results taken back."""
     encoded = pc.dictionary_encode(e164.combine_chunks() if isinstance(e164, pa.ChunkedArray) else e164)
     unique = encoded.dictionary.cast(pa.string())
-    possible, valid, region, kind = _classify_unique(unique)
+    possible, valid, region, kind, code = _classify_unique(unique)
     idx = encoded.indices
     return Classified(
         possible=pc.fill_null(pc.take(pa.array(possible), idx), False),
         valid=pc.fill_null(pc.take(pa.array(valid), idx), False),
         region=pc.take(pa.array(region, pa.string()), idx),
         kind=pc.take(pa.array(kind, pa.string()), idx),
+        country_code=pc.take(code, idx),
     )
 
 
-def _classify_unique(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _classify_unique(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pa.Array]:
     n = len(numbers)
     possible = np.zeros(n, dtype=bool)
     valid = np.zeros(n, dtype=bool)
     region = np.full(n, None, dtype=object)
     kind = np.full(n, None, dtype=object)
     if not n:
-        return possible, valid, region, kind
+        return possible, valid, region, kind, pa.array([], pa.string())
     table = regions()
     plus = pc.fill_null(pc.starts_with(numbers, "+"), False)
     digits = pc.utf8_slice_codeunits(numbers, 1)
@@ -148,7 +150,7 @@ def _classify_unique(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndar
     valid = np.array([k is not None for k in kind], dtype=bool)
     kind = np.where(valid | ~possible, kind, "invalid")
     kind[~possible] = None
-    return possible, valid, region, kind
+    return possible, valid, region, kind, code
 
 
 def _types(nsn: pa.Array, member: Region) -> pa.Array:

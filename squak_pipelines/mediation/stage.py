@@ -671,6 +671,13 @@ def backfill_hint(first: date, earliest: date, files: int) -> str:
             f"partitions from {earliest} in Dagster)")
 
 
+def early_files_hint(settings: Settings) -> str:
+    """The backfill line when the drop folder has files stamped before the first partition."""
+    first = clock.first_cdr_day()
+    early = scan_drops(settings, before=first)
+    return backfill_hint(first, min(r.day for r in early), len(early)) if early else ""
+
+
 def _hold_early_files(warehouse: Warehouse, settings: Settings, first: date, report: MediationReport) -> None:
     """Record each new file stamped before the first partition day once, whole, as held."""
     early = [r for r in scan_drops(settings, before=first)]

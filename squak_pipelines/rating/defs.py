@@ -94,7 +94,7 @@ def _zero_priced(warehouse, span, limits) -> dg.AssetCheckResult:
     row = warehouse.query_df(
         "select count(*) as answered, coalesce(sum(case when final_charge = 0 and allowance_used = 0 "
         "then 1 else 0 end), 0) as zero from rating.rated_events where partition_day between :first "
-        "and :last and answered and billsec > 0 and call_type <> 'emergency'", span).iloc[0]
+        "and :last and answered and billsec > 0 and call_type not in ('emergency', 'internal')", span).iloc[0]
     share = int(row["zero"]) / int(row["answered"]) if int(row["answered"]) else 0.0
     limit = float(limits["max_zero_priced_share"])
     return dg.AssetCheckResult(

@@ -165,7 +165,9 @@ class Inputs:
         self.answered = np.asarray(pc.fill_null(events["answered"], False).to_numpy(zero_copy_only=False),
                                    dtype=bool)
         self.sms = flag("service", "sms")
-        self.emergency = flag("call_type", "emergency")
+        # Calls never charged: emergency, and internal calls (extensions, feature codes: no
+        # E.164 number a deck could price).
+        self.emergency = flag("call_type", "emergency") | flag("call_type", "internal")
         self.international = flag("call_type", "international")
         self.value, self.count = number_digits(events["called_number"])
         self._accounts: tuple[np.ndarray, pa.Array] | None = None

@@ -98,7 +98,7 @@ def rate_events(events: list[Event], plan: Plan, allowances: bool = True,
         if not (number.isdigit() and number.isascii() and len(number) <= 15):
             number = ""
         priced.row = pick_row(plan, index.get(ev.service, {}), number, local) if number else None
-        if not billable or ev.call_type == "emergency":
+        if not billable or ev.call_type in ("emergency", "internal"):
             continue
         if priced.row is None:
             priced.status = "no_rate"

@@ -9,6 +9,7 @@ select
     sum(rejected) as rejected,
     sum(duplicates) as duplicates,
     sum(quarantined) as quarantined,
+    sum(b_legs) as b_legs,
     case when sum(records_in) = 0 then 0
          else round(cast(sum(quarantined) as numeric) / sum(records_in), 4) end as quarantine_share
 from {{ ref('stg_mediation_files') }}
