@@ -89,7 +89,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declared tables and columns", _create_declared_tables),
     Migration(2, "unique keys", _unique_keys),
     Migration(3, "views and lookup indexes", _views),
-    Migration(4, "record identity: events.b_leg_id, mediation.b_legs and its key, files.b_legs",
+    Migration(4, "record identity and layouts: events.b_leg_id, mediation.b_legs and its key, "
+                 "files.b_legs, raw.switches.layout",
               lambda wh: (_create_declared_tables(wh), _unique_keys(wh))),
 )
 LATEST = MIGRATIONS[-1].version

@@ -276,3 +276,85 @@ def test_one_answered_rule_for_mediation_and_quotes(
         f"e1,+13344428436,2017-06-27T14:29:03Z,2017-06-27T14:29:14Z,{billsec},{disposition}\n"
     )
     assert bool(read_events(quote, "1")["answered"][0].as_py()) is answered
+
+
+def _with_layout(drop: SwitchDrop, name: str, text: str) -> None:
+    """A layout file in reference/layouts/ and the switch pointed at it."""
+    import csv
+
+    folder = drop.settings.reference_dir / "layouts"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yaml").write_text(text)
+    path = drop.settings.reference_dir / "switches.csv"
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        row["layout"] = name
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, [*rows[0].keys()])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_asterisk_cdr_custom_layout_with_epoch_times(tmp_path: Path, demo) -> None:
+    """cdr_custom.conf.sample's Master.csv mapping with ${CDR(start,u)}-style epoch times and
+    ${CDR(billsec,f)} fractions; the record id is uniqueid-sequence."""
+    drop = _drop(tmp_path, demo)
+    _with_layout(drop, "cdr_custom", """
+fields: [clid, calling_number, called_number, dcontext, channel, dstchannel, lastapp, lastdata,
+         start_time, answer_time, end_time, duration, billsec, disposition, amaflags,
+         account_code, record_id, userfield]
+quoting: csv
+time_format: epoch
+disposition: asterisk
+""")
+    line = ('"""Leanna Cuphus"" <609-326-2780>","917-375-0980","334-442-8436","production",'
+            '"NOT_AVAILABLE","NOT_AVAILABLE","Dial","NOT_AVAILABLE","1498573743.120","1498573754.000",'
+            '"1498574145.750","402.630","390.750","ANSWERED","DOCUMENTATION","ACC-7","1498559343.3-4",""')
+    ringing = line.replace('"1498573754.000"', '""').replace('"390.750","ANSWERED"', '"0","NO ANSWER"') \
+        .replace("1498559343.3-4", "1498559343.3-3")
+    drop.put("Master.csv", f"{ringing}\n{line}\n{line}\n".encode(), DAY)
+    drop.run()
+    got = {n: o for (_, n), o in drop.outcomes().items()}
+    assert [got[n]["outcome"] for n in (1, 2, 3)] == ["accepted", "accepted", "duplicate"]
+    two = got[2]
+    assert two["event_key"] == "corpus:1498559343.3-4" and two["account_code"] == "ACC-7"
+    assert two["start_utc"].isoformat() == "2017-06-27T14:29:03+00:00"
+    assert (int(two["duration"]), int(two["billsec"]), bool(two["answered"])) == (402, 390, True)
+    assert two["calling_number"] == "+19173750980"
+
+
+def test_freeswitch_custom_template_unescaped_values(tmp_path: Path, demo, monkeypatch) -> None:
+    """cdr_csv.conf.xml's `asterisk` template on FreeSWITCH, pipe-separated with quoting off
+    (FreeSWITCH does not escape values: a caller name with a quote is still one field)."""
+    monkeypatch.setenv("SQUAK_FIRST_CDR_DAY", "2023-01-01")
+    drop = _drop(tmp_path, demo, SEOUL)
+    _with_layout(drop, "fs_asterisk", """
+fields: [account_code, calling_number, called_number, context, caller_id, channel_name,
+         bridge_channel, last_app, last_arg, start_time, answer_time, end_time, duration,
+         billsec, disposition, amaflags, record_id, userfield]
+quoting: none
+delimiter: "|"
+disposition: freeswitch
+""")
+    line = ('1001|1001|1002|default|"Bob "The Boss"" <1001>|sofia/internal/1001|sofia/internal/1002|'
+            'bridge|user/1002|2023-10-10 23:26:08|2023-10-10 23:26:10|2023-10-10 23:26:15|7|5|'
+            'NORMAL_CLEARING|default|7866825d-f38c-449e-a562-95250032e426|')
+    drop.put("Master.csv.2023-10-10-23-30-00", f"{line}\n".encode())
+    drop.run()
+    got = drop.outcomes()[("Master.csv.2023-10-10-23-30-00", 1)]
+    assert got["outcome"] == "accepted" and got["native_id"] == "7866825d-f38c-449e-a562-95250032e426"
+    assert got["start_utc"].isoformat() == "2023-10-10T14:26:08+00:00" and bool(got["answered"])
+    assert got["call_type"] == "internal"
+
+
+def test_a_layout_file_that_cannot_be_used_names_its_key(tmp_path: Path) -> None:
+    from squak_pipelines.mediation.layouts import LayoutError, load_layout
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("fields: [calling_number, called_number]\n")
+    with pytest.raises(LayoutError, match="fields: must include start_time"):
+        load_layout(path)
+    path.write_text("fields: [calling_number, called_number, start_time, end_time, duration, billsec]\n"
+                    "quoting: single\n")
+    with pytest.raises(LayoutError, match="quoting"):
+        load_layout(path)

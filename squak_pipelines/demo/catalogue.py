@@ -125,6 +125,34 @@ NUMBER_AREAS: tuple[tuple[str, str, str, str, str], ...] = (
     ("MX", "55", "525541", "", "America/Mexico_City"),
 )
 
+# Layout files for custom CDR templates (reference/layouts/<name>.yaml; a switch names one in
+# the `layout` column of switches.csv). Examples only: the demo's switches use built-in formats.
+EXAMPLE_LAYOUTS: dict[str, str] = {
+    "asterisk_cdr_custom": """\
+# Asterisk cdr_custom.conf:
+# Master.csv => ${CSV_QUOTE(${CDR(clid)})},${CSV_QUOTE(${CDR(src)})},${CSV_QUOTE(${CDR(dst)})},
+#   ${CSV_QUOTE(${CDR(dcontext)})},${CSV_QUOTE(${CDR(start,u)})},${CSV_QUOTE(${CDR(answer,u)})},
+#   ${CSV_QUOTE(${CDR(end,u)})},${CDR(duration,f)},${CDR(billsec,f)},${CSV_QUOTE(${CDR(disposition)})},
+#   ${CSV_QUOTE(${CDR(accountcode)})},${CSV_QUOTE(${CDR(uniqueid)}-${CDR(sequence)})}
+fields: [clid, calling_number, called_number, dcontext, start_time, answer_time, end_time,
+         duration, billsec, disposition, account_code, record_id]
+quoting: csv
+time_format: epoch
+disposition: asterisk
+""",
+    "freeswitch_pipe": """\
+# FreeSWITCH cdr_csv.conf.xml template (values are not escaped, so no quoting):
+# ${uuid}|${bleg_uuid}|${caller_id_number}|${destination_number}|${start_stamp}|${answer_stamp}|
+#   ${end_stamp}|${duration}|${billsec}|${hangup_cause}|${accountcode}
+fields: [record_id, b_leg_id, calling_number, called_number, start_time, answer_time, end_time,
+         duration, billsec, disposition, account_code]
+quoting: none
+delimiter: "|"
+time_format: "%Y-%m-%d %H:%M:%S"
+disposition: freeswitch
+""",
+}
+
 # Which switch carries a home country's (or US state's) traffic, and in which format.
 SWITCHES: tuple[dict[str, str], ...] = (
     {"switch_id": "ast-nyc1", "format": "asterisk", "timezone": "America/New_York",

@@ -142,6 +142,9 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
     _write_csv(ref / "tax_rates.csv", [dict(zip(catalogue.TAX_COLUMNS, r, strict=True))
                                        for r in catalogue.TAX_RATES])
     _write_csv(ref / "switches.csv", list(catalogue.SWITCHES))
+    (ref / "layouts").mkdir(parents=True, exist_ok=True)
+    for name, text in catalogue.EXAMPLE_LAYOUTS.items():  # examples: no demo switch uses them
+        (ref / "layouts" / f"{name}.yaml").write_text(text, encoding="utf-8")
     _write_csv(ref / "numbering_plan.csv", [
         {"prefix": d.prefix, "country": d.country, "kind": d.kind, "destination": d.name}
         for d in catalogue.DESTINATIONS])

@@ -33,12 +33,14 @@ import pyarrow.compute as pc
 
 from squak_pipelines.limits import Limits
 from squak_pipelines.mediation.answered import answered_mask
+from squak_pipelines.mediation.layouts import ROLES
 from squak_pipelines.mediation.numbering import DialingRules, NumberingPlan, is_internal, is_numeric, to_e164
 from squak_pipelines.mediation.numbering_metadata import classify
 from squak_pipelines.mediation.parsers import ParsedFile
 
 LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+EPOCH = "epoch"
 FS_DISPOSITION = {
     "NORMAL_CLEARING": "ANSWERED",
     "NO_ANSWER": "NO ANSWER",
@@ -55,6 +57,7 @@ class Switch:
     format: str
     timezone: str
     country: str
+    layout: str = ""  # a layout file of reference/layouts/ (custom CDR templates)
 
 
 def _col(table: pa.Table, name: str) -> pa.Array:
@@ -63,8 +66,43 @@ def _col(table: pa.Table, name: str) -> pa.Array:
     return pa.array([""] * table.num_rows, pa.string())
 
 
+def _fs_disposition(cause: pa.Array) -> pa.Array:
+    """FreeSWITCH hangup cause -> disposition (anything else: FAILED)."""
+    position = pc.index_in(cause, value_set=pa.array(list(FS_DISPOSITION)))
+    return pc.fill_null(pc.take(pa.array(list(FS_DISPOSITION.values())), position), "FAILED")
+
+
+def _layout_fields(parsed: ParsedFile) -> dict[str, pa.Array]:
+    """The roles of a switch's layout file (`layouts.ROLES`); "" where the layout has none."""
+    t, layout = parsed.table, parsed.layout
+    role = {name: _col(t, name) for name in ROLES}
+    for name in ("duration", "billsec"):  # ${CDR(billsec,f)}: whole seconds as Asterisk counts them
+        role[name] = pc.replace_substring_regex(role[name], r"^(-?[0-9]+)\.[0-9]*$", r"\1")
+    disposition = pc.utf8_upper(role["disposition"])
+    if layout.disposition == "freeswitch":
+        disposition = _fs_disposition(role["disposition"])
+    service = pc.utf8_lower(role["service"])
+    return {
+        "record_id": role["record_id"],
+        "b_leg_id": role["b_leg_id"],
+        "native_id": role["record_id"],
+        "calling": role["calling_number"],
+        "called": role["called_number"],
+        "start": role["start_time"],
+        "answer": role["answer_time"],
+        "end": role["end_time"],
+        "duration": role["duration"],
+        "billsec": role["billsec"],
+        "disposition": disposition,
+        "service": pc.if_else(pc.equal(service, ""), "voice", service),
+        "account_code": role["account_code"],
+    }
+
+
 def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
     t = parsed.table
+    if parsed.layout is not None:
+        return _layout_fields(parsed)
     if parsed.format == "asterisk":
         uniqueid, sequence = _col(t, "uniqueid"), _col(t, "sequence")
         sequenced = pc.and_(pc.not_equal(uniqueid, ""), pc.not_equal(sequence, ""))
@@ -83,14 +121,7 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
             "account_code": _col(t, "accountcode"),
         }
     if parsed.format == "freeswitch":
-        cause = _col(t, "hangup_cause")
-        mapped = pc.fill_null(
-            pc.take(
-                pa.array(list(FS_DISPOSITION.values())),
-                pc.index_in(cause, value_set=pa.array(list(FS_DISPOSITION))),
-            ),
-            "FAILED",
-        )
+        mapped = _fs_disposition(_col(t, "hangup_cause"))
         return {
             "record_id": _col(t, "uuid"),
             "b_leg_id": _col(t, "bleg_uuid"),
@@ -127,6 +158,10 @@ def _times(values: pa.Array, fmt: str, tz: str) -> tuple[pa.Array, pa.Array, pa.
     the two differ only where the change makes the local time ambiguous or non-existent.
     Empty -> null and not bad; unparseable -> bad."""
     empty = pc.equal(values, "")
+    if fmt == EPOCH:  # seconds since 1970 (cdr_custom's ${CDR(start,u)}): UTC by definition
+        whole = pc.extract_regex(values, r"^(?P<s>[0-9]{1,11})(?:\.[0-9]*)?$")
+        utc = pc.cast(pc.struct_field(whole, "s"), pa.int64()).cast(pa.timestamp("s")).cast(TS)
+        return utc, utc, pc.and_(pc.invert(empty), pc.is_null(utc))
     naive = pc.strptime(pc.if_else(empty, None, values), format=fmt, unit="s", error_is_null=True)
     bad = pc.and_(pc.invert(empty), pc.is_null(naive))
     if fmt == ISO_FORMAT:
@@ -195,7 +230,10 @@ def normalize(
     f = _fields(parsed)
     n = parsed.table.num_rows
     home = rules.get(switch.country) or next(iter(rules.values()))
-    fmt, tz = (ISO_FORMAT, "UTC") if parsed.format == "canonical" else (LOCAL_FORMAT, switch.timezone)
+    if parsed.layout is not None:
+        fmt, tz = parsed.layout.time_format, parsed.layout.timezone or switch.timezone
+    else:
+        fmt, tz = (ISO_FORMAT, "UTC") if parsed.format == "canonical" else (LOCAL_FORMAT, switch.timezone)
     *start, bad_start = _times(f["start"], fmt, tz)
     *answer, bad_answer = _times(f["answer"], fmt, tz)
     *end, bad_end = _times(f["end"], fmt, tz)
@@ -210,8 +248,8 @@ def normalize(
     called_info = plan.lookup(called)
     library = classify(called)
     emergency = _is_emergency(called, origin, rules)
-    answered = answered_mask(f["service"], f["disposition"], answer, billsec,
-                             derived=parsed.format == "freeswitch")
+    derived = (parsed.layout.disposition == "freeswitch") if parsed.layout else parsed.format == "freeswitch"
+    answered = answered_mask(f["service"], f["disposition"], answer, billsec, derived=derived)
     disposition = pc.if_else(
         pc.and_(pc.equal(f["disposition"], "ANSWERED"), pc.invert(answered)), "NO ANSWER", f["disposition"]
     )

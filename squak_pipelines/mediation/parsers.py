@@ -25,11 +25,15 @@ import csv
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+if TYPE_CHECKING:
+    from squak_pipelines.mediation.layouts import Layout
 
 ASTERISK_BASE = (
     "accountcode",
@@ -124,6 +128,7 @@ class ParsedFile:
     bad_lines: list[tuple[int, str, str]]  # (line, reason, raw text) of unreadable rows
     records_in: int  # non-empty lines that are records (header excluded)
     encoding: str
+    layout: Layout | None = None  # the switch's layout file, when it has one
 
 
 def read_bytes(path: Path) -> bytes:
@@ -212,21 +217,27 @@ def _main_width(fmt: str, lines: list[bytes]) -> int:
     return max(sorted(set(counts)), key=counts.count)
 
 
-def parse_file(path: Path, fmt: str | None) -> ParsedFile:
-    """Parse one CDR file (plain or gzip) in the given format (None: detect)."""
+def parse_file(path: Path, fmt: str | None, layout: Layout | None = None) -> ParsedFile:
+    """Parse one CDR file (plain or gzip) in the given format (None: detect), or in the
+    switch's layout file when it has one (`layouts.py`)."""
     data, encoding = _as_utf8(read_bytes(path))
-    fmt = detect_format(data) if fmt in (None, "", "auto") else fmt
-    if fmt not in FORMATS:
+    fmt = detect_format(data) if fmt in (None, "", "auto") and layout is None else (fmt or "custom")
+    if fmt not in FORMATS and layout is None:
         raise FileFormatError(f"{path.name}: unknown format {fmt!r}")
     lines = physical_lines(data)
-    header = 1 if fmt == "canonical" else 0
-    if header and (len(lines) == 0 or not is_canonical_header(lines[0].as_py())):
+    header = 1 if fmt == "canonical" or (layout is not None and layout.header) else 0
+    canonical = fmt == "canonical" and layout is None
+    if canonical and (len(lines) == 0 or not is_canonical_header(lines[0].as_py())):
         raise FileFormatError(f"{path.name}: canonical CSV must start with its header row")
-    width = _main_width(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
-    columns = LAYOUTS[fmt][width]
-    data, broken = _blank_unreadable_lines(data, lines)
+    if layout is not None:
+        width, columns = len(layout.columns), layout.columns
+        quote, delimiter = ('"' if layout.quoting == "csv" else None), layout.delimiter
+    else:
+        width = _main_width(fmt, [x.encode() for x in lines.slice(header, 50).to_pylist()])
+        columns, quote, delimiter = LAYOUTS[fmt][width], '"', ","
+    data, broken = _blank_unreadable_lines(data, lines, quoted=quote is not None)
     for _ in range(MAX_QUOTE_REPAIRS):
-        table, bad = _read_csv(data, columns, header)
+        table, bad = _read_csv(data, columns, header, quote, delimiter)
         # A row pyarrow skipped that spans lines began with broken quoting on its first line
         # and swallowed the next: reject that first line, blank it, and read the file again.
         spans = [t.split("\n", 1)[0] for t in bad if "\n" in t.rstrip("\r\n")]
@@ -250,8 +261,8 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
             f"{path.name}: records could not be matched to lines "
             f"({table.num_rows} parsed, {len(good)} lines); a quoted field spans lines?"
         )
-    tables, numbers = [_unified(fmt, table)], [good]
-    for _width, rows, group in _other_widths(fmt, width, lines, skipped):
+    tables, numbers = [_unquoted(table) if layout is not None else _unified(fmt, table)], [good]
+    for _width, rows, group in ([] if layout is not None else _other_widths(fmt, width, lines, skipped)):
         tables.append(_unified(fmt, rows))
         numbers.append(np.asarray(group, dtype=np.int64))
     if len(tables) > 1:
@@ -272,6 +283,7 @@ def parse_file(path: Path, fmt: str | None) -> ParsedFile:
         bad_lines=bad_lines,
         records_in=int(nonempty.sum()),
         encoding=encoding,
+        layout=layout,
     )
 
 
@@ -293,6 +305,18 @@ def _other_widths(fmt: str, width: int, lines: pa.Array, skipped: list[int]):
             yield other, rows, group
 
 
+def _unquoted(table: pa.Table) -> pa.Table:
+    """A template's `, "${var}"` (a space before the quote, as FreeSWITCH's default and snom
+    templates write it) read as the quoted value."""
+    cols = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if pc.any(pc.starts_with(col, ' "')).as_py():
+            col = pc.replace_substring_regex(col, r'^ "(.*)"$', r"\1")
+        cols[name] = col
+    return pa.table(cols)
+
+
 def _unified(fmt: str, table: pa.Table) -> pa.Table:
     """The format's full column set (`COLUMNS`): fields a layout lacks are "", the 17/20-column
     uniqueid-or-userfield field goes to the one its value is shaped like, and the FreeSWITCH
@@ -311,7 +335,8 @@ def _unified(fmt: str, table: pa.Table) -> pa.Table:
     return pa.table({c: cols.get(c, empty) for c in COLUMNS[fmt]})
 
 
-def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Table, list[str]]:
+def _read_csv(data: bytes, columns: tuple[str, ...], header: int, quote: str | None = '"',
+              delimiter: str = ",") -> tuple[pa.Table, list[str]]:
     """The records pyarrow can read, and the text of the rows it skipped."""
     bad: list[str] = []
 
@@ -326,7 +351,8 @@ def _read_csv(data: bytes, columns: tuple[str, ...], header: int) -> tuple[pa.Ta
         table = pacsv.read_csv(
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=header, block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, delimiter=delimiter,
+                                             quote_char=quote or False),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(columns, pa.string()),
                 strings_can_be_null=False,
@@ -348,13 +374,15 @@ def _blank(data: bytes, positions: list[int]) -> bytes:
     return b"\n".join(physical)
 
 
-def _blank_unreadable_lines(data: bytes, lines: pa.Array) -> tuple[bytes, list[tuple[int, str, str]]]:
+def _blank_unreadable_lines(data: bytes, lines: pa.Array, quoted: bool = True
+                            ) -> tuple[bytes, list[tuple[int, str, str]]]:
     """Lines no CSV reading can use become rejects and are blanked before the file is parsed
     (line numbers stay): an odd number of double quotes (`unbalanced_quote`: the reader would
     run the quoted field on into the following lines and lose them all; on the file's last
     record `truncated_record`: a record still being written when the file was copied), else a NUL byte
     (`nul_byte`). Their raw text is kept with U+FFFD for each NUL (no text column holds one)."""
     odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, '"'), 1), 1).to_numpy(zero_copy_only=False)
+    odd &= quoted  # without quoting a '"' is text
     nul = pc.match_substring(lines, "\x00").to_numpy(zero_copy_only=False)
     positions = [int(i) for i in np.flatnonzero(odd | nul)]
     if not positions:

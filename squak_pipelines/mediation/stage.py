@@ -37,6 +37,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.faults import fault_point
 from squak_pipelines.limits import Limits
 from squak_pipelines.mediation.fraud import FraudRules, screen
+from squak_pipelines.mediation.layouts import Layout, layout_path, load_layout
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
 from squak_pipelines.mediation.parsers import FileFormatError, parse_file, read_bytes
@@ -121,7 +122,7 @@ def scan_drops(
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if hash_cache is not None:
                 hash_cache[name] = [stat.st_size, stat.st_mtime_ns, digest]
-        switch = Switch(sw["switch_id"], sw["format"], sw["timezone"], sw["country"])
+        switch = Switch(sw["switch_id"], sw["format"], sw["timezone"], sw["country"], sw.get("layout") or "")
         refs.append(DropRef(path, name, switch, digest, day))
     return refs
 
@@ -169,6 +170,8 @@ class Mediator:
         self.plan = NumberingPlan.load(ref / "numbering_plan.csv")
         self.fraud = FraudRules.load(ref / "fraud_rules.yaml")
         self.limits = Limits.load(ref)
+        self.reference_dir = ref
+        self.layouts: dict[str, Layout] = {}
         self.has_orders = warehouse.table_exists("orders.services")
         self.scratch = duckdb.connect()  # in-memory, for set-based work on Arrow batches
         ensure_tables(warehouse)
@@ -210,7 +213,8 @@ class Mediator:
                 redelivered += records
                 continue
             try:
-                parsed = parse_file(ref.path, ref.switch.format)
+                layout = self._layout(ref.switch.layout) if ref.switch.layout else None
+                parsed = parse_file(ref.path, ref.switch.format, layout)
                 events = normalize(parsed, ref.switch, self.rules, self.plan, self.onnet, ref.name,
                                    self.limits.max_call_seconds)
             except Exception as exc:
@@ -374,6 +378,11 @@ class Mediator:
             wh.load("mediation.files", pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA), mode="append")
         self._gate(day, report)
         fault_point("mediation.before_commit")
+
+    def _layout(self, name: str) -> Layout:
+        if name not in self.layouts:
+            self.layouts[name] = load_layout(layout_path(self.reference_dir, name))
+        return self.layouts[name]
 
     def _split_b_legs(self, events: pa.Table, a_legs: pa.Table | None) -> tuple[pa.Table, pa.Table]:
         """(calls, B-legs): a record is a B-leg when its switch's uuid is the bleg_uuid of a

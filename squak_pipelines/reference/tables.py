@@ -15,8 +15,10 @@ TABLES = (
         ("tax_id", TEXT), ("name", TEXT), ("country", TEXT), ("state", TEXT), ("applies_to", TEXT),
         ("kind", TEXT), ("currency", TEXT), ("rate_percent", pa.decimal128(9, 4)), ("amount", MONEY),
         ("effective_from", DATE)], unique=["tax_id"], rewritten=True),
-    table("raw.switches", "The operator's switches: CDR format, time zone, country, drop folder.", [
-        ("switch_id", TEXT), ("format", TEXT), ("timezone", TEXT), ("country", TEXT), ("folder", TEXT)],
+    table("raw.switches", "The operator's switches: CDR format, time zone, country, drop folder and "
+          "layout file (custom CDR templates).", [
+        ("switch_id", TEXT), ("format", TEXT), ("timezone", TEXT), ("country", TEXT), ("folder", TEXT),
+        ("layout", TEXT)],
           unique=["switch_id"], rewritten=True),
     table("raw.cost_rates", "Wholesale cost decks by carrier and prefix (reference/cost_rates.csv).", [
         ("carrier", TEXT), ("prefix", TEXT), ("destination", TEXT), ("service", TEXT), ("currency", TEXT),
