@@ -107,6 +107,9 @@ FRAUD_RULES: dict[str, object] = {
     "gate": {"max_quarantine_share": 0.05},
 }
 
+# Digits of a full E.164 number (country code included) in each home country.
+E164_DIGITS = {"US": 11, "GB": 12, "DE": 12, "FR": 11, "MX": 12}
+
 # Areas customers' numbers are allocated from: (country, area, E.164 block prefix, state, tz).
 NUMBER_AREAS: tuple[tuple[str, str, str, str, str], ...] = (
     ("US", "212", "1212736", "NY", "America/New_York"),

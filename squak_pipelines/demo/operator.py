@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from squak_pipelines.demo.catalogue import HOME_COUNTRIES, NUMBER_AREAS, switch_for
+from squak_pipelines.demo.catalogue import E164_DIGITS, HOME_COUNTRIES, NUMBER_AREAS, switch_for
 
 FIRST_NAMES = ("James", "Maria", "Robert", "Linda", "Wei", "Aisha", "José", "Zoë", "Lukas",
                "Amélie", "Priya", "Oliver", "Sofía", "Jürgen", "Chloé", "Mohammed", "Emma",
@@ -189,7 +189,7 @@ def build_operator(rng: np.random.Generator, customers: int, month_start: date) 
     area_numbers: dict[str, list[int]] = {}
     inventory: list[dict[str, str]] = []
     for country, area, block, state, _tz in NUMBER_AREAS:
-        length = 11 if country == "US" else 12
+        length = E164_DIGITS.get(country, 12)
         size = int(demand.get(area, 0) * 1.4) + 40
         first = int(block.ljust(length, "0")) + 100
         numbers = list(range(first, first + size))
