@@ -131,6 +131,11 @@ group by rid
 )
 
 
+# The event columns the rules read (`_with_accounts` adds account_id and lines).
+SCREEN_COLUMNS = ("rid", "service", "calling_number", "called_number", "start_utc", "answer_utc", "end_utc",
+                  "answered", "billsec", "call_type", "event_day", "local_minute")
+
+
 def screen(events: pa.Table, rules: FraudRules, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """(rid, fraud_rules) for every flagged row of `events`.
 

@@ -27,14 +27,25 @@ end that makes end - start = duration, the answer that makes end - answer = bill
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from squak_pipelines.limits import Limits
 from squak_pipelines.mediation.answered import answered_mask
 from squak_pipelines.mediation.layouts import ROLES
-from squak_pipelines.mediation.numbering import DialingRules, NumberingPlan, is_internal, is_numeric, to_e164
+from squak_pipelines.mediation.numbering import (
+    DialingRules,
+    NumberingPlan,
+    clean,
+    is_internal,
+    is_numeric,
+    to_e164,
+)
 from squak_pipelines.mediation.numbering_metadata import classify
 from squak_pipelines.mediation.parsers import ParsedFile
 
@@ -169,6 +180,9 @@ def _times(values: pa.Array, fmt: str, tz: str) -> tuple[pa.Array, pa.Array, pa.
             naive, timezone="UTC"
         ).cast(TS)
         return utc, utc, bad
+    if not _near_transition(naive, tz):  # the usual file: one reading (a day far from DST)
+        utc = pc.assume_timezone(naive, timezone=tz, ambiguous="earliest", nonexistent="earliest").cast(TS)
+        return utc, utc, bad
     seconds = naive.cast(pa.int64())
     out = []
     for side in ("earliest", "latest"):
@@ -178,6 +192,37 @@ def _times(values: pa.Array, fmt: str, tz: str) -> tuple[pa.Array, pa.Array, pa.
     return out[0], out[1], bad
 
 
+@lru_cache(maxsize=256)
+def _transitions(tz: str, year: int) -> tuple[int, ...]:
+    """Local wall-clock instants (naive epoch seconds) of the zone's offset changes in a year."""
+    zone = ZoneInfo(tz)
+    found, day = [], datetime(year, 1, 1, tzinfo=UTC)
+    offset = day.astimezone(zone).utcoffset()
+    for hour in range(0, 366 * 24, 1):
+        at = day + timedelta(hours=hour)
+        now = at.astimezone(zone).utcoffset()
+        if now != offset:
+            found.append(int((at.replace(tzinfo=None) + (now or timedelta())).timestamp()
+                             - datetime(1970, 1, 1).timestamp()))
+            offset = now
+    return tuple(found)
+
+
+def _near_transition(naive: pa.Array, tz: str) -> bool:
+    """Whether any of these local times is within a few hours of a DST change in `tz`."""
+    span = pc.min_max(naive).as_py()
+    if span["min"] is None:
+        return False
+    low, high = span["min"], span["max"]
+    margin = 3 * 3600
+    lo_s = int((low - datetime(1970, 1, 1)).total_seconds()) - margin
+    hi_s = int((high - datetime(1970, 1, 1)).total_seconds()) + margin
+    for year in range(low.year, min(high.year, low.year + 40) + 1):
+        if any(lo_s <= t <= hi_s for t in _transitions(tz, year)):
+            return True
+    return high.year - low.year > 40  # a file spanning decades: read every time both ways
+
+
 def _nearest(a: pa.Array, b: pa.Array, target: pa.Array) -> pa.Array:
     """a, or b where b is strictly nearer `target` (a where target is null)."""
     da = pc.abs(pc.subtract(a.cast(pa.int64()), target))
@@ -185,11 +230,15 @@ def _nearest(a: pa.Array, b: pa.Array, target: pa.Array) -> pa.Array:
     return pc.if_else(pc.fill_null(pc.less(db, da), False), b, a)
 
 
-def _resolve_dst(start, end, answer, duration, billsec, epoch) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Each time at the side of a DST change the record itself supports (see module doc)."""
+def _resolve_dst(start, end, answer, duration, billsec, epoch_of) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Each time at the side of a DST change the record itself supports (see module doc).
+    `epoch_of()` gives the Asterisk uniqueid epochs (only computed when a time is ambiguous)."""
     (s1, s2), (e1, e2), (a1, a2) = start, end, answer
-    if pc.all(pc.and_(pc.equal(s1, s2), pc.and_(pc.equal(e1, e2), pc.equal(a1, a2)))).as_py() is not False:
+    if s1 is s2 and e1 is e2 and a1 is a2:
         return s1, e1, a1  # no time of this file is near a change (the usual case: one pass)
+    if pc.all(pc.and_(pc.equal(s1, s2), pc.and_(pc.equal(e1, e2), pc.equal(a1, a2)))).as_py() is not False:
+        return s1, e1, a1
+    epoch = epoch_of()
     s = _nearest(s1, s2, epoch)
     # Without an epoch the start is the one that gives some end the stated duration.
     def misfit(start_at: pa.Array) -> pa.Array:
@@ -240,22 +289,25 @@ def normalize(
     duration, bad_duration = _ints(f["duration"])
     billsec, bad_billsec = _ints(f["billsec"])
     start, end, answer = _resolve_dst(start, end, answer, duration, billsec,
-                                      _uniqueid_epoch(f["native_id"], parsed.format))
-    calling = to_e164(f["calling"], home)
+                                      lambda: _uniqueid_epoch(f["native_id"], parsed.format))
+    calling_clean, called_clean = clean(f["calling"]), clean(f["called"])
+    calling = to_e164(calling_clean, home, cleaned=True)
     calling_info = plan.lookup(calling)
     origin = pc.fill_null(calling_info["country"], switch.country)
-    called = _called_e164(f["called"], origin, rules, home)
+    called = _called_e164(called_clean, origin, rules, home)
     called_info = plan.lookup(called)
-    library = classify(called)
+    # The operator's numbering plan names destinations; where it is more specific than the
+    # country code it is the operator's override. libphonenumber's metadata gives the country
+    # and type of every other number (an unassigned range: `invalid`).
+    override = pc.fill_null(called_info["specific"], False)
+    library = classify(called, typed=pc.invert(override))
     emergency = _is_emergency(called, origin, rules)
     derived = (parsed.layout.disposition == "freeswitch") if parsed.layout else parsed.format == "freeswitch"
     answered = answered_mask(f["service"], f["disposition"], answer, billsec, derived=derived)
     disposition = pc.if_else(
         pc.and_(pc.equal(f["disposition"], "ANSWERED"), pc.invert(answered)), "NO ANSWER", f["disposition"]
     )
-    calling_clean, called_clean = _cleaned(f["calling"]), _cleaned(f["called"])
-    calling_ok = pc.or_(is_numeric(calling_clean), is_internal(calling_clean))
-    called_ok = pc.or_(is_numeric(called_clean), is_internal(called_clean))
+    calling_ok, called_ok = _number_ok(calling_clean), _number_ok(called_clean)
     e164_called = pc.starts_with(called, "+")
 
     reasons = [
@@ -283,14 +335,11 @@ def normalize(
     field = pa.nulls(n, pa.string())
     for mask, code, name in reversed(reasons):  # the first rule in the list wins
         mask = pc.fill_null(mask, False)
+        if not pc.any(mask).as_py():  # most rules hold for every record of a file
+            continue
         reason = pc.if_else(mask, code, reason)
         field = pc.if_else(mask, name, field)
 
-    # The operator's numbering plan names destinations; where it is more specific than the
-    # country code it is the operator's override. libphonenumber's metadata gives the country
-    # and type of every other number (an unassigned range: `invalid`).
-    override = pc.fill_null(pc.greater(pc.utf8_length(called_info["prefix"]),
-                                       pc.utf8_length(pc.fill_null(library.country_code, ""))), False)
     dest_country = pc.coalesce(called_info["country"], library.region)
     kind = pc.if_else(override, called_info["kind"], pc.coalesce(library.kind, called_info["kind"]))
     none = pa.array([False] * n, pa.bool_())
@@ -324,15 +373,17 @@ def normalize(
         "local",
         "national",
     )
-    record_id = pc.if_else(pc.equal(f["record_id"], ""), None, f["record_id"])
+    record_id = f["record_id"]  # Asterisk's is null where unwritten; others write "" for none
+    if parsed.format != "asterisk" or parsed.layout is not None:
+        record_id = pc.if_else(pc.equal(record_id, ""), None, record_id)
     content = _content(parsed.table) if pc.any(pc.is_null(record_id)).as_py() else pa.nulls(n, pa.string())
     return pa.table(
         {
             "record_id": record_id,
             "record_content": content,
             "native_id": f["native_id"],
-            "switch_id": pa.array([switch.switch_id] * n, pa.string()),
-            "source_file": pa.array([source_file] * n, pa.string()),
+            "switch_id": _repeat(switch.switch_id, n),
+            "source_file": _repeat(source_file, n),
             "source_line": pa.array(parsed.line_no, pa.int64()),
             "service": f["service"],
             "calling_number": calling,
@@ -361,8 +412,17 @@ def normalize(
     )
 
 
-def _cleaned(numbers: pa.Array) -> pa.Array:
-    return pc.replace_substring_regex(numbers, r"[\s().\-]", "")
+def _repeat(value: str, n: int) -> pa.Array:
+    """`value` n times (one take in C, not a Python list of n strings)."""
+    return pc.take(pa.array([value], pa.string()), pa.array(np.zeros(n, dtype=np.int32)))
+
+
+def _number_ok(cleaned: pa.Array) -> pa.Array:
+    """Digits (an optional '+'), or an extension or feature code (looked at only when needed)."""
+    numeric = is_numeric(cleaned)
+    if pc.all(pc.fill_null(numeric, False)).as_py() is not False:
+        return numeric
+    return pc.or_(numeric, is_internal(cleaned))
 
 
 def _content(table: pa.Table) -> pa.Array:
@@ -384,14 +444,15 @@ def _cc(origin: pa.Array, rules: dict[str, DialingRules]) -> pa.Array:
 def _called_e164(
     called: pa.Array, origin: pa.Array, rules: dict[str, DialingRules], home: DialingRules
 ) -> pa.Array:
-    """Dialled numbers are read with the caller's country rules (E.164 passes through)."""
-    out = to_e164(called, home)
+    """Dialled numbers (cleaned) are read with the caller's country rules (E.164 passes
+    through)."""
+    out = to_e164(called, home, cleaned=True)
     for country, rule in rules.items():
         if rule is home:
             continue
         mask = pc.equal(origin, country)
         if pc.any(mask).as_py():
-            out = pc.if_else(mask, to_e164(called, rule), out)
+            out = pc.if_else(mask, to_e164(called, rule, cleaned=True), out)
     return out
 
 

@@ -60,9 +60,10 @@ def is_internal(numbers: pa.Array) -> pa.Array:
                    pc.match_substring_regex(numbers, r"[0-9]"))
 
 
-def to_e164(numbers: pa.Array, rules: DialingRules) -> pa.Array:
-    """E.164 ('+' and digits) for full numbers; short codes stay as dialled."""
-    s = clean(numbers)
+def to_e164(numbers: pa.Array, rules: DialingRules, cleaned: bool = False) -> pa.Array:
+    """E.164 ('+' and digits) for full numbers; short codes, '+' numbers and anything that is
+    not all digits (feature codes, letters) stay as dialled. `cleaned`: already `clean()`ed."""
+    s = numbers if cleaned else clean(numbers)
     length = pc.utf8_length(s)
     intl = rules.international_prefix
     rest_after_intl = pc.utf8_slice_codeunits(s, len(intl))
@@ -83,7 +84,7 @@ def to_e164(numbers: pa.Array, rules: DialingRules) -> pa.Array:
         )
     return pc.case_when(
         pc.make_struct(
-            pc.or_(pc.starts_with(s, "+"), pc.match_substring_regex(s, r"[*#]")),
+            pc.invert(pc.ascii_is_decimal(s)),
             pc.starts_with(s, intl) if intl else pa.array([False] * len(s), pa.bool_()),
             pc.less_equal(length, SHORT_CODE_MAX),
         ),
@@ -100,8 +101,15 @@ class NumberingPlan:
     FIELDS = ("prefix", "country", "kind", "destination")
 
     def __init__(self, rows: list[dict[str, str]]):
+        import phonenumbers
+
         ordered = sorted(rows, key=lambda r: -len(r["prefix"]))
         self.columns = {k: pa.array([r[k] for r in ordered], pa.string()) for k in self.FIELDS}
+        # A row more specific than its country's calling code is the operator's own range.
+        codes = [str(phonenumbers.country_code_for_region(r["country"]) or "") for r in ordered]
+        self.columns["specific"] = pa.array(
+            [len(r["prefix"]) > len(c) if c != "0" else False for r, c in zip(ordered, codes, strict=True)],
+            pa.bool_())
         # Per prefix length (longest first): the prefixes and where they start in `columns`.
         self.by_length: list[tuple[int, pa.Array, int]] = []
         start = 0

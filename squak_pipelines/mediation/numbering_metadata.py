@@ -88,45 +88,69 @@ class Classified:
     country_code: pa.Array
 
 
-def classify(e164: pa.Array) -> Classified:
-    """Classify '+' numbers (others: not possible, nulls). Distinct numbers are classified
-    once and the results taken back."""
-    encoded = pc.dictionary_encode(e164.combine_chunks() if isinstance(e164, pa.ChunkedArray) else e164)
-    unique = encoded.dictionary.cast(pa.string())
-    possible, valid, region, kind, code = _classify_unique(unique)
-    idx = encoded.indices
-    return Classified(
-        possible=pc.fill_null(pc.take(pa.array(possible), idx), False),
-        valid=pc.fill_null(pc.take(pa.array(valid), idx), False),
-        region=pc.take(pa.array(region, pa.string()), idx),
-        kind=pc.take(pa.array(kind, pa.string()), idx),
-        country_code=pc.take(code, idx),
-    )
+@lru_cache(maxsize=1)
+def _code_lengths() -> pa.Array:
+    """Every `cc:length` pair libphonenumber knows (length of the national number)."""
+    return pa.array(sorted({f"{cc}:{n}" for cc, members in regions().items()
+                            for member in members for n in member.lengths}))
 
 
-def _classify_unique(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pa.Array]:
-    n = len(numbers)
-    possible = np.zeros(n, dtype=bool)
-    valid = np.zeros(n, dtype=bool)
-    region = np.full(n, None, dtype=object)
-    kind = np.full(n, None, dtype=object)
-    if not n:
-        return possible, valid, region, kind, pa.array([], pa.string())
+@lru_cache(maxsize=1)
+def _codes_by_length() -> tuple[pa.Array, pa.Array, pa.Array]:
     table = regions()
-    plus = pc.fill_null(pc.starts_with(numbers, "+"), False)
-    digits = pc.utf8_slice_codeunits(numbers, 1)
-    code = pa.nulls(n, pa.string())
-    for length in (1, 2, 3):  # country codes are prefix-free
-        head = pc.utf8_slice_codeunits(digits, 0, length)
-        known = pc.is_in(head, value_set=pa.array([c for c in table if len(c) == length]))
-        code = pc.coalesce(code, pc.if_else(pc.and_(known, plus), head, None))
+    return tuple(pa.array(sorted(c for c in table if len(c) == n)) for n in (1, 2, 3))  # type: ignore[return-value]
+
+
+def country_codes(e164: pa.Array) -> pa.Array:
+    """The country calling code (digits) of each '+' number; null for others or unknown.
+    Codes are prefix-free: one slice of the first three digits, then its 1- and 2-digit heads."""
+    ones, twos, threes = _codes_by_length()
+    head3 = pc.utf8_slice_codeunits(e164, 1, 4)
+    head2, head1 = pc.utf8_slice_codeunits(head3, 0, 2), pc.utf8_slice_codeunits(head3, 0, 1)
+    plus = pc.fill_null(pc.starts_with(e164, "+"), False)
+    heads = ((head1, ones), (head2, twos), (head3, threes))
+    hits = [pc.and_(plus, pc.is_in(head, value_set=codes)) for head, codes in heads]
+    return pc.case_when(pc.make_struct(*hits), head1, head2, head3)
+
+
+def classify(e164: pa.Array, typed: pa.Array | None = None) -> Classified:
+    """Classify '+' numbers (others: not possible, nulls). Every number gets its country code
+    and whether its length is possible, column-wise; region, kind and validity only the rows
+    of `typed` (all when None: the regex work is spared where the operator's plan decides)."""
+    e164 = e164.combine_chunks() if isinstance(e164, pa.ChunkedArray) else e164
+    n = len(e164)
+    code = country_codes(e164)
+    nsn_length = pc.subtract(pc.subtract(pc.utf8_length(e164), 1), pc.utf8_length(code))
+    key = pc.binary_join_element_wise(code, pc.cast(nsn_length, pa.string()), ":")
+    possible = pc.fill_null(pc.is_in(key, value_set=_code_lengths()), False)
+    wanted = possible if typed is None else pc.and_(possible, pc.fill_null(typed, False))
+    rows = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
+    if len(rows):
+        sub_region, sub_kind = _type_rows(e164.take(pa.array(rows)), code.take(pa.array(rows)))
+        # Scatter back: row i of the input takes result position[i] (null where not typed).
+        position = np.full(n, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        index = pa.array(position, mask=position < 0)
+        region, kind = pc.take(sub_region, index), pc.take(sub_kind, index)
+    else:
+        region = kind = pa.nulls(n, pa.string())
+    valid = pc.and_(wanted, pc.fill_null(pc.not_equal(kind, "invalid"), False))
+    return Classified(possible=possible, valid=valid, region=region, kind=kind, country_code=code)
+
+
+def _type_rows(numbers: pa.Array, code: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(region, kind) of possible numbers, per country code, as libphonenumber decides them:
+    the first region whose leading digits match, else whose type patterns know the number;
+    a number no region's ranges hold is `invalid` (region: the code's main region)."""
+    n = len(numbers)
+    table = regions()
+    positions: list[np.ndarray] = []
+    regions_out: list[pa.Array] = []
+    kinds_out: list[pa.Array] = []
     for cc in pc.unique(code).drop_null().to_pylist():
         rows = np.flatnonzero(pc.fill_null(pc.equal(code, cc), False).to_numpy(zero_copy_only=False))
-        nsn = pc.utf8_slice_codeunits(digits.take(pa.array(rows)), len(cc))
+        nsn = pc.utf8_slice_codeunits(numbers.take(pa.array(rows)), 1 + len(cc))
         members = table[cc]
-        lengths = sorted(set().union(*(r.lengths for r in members)))
-        possible[rows] = pc.is_in(pc.utf8_length(nsn), value_set=pa.array(lengths, pa.int32())).to_numpy(
-            zero_copy_only=False)
         open_rows = np.ones(len(rows), dtype=bool)
         for member in members:
             if not open_rows.any():
@@ -136,26 +160,30 @@ def _classify_unique(numbers: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndar
             if member.leading_digits:
                 chosen = pc.match_substring_regex(values, member.leading_digits).to_numpy(
                     zero_copy_only=False)
-                types = _types(values.filter(pa.array(chosen)), member)
+                types = pc.fill_null(_types(values.filter(pa.array(chosen)), member), "invalid")
             else:
                 types = _types(values, member)
                 chosen = pc.is_valid(types).to_numpy(zero_copy_only=False)
                 types = types.filter(pa.array(chosen))
             hit = sub[chosen]
-            region[rows[hit]] = member.region
-            kind[rows[hit]] = types.to_numpy(zero_copy_only=False)
+            positions.append(rows[hit])
+            regions_out.append(pa.array([member.region] * len(hit), pa.string()))
+            kinds_out.append(types.cast(pa.string()))
             open_rows[hit] = False
         rest = rows[open_rows]
-        region[rest] = members[0].region  # a number no region knows: the code's main region
-    valid = np.array([k is not None for k in kind], dtype=bool)
-    kind = np.where(valid | ~possible, kind, "invalid")
-    kind[~possible] = None
-    return possible, valid, region, kind, code
+        positions.append(rest)
+        regions_out.append(pa.array([members[0].region] * len(rest), pa.string()))
+        kinds_out.append(pa.array(["invalid"] * len(rest), pa.string()))
+    order = np.empty(n, dtype=np.int64)
+    order[np.concatenate(positions)] = np.arange(n)
+    take = pa.array(order)
+    return pc.take(pa.concat_arrays(regions_out), take), pc.take(pa.concat_arrays(kinds_out), take)
 
 
 def _types(nsn: pa.Array, member: Region) -> pa.Array:
-    """The first kind whose pattern matches each national number (null: none, or outside the
-    region's general pattern)."""
+    """The first kind whose pattern matches each national number, in libphonenumber's order
+    (null: none, or outside the region's general pattern). Measured faster than one RE2 pass
+    with a group per kind: plain matches run as DFAs and stop once every number has a kind."""
     out = pa.nulls(len(nsn), pa.string())
     todo = pc.match_substring_regex(nsn, member.general)
     for kind, pattern in member.types:
@@ -168,3 +196,4 @@ def _types(nsn: pa.Array, member: Region) -> pa.Array:
         out = pc.if_else(hit, kind, out)
         todo = pc.and_not(todo, hit)
     return out
+

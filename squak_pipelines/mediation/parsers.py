@@ -323,15 +323,19 @@ def _unified(fmt: str, table: pa.Table) -> pa.Table:
     default template's `, "${accountcode}"` (a space before the quote) is unquoted."""
     n = table.num_rows
     names = table.column_names
-    cols = {c: table.column(c).combine_chunks() for c in names}
+    if tuple(names) == COLUMNS[fmt] and fmt != "freeswitch":
+        return table  # the format's full layout (21-column Asterisk, canonical): nothing to do
+    cols = {c: table.column(c) for c in names}
     if UNIQUEID_OR_USERFIELD in cols:
-        value = cols.pop(UNIQUEID_OR_USERFIELD)
+        value = cols.pop(UNIQUEID_OR_USERFIELD).combine_chunks()
         is_uid = pc.match_substring_regex(value, UNIQUEID_SHAPE)
         cols["uniqueid"] = pc.if_else(is_uid, value, "")
         cols["userfield"] = pc.if_else(is_uid, "", value)
     if fmt == "freeswitch" and "accountcode" in cols:
-        cols["accountcode"] = pc.replace_substring_regex(cols["accountcode"], r'^ "(.*)"$', r"\1")
-    empty = pa.array([""] * n, pa.string())
+        code = cols["accountcode"]
+        if pc.any(pc.starts_with(code, ' "')).as_py():
+            cols["accountcode"] = pc.replace_substring_regex(code, r'^ "(.*)"$', r"\1")
+    empty = pa.chunked_array([pa.array([""] * n, pa.string())])
     return pa.table({c: cols.get(c, empty) for c in COLUMNS[fmt]})
 
 

@@ -23,7 +23,7 @@ import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -36,11 +36,11 @@ from squak_pipelines.card_numbers import redact_table
 from squak_pipelines.config import Settings
 from squak_pipelines.faults import fault_point
 from squak_pipelines.limits import Limits
-from squak_pipelines.mediation.fraud import FraudRules, screen
+from squak_pipelines.mediation.fraud import SCREEN_COLUMNS, FraudRules, screen
 from squak_pipelines.mediation.layouts import Layout, layout_path, load_layout
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
-from squak_pipelines.mediation.parsers import FileFormatError, parse_file, read_bytes
+from squak_pipelines.mediation.parsers import COLUMNS, FileFormatError, parse_file, read_bytes
 from squak_pipelines.mediation.tables import FILES_SCHEMA, TABLE_SCHEMAS
 from squak_pipelines.migrations import migrate
 from squak_pipelines.orders.lookup import owners_at
@@ -137,6 +137,7 @@ class PreparedDay:
     file_rows: list[dict]
     redelivered: int
     a_legs: pa.Table | None = None  # (switch_id, b_leg_id, a_leg_id) of every record read
+    legged: frozenset[str] = frozenset()  # switches whose records link their legs (FreeSWITCH)
 
 
 # The columns that carry the switch's free text: the raw line (caller names, user fields,
@@ -186,7 +187,7 @@ class Mediator:
     def prepare_day(self, day: date, items: list[tuple[DropRef, bool]]) -> PreparedDay:
         """Parse and normalize a day's files (pure Arrow work, safe in a worker thread).
         `items` pairs each file with whether its content was delivered before."""
-        file_rows, batches, rejects, links = [], [], [], []
+        file_rows, batches, rejects, links, legged = [], [], [], [], set()
         redelivered = 0
         for order, (ref, seen_before) in enumerate(items):
             base = {
@@ -228,6 +229,9 @@ class Mediator:
                 )
                 continue
             base["format"] = parsed.format
+            if (parsed.layout.fields if parsed.layout else COLUMNS[parsed.format]).count(
+                    "b_leg_id" if parsed.layout else "bleg_uuid"):
+                legged.add(ref.switch.switch_id)
             linked = pc.not_equal(events["b_leg_id"], "")
             if pc.any(linked).as_py():  # rejected A-legs too: their B-leg is still not a call
                 links.append(events.filter(linked).select(["switch_id", "b_leg_id", "native_id"])
@@ -263,6 +267,7 @@ class Mediator:
             file_rows=file_rows,
             redelivered=redelivered,
             a_legs=pa.concat_tables(links) if links else None,
+            legged=frozenset(legged),
         )
 
     def write_day(self, prepared: PreparedDay, report: MediationReport) -> None:
@@ -271,7 +276,7 @@ class Mediator:
         report.records_in += prepared.redelivered
         with self.warehouse.transaction():
             self._classify_and_write(
-                prepared.day, prepared.events, prepared.rejects, prepared.file_rows, report, prepared.a_legs
+                prepared.day, prepared.events, prepared.rejects, prepared.file_rows, report, prepared
             )
 
     def _classify_and_write(
@@ -281,7 +286,7 @@ class Mediator:
         rejects: pa.Table | None,
         file_rows: list[dict],
         report: MediationReport,
-        a_legs: pa.Table | None = None,
+        prepared: PreparedDay | None = None,
     ) -> None:
         wh = self.warehouse
         outcome = {"accepted": {}, "duplicates": {}, "quarantined": {}, "rejected": {}, "b_legs": {}}
@@ -291,8 +296,8 @@ class Mediator:
             outcome["rejected"] = _per_file(rejects["source_file"])
         report.rejected += rejects.num_rows if rejects is not None else 0
         if events is not None and events.num_rows:
-            events = _with_keys(events, self.scratch)
-            known = self._known_keys(events["event_key"])
+            events = _with_keys(events, self.scratch).drop_columns(["record_id", "record_content"])
+            known = self._known_keys(events["event_key"], events["event_day"])
             con = self.scratch
             try:
                 con.register("ev", events)
@@ -312,8 +317,10 @@ class Mediator:
             is_dup = pc.is_in(events["rid"], value_set=dup["rid"])
             duplicates = events.filter(is_dup)
             fresh = events.filter(pc.invert(is_dup))
-            fresh, b_legs = self._split_b_legs(fresh, a_legs)
-            flagged = screen(self._with_accounts(fresh), self.fraud, self.scratch) if fresh.num_rows else None
+            fresh, b_legs = self._split_b_legs(fresh, prepared)
+            # Only the columns the rules read (not the raw lines: less for DuckDB to scan and copy).
+            screened = self._with_accounts(fresh.select(list(SCREEN_COLUMNS))) if fresh.num_rows else None
+            flagged = screen(screened, self.fraud, self.scratch) if screened is not None else None
             is_bad = (
                 pc.is_in(fresh["rid"], value_set=flagged["rid"])
                 if flagged is not None
@@ -384,21 +391,28 @@ class Mediator:
             self.layouts[name] = load_layout(layout_path(self.reference_dir, name))
         return self.layouts[name]
 
-    def _split_b_legs(self, events: pa.Table, a_legs: pa.Table | None) -> tuple[pa.Table, pa.Table]:
-        """(calls, B-legs): a record is a B-leg when its switch's uuid is the bleg_uuid of a
-        record of this batch or of an A-leg mediated before."""
-        candidates = events.filter(pc.not_equal(events["native_id"], ""))
-        links = [a_legs] if a_legs is not None else []
+    def _split_b_legs(self, events: pa.Table, prepared: PreparedDay | None) -> tuple[pa.Table, pa.Table]:
+        """(calls, B-legs): a record of a switch that links legs (FreeSWITCH's bleg_uuid) is a
+        B-leg when its uuid is the bleg_uuid of a record of this batch or of an A-leg mediated
+        before (looked for around the batch's call days: both legs end at the same hangup)."""
+        empty = events.slice(0, 0).append_column("a_leg_id", pa.array([], pa.string()))
+        if prepared is None or not prepared.legged:
+            return events, empty
+        legged = pc.is_in(events["switch_id"], value_set=pa.array(sorted(prepared.legged)))
+        candidates = events.filter(pc.and_(legged, pc.not_equal(events["native_id"], "")))
+        links = [prepared.a_legs] if prepared.a_legs is not None else []
         if candidates.num_rows and self.warehouse.table_exists("mediation.events"):
             probe = pa.table({"switch_id": candidates["switch_id"], "b_leg_id": candidates["native_id"]})
+            days = pc.min_max(candidates["event_day"]).as_py()
             stored = self.warehouse.query_arrow_with(
                 "select distinct e.switch_id, e.b_leg_id, e.native_id as a_leg_id from ("
-                "select switch_id, b_leg_id, native_id from mediation.events union all "
-                "select switch_id, b_leg_id, native_id from mediation.quarantine) e "
-                "join {probe} p on p.switch_id = e.switch_id and p.b_leg_id = e.b_leg_id",
-                "probe", probe)
+                "select switch_id, b_leg_id, native_id, event_day from mediation.events union all "
+                "select switch_id, b_leg_id, native_id, event_day from mediation.quarantine) e "
+                "join {probe} p on p.switch_id = e.switch_id and p.b_leg_id = e.b_leg_id "
+                "where e.event_day between :first and :last",
+                "probe", probe, {"first": days["min"] - timedelta(days=1),
+                                 "last": days["max"] + timedelta(days=1)})
             links.append(stored.cast(pa.schema([(c, pa.string()) for c in stored.column_names])))
-        empty = events.slice(0, 0).append_column("a_leg_id", pa.array([], pa.string()))
         if not links or not candidates.num_rows:
             return events, empty
         link = pa.concat_tables(links)
@@ -422,14 +436,19 @@ class Mediator:
             "a_leg_id", pc.take(found["a_leg_id"], pc.index_in(b_legs["rid"], value_set=found["rid"])))
         return events.filter(pc.invert(is_b)), b_legs
 
-    def _known_keys(self, keys: pa.ChunkedArray) -> pa.Array:
+    def _known_keys(self, keys: pa.ChunkedArray, days: pa.ChunkedArray) -> pa.Array:
+        """The batch's keys already mediated. The same record has the same start, so the same
+        event day: only those days of `event_keys` are read (its zone maps skip the rest)."""
         if not self.warehouse.table_exists("mediation.event_keys"):
             return pa.array([], pa.string())
+        span = pc.min_max(days).as_py()
         found = self.warehouse.query_arrow_with(
             "select distinct e.event_key from mediation.event_keys e "
-            "join {keys} k on k.event_key = e.event_key",
+            "join {keys} k on k.event_key = e.event_key "
+            "where e.event_day between :first and :last",
             "keys",
             pa.table({"event_key": pc.unique(keys.combine_chunks())}),
+            {"first": span["min"], "last": span["max"]},
         )
         return found.column(0).combine_chunks().cast(pa.string())
 
