@@ -210,7 +210,7 @@ def cdr_drop_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
             continue
         by_day.setdefault(ref.day.isoformat(), []).append(ref.sha256)
     if early:
-        context.log.warning(backfill_hint(first, min(r.day for r in early), len(early)))
+        context.log.warning(backfill_hint(first, early))
     context.update_cursor(json.dumps(cache, sort_keys=True))
     if not by_day:
         return dg.SkipReason("no new CDR files")

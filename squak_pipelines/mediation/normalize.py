@@ -47,7 +47,7 @@ from squak_pipelines.mediation.numbering import (
     to_e164,
 )
 from squak_pipelines.mediation.numbering_metadata import classify
-from squak_pipelines.mediation.parsers import ParsedFile
+from squak_pipelines.mediation.parsers import UNIQUEID_SHAPE, ParsedFile
 
 LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -74,7 +74,12 @@ class Switch:
 def _col(table: pa.Table, name: str) -> pa.Array:
     if name in table.column_names:
         return table.column(name).combine_chunks()
-    return pa.array([""] * table.num_rows, pa.string())
+    return _repeat("", table.num_rows)
+
+
+def _id(values: pa.Array) -> pa.Array:
+    """A switch's record id, null where the switch wrote none."""
+    return pc.if_else(pc.equal(values, ""), None, values)
 
 
 def _fs_disposition(cause: pa.Array) -> pa.Array:
@@ -94,7 +99,7 @@ def _layout_fields(parsed: ParsedFile) -> dict[str, pa.Array]:
         disposition = _fs_disposition(role["disposition"])
     service = pc.utf8_lower(role["service"])
     return {
-        "record_id": role["record_id"],
+        "record_id": _id(role["record_id"]),
         "b_leg_id": role["b_leg_id"],
         "native_id": role["record_id"],
         "calling": role["calling_number"],
@@ -128,13 +133,13 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
             "duration": _col(t, "duration"),
             "billsec": _col(t, "billsec"),
             "disposition": _col(t, "disposition"),
-            "service": pa.array(["voice"] * t.num_rows, pa.string()),
+            "service": _repeat("voice", t.num_rows),
             "account_code": _col(t, "accountcode"),
         }
     if parsed.format == "freeswitch":
         mapped = _fs_disposition(_col(t, "hangup_cause"))
         return {
-            "record_id": _col(t, "uuid"),
+            "record_id": _id(_col(t, "uuid")),
             "b_leg_id": _col(t, "bleg_uuid"),
             "native_id": _col(t, "uuid"),
             "calling": _col(t, "caller_id_number"),
@@ -145,11 +150,11 @@ def _fields(parsed: ParsedFile) -> dict[str, pa.Array]:
             "duration": _col(t, "duration"),
             "billsec": _col(t, "billsec"),
             "disposition": mapped,
-            "service": pa.array(["voice"] * t.num_rows, pa.string()),
+            "service": _repeat("voice", t.num_rows),
             "account_code": _col(t, "accountcode"),
         }
     return {
-        "record_id": _col(t, "event_id"),
+        "record_id": _id(_col(t, "event_id")),
         "native_id": _col(t, "event_id"),
         "calling": _col(t, "calling_number"),
         "called": _col(t, "called_number"),
@@ -257,7 +262,7 @@ def _uniqueid_epoch(native_id: pa.Array, fmt: str) -> pa.Array:
     """The channel's creation second an Asterisk uniqueid carries ([system-]epoch.counter)."""
     if fmt != "asterisk":
         return pa.nulls(len(native_id), pa.int64())
-    digits = pc.extract_regex(native_id, r"(?:^|-)(?P<epoch>[0-9]{9,11})\.[0-9]+$")
+    digits = pc.extract_regex(native_id, UNIQUEID_SHAPE)
     return pc.cast(pc.struct_field(digits, "epoch"), pa.int64())
 
 
@@ -373,9 +378,7 @@ def normalize(
         "local",
         "national",
     )
-    record_id = f["record_id"]  # Asterisk's is null where unwritten; others write "" for none
-    if parsed.format != "asterisk" or parsed.layout is not None:
-        record_id = pc.if_else(pc.equal(record_id, ""), None, record_id)
+    record_id = f["record_id"]  # null where the switch wrote no id of its own
     content = _content(parsed.table) if pc.any(pc.is_null(record_id)).as_py() else pa.nulls(n, pa.string())
     return pa.table(
         {
@@ -405,7 +408,7 @@ def normalize(
             "call_type": call_type,
             "event_day": pc.cast(start, pa.date32()),
             "raw_line": parsed.raw,
-            "b_leg_id": f.get("b_leg_id", pa.array([""] * n, pa.string())),
+            "b_leg_id": f.get("b_leg_id", _repeat("", n)),
             "reject_reason": reason,
             "reject_field": field,
         }

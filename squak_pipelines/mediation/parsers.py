@@ -73,7 +73,7 @@ ASTERISK_WIDTHS = {
     21: "loguniqueid, loguserfield and newcdrcolumns",
 }
 # A uniqueid as Asterisk makes it: [systemname-]epoch.counter.
-UNIQUEID_SHAPE = r"^([^\s,]+-)?[0-9]{9,11}\.[0-9]+$"
+UNIQUEID_SHAPE = r"^(?:[^\s,]+-)?(?P<epoch>[0-9]{9,11})\.[0-9]+$"
 FREESWITCH_DEFAULT = (
     "caller_id_name",
     "caller_id_number",
@@ -305,16 +305,17 @@ def _other_widths(fmt: str, width: int, lines: pa.Array, skipped: list[int]):
             yield other, rows, group
 
 
-def _unquoted(table: pa.Table) -> pa.Table:
+def _unquote_spaced(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """A template's `, "${var}"` (a space before the quote, as FreeSWITCH's default and snom
     templates write it) read as the quoted value."""
-    cols = {}
-    for name in table.column_names:
-        col = table.column(name).combine_chunks()
-        if pc.any(pc.starts_with(col, ' "')).as_py():
-            col = pc.replace_substring_regex(col, r'^ "(.*)"$', r"\1")
-        cols[name] = col
-    return pa.table(cols)
+    if not pc.any(pc.starts_with(values, ' "')).as_py():
+        return values
+    return pc.replace_substring_regex(values, r'^ "(.*)"$', r"\1")
+
+
+def _unquoted(table: pa.Table) -> pa.Table:
+    """Every field of a layout file's records with `_unquote_spaced` applied."""
+    return pa.table({name: _unquote_spaced(table.column(name)) for name in table.column_names})
 
 
 def _unified(fmt: str, table: pa.Table) -> pa.Table:
@@ -332,9 +333,7 @@ def _unified(fmt: str, table: pa.Table) -> pa.Table:
         cols["uniqueid"] = pc.if_else(is_uid, value, "")
         cols["userfield"] = pc.if_else(is_uid, "", value)
     if fmt == "freeswitch" and "accountcode" in cols:
-        code = cols["accountcode"]
-        if pc.any(pc.starts_with(code, ' "')).as_py():
-            cols["accountcode"] = pc.replace_substring_regex(code, r'^ "(.*)"$', r"\1")
+        cols["accountcode"] = _unquote_spaced(cols["accountcode"])
     empty = pa.chunked_array([pa.array([""] * n, pa.string())])
     return pa.table({c: cols.get(c, empty) for c in COLUMNS[fmt]})
 

@@ -40,7 +40,7 @@ from squak_pipelines.mediation.fraud import SCREEN_COLUMNS, FraudRules, screen
 from squak_pipelines.mediation.layouts import Layout, layout_path, load_layout
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
-from squak_pipelines.mediation.parsers import COLUMNS, FileFormatError, parse_file, read_bytes
+from squak_pipelines.mediation.parsers import FileFormatError, ParsedFile, parse_file, read_bytes
 from squak_pipelines.mediation.tables import FILES_SCHEMA, TABLE_SCHEMAS
 from squak_pipelines.migrations import migrate
 from squak_pipelines.orders.lookup import owners_at
@@ -152,6 +152,11 @@ def _screened(table: pa.Table) -> pa.Table:
     return redact_table(table, only=_FREE_TEXT)[0]
 
 
+def _links_legs(parsed: ParsedFile) -> bool:
+    """Whether the file's records name their other leg (FreeSWITCH's bleg_uuid)."""
+    return "b_leg_id" in parsed.layout.fields if parsed.layout else parsed.format == "freeswitch"
+
+
 def _lines_or_nothing(path: Path) -> list[tuple[int, str]]:
     """The file's non-empty lines for its rejects; none when not even that can be read (a
     truncated or corrupt gzip), so the file is still recorded, with its reason."""
@@ -173,6 +178,7 @@ class Mediator:
         self.limits = Limits.load(ref)
         self.reference_dir = ref
         self.layouts: dict[str, Layout] = {}
+        self.held: set[tuple[str, str]] = set()  # (name, sha256) of files held before_first_day
         self.has_orders = warehouse.table_exists("orders.services")
         self.scratch = duckdb.connect()  # in-memory, for set-based work on Arrow batches
         ensure_tables(warehouse)
@@ -229,8 +235,7 @@ class Mediator:
                 )
                 continue
             base["format"] = parsed.format
-            if (parsed.layout.fields if parsed.layout else COLUMNS[parsed.format]).count(
-                    "b_leg_id" if parsed.layout else "bleg_uuid"):
+            if _links_legs(parsed):
                 legged.add(ref.switch.switch_id)
             linked = pc.not_equal(events["b_leg_id"], "")
             if pc.any(linked).as_py():  # rejected A-legs too: their B-leg is still not a call
@@ -275,19 +280,10 @@ class Mediator:
         report.duplicates += prepared.redelivered
         report.records_in += prepared.redelivered
         with self.warehouse.transaction():
-            self._classify_and_write(
-                prepared.day, prepared.events, prepared.rejects, prepared.file_rows, report, prepared
-            )
+            self._classify_and_write(prepared, report)
 
-    def _classify_and_write(
-        self,
-        day: date,
-        events: pa.Table | None,
-        rejects: pa.Table | None,
-        file_rows: list[dict],
-        report: MediationReport,
-        prepared: PreparedDay | None = None,
-    ) -> None:
+    def _classify_and_write(self, prepared: PreparedDay, report: MediationReport) -> None:
+        day, events, rejects, file_rows = prepared.day, prepared.events, prepared.rejects, prepared.file_rows
         wh = self.warehouse
         outcome = {"accepted": {}, "duplicates": {}, "quarantined": {}, "rejected": {}, "b_legs": {}}
         if rejects is not None and rejects.num_rows:
@@ -379,8 +375,10 @@ class Mediator:
             report.records_in += row["records_in"]
         report.files += len(file_rows)
         for row in file_rows:  # a file held before its day was a partition is mediated now
-            wh.execute("delete from mediation.files where status = :held and file_name = :name "
-                       "and sha256 = :sha", {"held": HELD, "name": row["file_name"], "sha": row["sha256"]})
+            if (row["file_name"], row["sha256"]) in self.held:
+                wh.execute("delete from mediation.files where status = :held and file_name = :name "
+                           "and sha256 = :sha",
+                           {"held": HELD, "name": row["file_name"], "sha": row["sha256"]})
         if file_rows:
             wh.load("mediation.files", pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA), mode="append")
         self._gate(day, report)
@@ -391,12 +389,12 @@ class Mediator:
             self.layouts[name] = load_layout(layout_path(self.reference_dir, name))
         return self.layouts[name]
 
-    def _split_b_legs(self, events: pa.Table, prepared: PreparedDay | None) -> tuple[pa.Table, pa.Table]:
+    def _split_b_legs(self, events: pa.Table, prepared: PreparedDay) -> tuple[pa.Table, pa.Table]:
         """(calls, B-legs): a record of a switch that links legs (FreeSWITCH's bleg_uuid) is a
         B-leg when its uuid is the bleg_uuid of a record of this batch or of an A-leg mediated
         before (looked for around the batch's call days: both legs end at the same hangup)."""
         empty = events.slice(0, 0).append_column("a_leg_id", pa.array([], pa.string()))
-        if prepared is None or not prepared.legged:
+        if not prepared.legged:
             return events, empty
         legged = pc.is_in(events["switch_id"], value_set=pa.array(sorted(prepared.legged)))
         candidates = events.filter(pc.and_(legged, pc.not_equal(events["native_id"], "")))
@@ -657,14 +655,14 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
     refs = [r for r in scan_drops(settings, days) if r.day >= first]
     report = MediationReport()
     with warehouse.session():
-        ensure_tables(warehouse)
+        mediator = Mediator(warehouse, settings)  # migrates the warehouse first
         _hold_early_files(warehouse, settings, first, report)
+        mediator.held = _recorded_files(warehouse, held=True)
         seen = _recorded_files(warehouse)
         by_day: dict[date, list[DropRef]] = {}
         for ref in refs:
             if (ref.name, ref.sha256) not in seen:
                 by_day.setdefault(ref.day, []).append(ref)
-        mediator = Mediator(warehouse, settings)
         known = {sha for _, sha in seen}  # contents already mediated, under any name
         plan = []
         for day in sorted(by_day):
@@ -691,9 +689,13 @@ def pending_days(warehouse: Warehouse, settings: Settings) -> list[str]:
                    if (r.name, r.sha256) not in seen and r.day >= first})
 
 
-def backfill_hint(first: date, earliest: date, files: int) -> str:
-    """The one line that says how to mediate files stamped before the first partition."""
-    return (f"{files} CDR file(s) are stamped before SQUAK_FIRST_CDR_DAY={first} (earliest {earliest}); "
+def backfill_hint(first: date, early: list[DropRef]) -> str:
+    """The one line that says how to mediate files stamped before the first partition ("" when
+    there are none)."""
+    if not early:
+        return ""
+    earliest = min(r.day for r in early)
+    return (f"{len(early)} CDR file(s) are stamped before SQUAK_FIRST_CDR_DAY={first} (earliest {earliest}); "
             f"they are kept as `before_first_day` in mediation.files. To mediate them set "
             f"SQUAK_FIRST_CDR_DAY={earliest} and run `squak run` (or backfill the mediation "
             f"partitions from {earliest} in Dagster)")
@@ -702,19 +704,18 @@ def backfill_hint(first: date, earliest: date, files: int) -> str:
 def early_files_hint(settings: Settings) -> str:
     """The backfill line when the drop folder has files stamped before the first partition."""
     first = clock.first_cdr_day()
-    early = scan_drops(settings, before=first)
-    return backfill_hint(first, min(r.day for r in early), len(early)) if early else ""
+    return backfill_hint(first, scan_drops(settings, before=first))
 
 
 def _hold_early_files(warehouse: Warehouse, settings: Settings, first: date, report: MediationReport) -> None:
     """Record each new file stamped before the first partition day once, whole, as held."""
-    early = [r for r in scan_drops(settings, before=first)]
+    early = scan_drops(settings, before=first)
     if not early:
         return
-    held = _recorded_files(warehouse, statuses=(HELD,))
+    held = _recorded_files(warehouse, held=True)
     new = [r for r in early if (r.name, r.sha256) not in held]
     report.held_files = sorted(r.name for r in early)
-    report.held_hint = backfill_hint(first, min(r.day for r in early), len(early))
+    report.held_hint = backfill_hint(first, early)
     if not new:
         return
     rows = [{"file_name": r.name, "sha256": r.sha256, "switch_id": r.switch.switch_id,
@@ -733,15 +734,11 @@ def mediated_days(warehouse: Warehouse) -> list[str]:
     return [str(d)[:10] for d in frame["partition_day"]]
 
 
-def _recorded_files(warehouse: Warehouse, statuses: tuple[str, ...] | None = None) -> set[tuple[str, str]]:
+def _recorded_files(warehouse: Warehouse, held: bool = False) -> set[tuple[str, str]]:
     """(name, sha256) of every delivery already handled (a file is handled once per content);
-    a file held `before_first_day` is not handled yet. `statuses`: only those."""
+    a file held `before_first_day` is not handled yet. `held`: those held files instead."""
     if not warehouse.table_exists("mediation.files"):
         return set()
-    if statuses:
-        table = warehouse.query_arrow("select file_name, sha256 from mediation.files where status = :s",
-                                      {"s": statuses[0]})
-    else:
-        table = warehouse.query_arrow("select file_name, sha256 from mediation.files where status <> :s",
-                                      {"s": HELD})
+    table = warehouse.query_arrow(
+        f"select file_name, sha256 from mediation.files where status {'=' if held else '<>'} :s", {"s": HELD})
     return set(zip(table["file_name"].to_pylist(), table["sha256"].to_pylist(), strict=True))
