@@ -24,8 +24,9 @@ def answered_mask(service: pa.Array, disposition: pa.Array, answer: pa.Array | N
     talked = pc.greater(pc.fill_null(billsec, 0), 0)
     if answer is not None:
         talked = pc.and_(talked, pc.is_valid(answer))
-    denied = pc.is_in(pc.utf8_upper(pc.fill_null(disposition, "")), value_set=pa.array(NOT_ANSWERED))
+    stated = pc.utf8_upper(pc.fill_null(disposition, ""))
+    denied = pc.is_in(stated, value_set=pa.array(NOT_ANSWERED))
     voice = talked if derived else pc.and_(talked, pc.invert(denied))
     sms = pc.equal(pc.fill_null(service, ""), "sms")
-    delivered = pc.is_in(pc.utf8_upper(pc.fill_null(disposition, "")), value_set=pa.array(["DELIVERED", ""]))
+    delivered = pc.is_in(stated, value_set=pa.array(["DELIVERED", ""]))
     return pc.if_else(sms, delivered, voice)

@@ -47,8 +47,9 @@ def read_events(path: Path, home_country_code: str | None = None) -> pa.Table:
     service = get("service", "voice").str.lower().replace("", "voice")
     disposition = get("disposition").str.upper()
     # The rule mediation applies (an answer time where the file has the column).
-    answer_ts = pa.array(answer, pa.timestamp("s", tz="UTC")) if "answer_time" in frame else None
-    answered = answered_mask(pa.array(service, pa.string()), pa.array(disposition, pa.string()), answer_ts,
+    answer_utc = pa.array(answer, pa.timestamp("s", tz="UTC"))
+    answered = answered_mask(pa.array(service, pa.string()), pa.array(disposition, pa.string()),
+                             answer_utc if "answer_time" in frame else None,
                              pa.array(billsec.astype("int64"))).to_numpy(zero_copy_only=False)
     called = get("called_number").str.replace(r"[\s().\-]", "", regex=True)
     called = called.where(called.str.startswith("+") | ~called.str.fullmatch(r"\d{7,15}"), "+" + called)
@@ -59,7 +60,7 @@ def read_events(path: Path, home_country_code: str | None = None) -> pa.Table:
     return pa.table({
         "event_key": get("event_id"), "service": service, "called_number": called,
         "start_utc": pa.array(start, pa.timestamp("s", tz="UTC")),
-        "answer_utc": pa.array(answer, pa.timestamp("s", tz="UTC")),
+        "answer_utc": answer_utc,
         "billsec": billsec.astype("int64"), "answered": answered, "call_type": call_type,
         "account_id": get("account_code").where(get("account_code") != "", None),
         "plan_id": pd.Series("quote", index=frame.index)})

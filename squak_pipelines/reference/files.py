@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from squak_pipelines.mediation.layouts import layout_path
 from squak_pipelines.money import MINOR_UNITS, parse_amount
 from squak_pipelines.paths import is_safe_part
 from squak_pipelines.reference.tables import SCHEMAS
@@ -132,13 +133,12 @@ def load_switches(path: Path) -> pa.Table:
         except (ZoneInfoNotFoundError, ValueError):
             raise ReferenceFileError(path, line, "timezone",
                                      f"unknown time zone {row['timezone']!r}") from None
-    columns = ("switch_id", "format", "timezone", "country", "folder", "layout")
-    for line, row in rows:  # optional: a layout file for a custom CDR template
-        layout = row.get("layout", "")
+        layout = row.get("layout", "")  # optional: a layout file for a custom CDR template
         _check(path, line, "layout", layout == "" or is_safe_part(layout),
                f"{layout!r} must name a file of reference/layouts/ (no path)")
-        _check(path, line, "layout", layout == "" or (path.parent / "layouts" / f"{layout}.yaml").exists(),
+        _check(path, line, "layout", layout == "" or layout_path(path.parent, layout).exists(),
                f"reference/layouts/{layout}.yaml does not exist")
+    columns = ("switch_id", "format", "timezone", "country", "folder", "layout")
     return pa.table({c: [r.get(c, "") for _, r in rows] for c in columns})
 
 
