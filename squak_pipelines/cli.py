@@ -199,7 +199,8 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "drafts", "invoices_finalized", "already_final", "pdfs_rendered", "call_detail_files",
                  "invoice_totals", "tax_totals", "documents", "emails_sent", "emails_to_outbox",
                  "email_send_failures", "queued_for_print", "portal_accounts", "print_batch",
-                 "payment_files", "new_payments", "duplicate_payments", "rejected_payment_records",
+                 "payment_files", "new_payments", "failed_charges", "debits", "reversals", "pending_entries",
+                 "duplicate_payments", "rejected_payment_records", "direct_debit_collections",
                  "invoiced_by_currency", "collected_by_currency", "payment_suspense_by_reason",
                  "aging_by_currency", "dunning_by_state", "dunning_notices_sent",
                  "autopay_charge_requests", "finance_report", "figures_as_images")
@@ -441,15 +442,20 @@ def cmd_payments(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"payments as of {report.as_of}: {report.files} new file(s), {report.new_payments} new payment(s), "
+    print(f"payments as of {report.as_of}: {report.files} new file(s): {report.new_payments} payment(s), "
+          f"{report.failed} failed charge(s), {report.debits} debit(s), {report.reversals} reversal(s) "
+          f"(refunds, chargebacks, returns), {report.pending} pending or information entr(ies), "
           f"{report.duplicates} duplicate(s), {report.rejected} rejected record(s)")
+    for check in report.file_checks:
+        print(f"  check: {check}")
     for currency in sorted(report.invoiced):
         collected = report.collected.get(currency, "0")
         print(f"  {currency}: invoiced {report.invoiced[currency]}, collected {collected}")
     for currency, buckets in sorted(report.aging.items()):
         print(f"  aging {currency}: " + ", ".join(f"{k} {v}" for k, v in buckets.items()))
     print(f"  suspense: {report.suspense or 'none'}; dunning: {report.dunning or 'none'} "
-          f"({report.notices} new notice(s)); auto-pay charge requests: {report.charge_requests}")
+          f"({report.notices} new notice(s)); auto-pay charge requests: {report.charge_requests}; "
+          f"direct-debit collections: {report.direct_debits}")
     return 0
 
 

@@ -92,6 +92,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "record identity and layouts: events.b_leg_id, mediation.b_legs and its key, "
                  "files.b_legs, raw.switches.layout",
               lambda wh: (_create_declared_tables(wh), _unique_keys(wh))),
+    Migration(5, "payments by source identity: payments' bank and return columns, files' outcome "
+                 "counts and checks, payments.duplicates, payments.direct_debits, accounts' mandates",
+              lambda wh: (_create_declared_tables(wh), _unique_keys(wh))),
 )
 LATEST = MIGRATIONS[-1].version
 

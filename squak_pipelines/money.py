@@ -8,14 +8,12 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
 import pyarrow as pa
+from babel.numbers import format_currency
+from iso4217 import Currency
 
-# ISO 4217 minor units for the currencies Squak bills in (extend as operators need).
-MINOR_UNITS: dict[str, int] = {
-    "USD": 2, "CAD": 2, "EUR": 2, "GBP": 2, "MXN": 2, "INR": 2, "PHP": 2, "AUD": 2,
-    "CHF": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "BRL": 2, "ZAR": 2,
-    "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0,
-    "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3,
-}
+# ISO 4217 minor units of every active currency, from the maintained ISO table (`iso4217`);
+# codes without a minor unit (gold, SDR, test codes: XAU, XDR, XTS) are not money we bill.
+MINOR_UNITS: dict[str, int] = {c.code: c.exponent for c in Currency if c.exponent is not None}
 
 ROUNDING_MODES = {"half_up": ROUND_HALF_UP, "up": ROUND_UP, "down": ROUND_DOWN}
 
@@ -73,3 +71,14 @@ def from_micros(micros: int) -> Decimal:
 def money_array(values) -> pa.Array:
     """Amounts (Decimal, or decimal strings) as an Arrow column of MONEY_TYPE; None stays null."""
     return pa.array([None if v is None else Decimal(v) for v in values], MONEY_TYPE)
+
+
+def format_money(amount: Decimal | str, currency: str, locale: str = "en") -> str:
+    """Money as a customer reads it: the currency's minor units, locale-aware (babel), e.g.
+    `£113.52`, `¥1,234`, `BHD 5.125`. The one formatter for invoices, e-mails, portal and
+    notices; amounts are rounded half up to the minor unit first, never truncated."""
+    code = currency.upper()
+    rounded = round_to_currency(Decimal(amount), code)
+    places = minor_units(code)
+    pattern = "¤#,##0" + ("." + "0" * places if places else "")
+    return format_currency(rounded, code, format=pattern, locale=locale, currency_digits=False)

@@ -105,7 +105,8 @@ def test_camt053_statement_with_several_entries_and_a_malformed_one(tmp_path: Pa
     by_ref = {p["reference"]: p for p in read.payments}
     first = by_ref["NWB-20261120-000017"]
     assert (first["amount"], first["currency"], first["status"]) == (Decimal("25.73"), "USD", "succeeded")
-    assert first["payment_id"] == "bank:NWB-20261120-000017" and first["payer"] == "Olga Brown"
+    assert first["payment_id"] == "bank:GB29NWBK60161331926819:NWB-20261120-000017"
+    assert first["payer"] == "Olga Brown"
     assert "SQK-2026-000004" in first["remittance"] and first["location"] == "Stmt[1]/Ntry[1]"
     second = by_ref["NWB-20261120-000018"]
     assert second["received_at"] == datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
@@ -137,8 +138,10 @@ def test_settlement_and_manual_csv_with_rejects(tmp_path: Path) -> None:
         "ch_006,tok_ee,5.00,USD,succeeded,yesterday,\n"
     )
     read = read_payment_file(settlement)
-    assert [p["payment_id"] for p in read.payments] == ["card:ch_001:succeeded", "card:ch_002:failed",
-                                                        "card:ch_001:refunded"]
+    assert [p["payment_id"] for p in read.payments] == [
+        "card:ch_001:succeeded", "card:ch_002:failed:2026-11-20T10:01:00+00:00:19.99",
+        "card:ch_001:refunded:2026-11-22T10:00:00+00:00:25.73"]  # each refund a record of its own
+    assert read.payments[2]["reverses"] == "ch_001"
     assert read.payments[1]["currency"] == "USD"
     reasons = {(r["location"], r["field"]) for r in read.rejects}
     assert reasons == {("line 5", "amount"), ("line 6", "status"), ("line 7", "currency"),

@@ -21,7 +21,9 @@ ACCOUNT_FIELDS = ("account_id", "name", "segment", "email", "street", "city", "s
                   "postal_code", "country", "currency", "bill_day", "payment_method",
                   "card_token", "card_brand", "card_last4", "card_expiry", "autopay",
                   "delivery_method", "privacy_mask", "brand_logo", "brand_primary_color",
-                  "brand_accent_color", "template", "created_at", "call_detail")
+                  "brand_accent_color", "template", "created_at", "call_detail",
+                  # SEPA direct debit (payment_method ach, EUR): the customer's account and mandate
+                  "iban", "bic", "mandate_id", "mandate_date")
 LINE_FIELDS = ("order_id", "line_no", "account_id", "kind", "product_id", "plan_id", "quantity",
                "area_code", "requested_number", "phone_number", "features", "effective_at",
                "submitted_at", "notes")

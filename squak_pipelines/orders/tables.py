@@ -14,7 +14,7 @@ ACCOUNT_COLUMNS = (
     "country", "currency", "bill_day", "payment_method", "card_token", "card_brand",
     "card_last4", "card_expiry", "autopay", "delivery_method", "privacy_mask", "brand_logo",
     "brand_primary_color", "brand_accent_color", "template", "created_at", "call_detail", "billing_issue",
-    "source_file")
+    "source_file", "iban", "bic", "mandate_id", "mandate_date")
 
 TABLES = (
     table("orders.intake_files", "Every order drop file seen: name, content hash, kind, status, counts.",

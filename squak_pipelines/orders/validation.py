@@ -3,7 +3,8 @@
 Reason codes (the `reason` of a rejected order line):
 malformed_record, duplicate_order_id, unknown_account, card_number_in_input (the account's
 input carried a card number), missing_payment_method, invalid_payment_method,
-invalid_card_details, expired_card, invalid_country, invalid_address, unknown_product,
+invalid_card_details, invalid_mandate (a SEPA mandate with a bad IBAN, id, date or BIC),
+expired_card, invalid_country, invalid_address, unknown_product,
 unknown_plan, plan_not_offered, quantity_out_of_range, feature_not_offered.
 Timeline rules (disconnect_not_active, change_plan_not_active, no_active_service,
 area_exhausted, number_unavailable, activation_failed) are decided by provisioning.
@@ -14,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from squak_pipelines import clock
 from squak_pipelines.orders.catalogue import Catalogue, iso_countries
+from squak_pipelines.payments.direct_debit import mandate_problem
 
 KINDS = ("new", "add_on", "change_plan", "disconnect")
 PAYMENT_METHODS = ("card", "ach", "invoice")
@@ -39,9 +42,26 @@ def validate_accounts(accounts: pd.DataFrame) -> pd.DataFrame:
     ]
     reasons = ["missing_payment_method", "invalid_payment_method", "invalid_card_details",
                "invalid_country", "invalid_address"]
-    issue = np.select(conditions, reasons, default="")
-    a["billing_issue"] = pd.Series(issue, index=a.index).replace("", None)
+    issue = pd.Series(np.select(conditions, reasons, default=""), index=a.index)
+    issue = issue.where(issue != "", _mandate_issues(a))
+    a["billing_issue"] = issue.replace("", None)
     return a
+
+
+def _mandate_issues(a: pd.DataFrame) -> pd.Series:
+    """`invalid_mandate: <field>: <why>` for bank-paying accounts whose SEPA mandate fields are
+    given but unusable (IBAN check digits, mandate id, date of signature, BIC); else ''."""
+    columns = ("iban", "mandate_id", "mandate_date", "bic")
+    fields = a.reindex(columns=list(columns)).fillna("").astype(str)
+    stated = (fields[["iban", "mandate_id", "mandate_date"]] != "").any(axis=1)
+    given = (a["payment_method"] == "ach") & stated
+    today = clock.today()
+    problems = pd.Series("", index=a.index)
+    for idx in a.index[given]:  # accounts, not CDRs: a handful per drop
+        row = fields.loc[idx]
+        problem = mandate_problem(row["iban"], row["mandate_id"], row["mandate_date"], row["bic"], today)
+        problems[idx] = f"invalid_mandate: {problem}" if problem else ""
+    return problems
 
 
 def validate_lines(lines: pd.DataFrame, accounts: pd.DataFrame, rejected_accounts: dict[str, str],
@@ -106,7 +126,7 @@ def validate_lines(lines: pd.DataFrame, accounts: pd.DataFrame, rejected_account
     v.loc[from_account, "message"] = ("account " + v.loc[from_account, "account_id"]
                                       + " was rejected at intake: " + v.loc[from_account, "reason"])
     from_billing = v["reason"] == "billing_issue"
-    v.loc[from_billing, "reason"] = billing[from_billing]
+    v.loc[from_billing, "reason"] = billing[from_billing].str.split(":").str[0]
     v.loc[from_billing, "message"] = ("account " + v.loc[from_billing, "account_id"]
                                       + " has unusable billing information: " + billing[from_billing])
     return v

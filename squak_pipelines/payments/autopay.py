@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from squak_pipelines.payments.matching import Outcome, invoice_numbers_in
+from squak_pipelines.payments.matching import Outcome
+from squak_pipelines.payments.references import invoice_numbers_in
 
 
 @dataclass(frozen=True)

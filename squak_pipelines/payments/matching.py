@@ -7,32 +7,33 @@ they correct), payments, refunds and chargebacks, and finance's manual assignmen
 
 How a payment finds its invoice, in order:
 1. finance assigned it (to an invoice or an account);
-2. reference: an invoice number in the remittance text or description, tolerant of case and
+2. direct debit: a bank credit carrying the end-to-end id of one of our SEPA collections
+   (ids we chose, so they are unique) pays that collection's invoice;
+3. creditor reference: a valid ISO 11649 reference of one of our invoices;
+4. reference: an invoice number in the remittance text or description, tolerant of case and
    spacing (`sqk 2026 000011`); the first known number wins;
-3. token: a card token on file for one account, and an open invoice of exactly that amount;
-4. manual payments name their account: the oldest open invoices first.
+5. token: a card token on file for one account, and an open invoice of exactly that amount;
+6. manual payments name their account: the oldest open invoices first.
 Otherwise it goes to suspense with the reason. A matched payment pays its invoice up to
 the open amount, then the account's other open invoices, oldest first; what is left is
 account credit, which pays the next invoices as they are issued. A refund or chargeback of
-a card payment takes back what that payment paid (the invoices reopen). Failed card
-payments change nothing. The same payment_id is only ever counted once.
+a card payment (the charge it names), or a bank return (a returned direct debit or reversed
+credit: the earlier credit with its end-to-end id and currency, and mandate where both name
+one) takes back what that payment paid: the invoices reopen, and dunning sees them again.
+Failed card payments, debits, pending and information entries change nothing. The same
+payment_id is only ever counted once.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from squak_pipelines.payments.records import REVERSALS
+from squak_pipelines.payments.references import invoice_numbers_in, invoice_of_reference
+
 ZERO = Decimal(0)
-INVOICE_NUMBER = re.compile(r"\bSQK[\s\-_./]*(\d{4})[\s\-_./]*(\d{6})\b", re.IGNORECASE)
-REVERSALS = ("refunded", "chargeback")
-
-
-def invoice_numbers_in(text: str | None) -> list[str]:
-    """Invoice numbers written in free text, normalized (`SQK-2026-000011`)."""
-    return [f"SQK-{year}-{seq}" for year, seq in INVOICE_NUMBER.findall(text or "")]
 
 
 @dataclass
@@ -159,6 +160,7 @@ def match(
     payments: list[dict],
     tokens: dict[str, str],
     assignments: dict[str, dict],
+    collections: dict[str, str] | None = None,
 ) -> Outcome:
     """Replay invoices, credit notes and payments in date order (see the module docstring).
 
@@ -166,7 +168,8 @@ def match(
     credit_notes: number, invoice_number, account_id, currency, issued_at, total (negative);
     payments: the intake's records (payment_id, method, status, amount, currency,
     received_at, token, account_id, invoice_hint, remittance);
-    tokens: card token -> account_id; assignments: payment_id -> {invoice_number | account_id}.
+    tokens: card token -> account_id; assignments: payment_id -> {invoice_number | account_id};
+    collections: end-to-end id of our direct-debit collections -> invoice_number.
     """
     book = _Book(invoices)
     events: list[tuple[datetime, int, str, dict]] = []
@@ -182,16 +185,16 @@ def match(
         events.append((p["received_at"], 2, p["payment_id"], p))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
     matched: dict[str, tuple[str, str]] = {}  # payment_id -> (account, currency)
-    card_payments = {p["payment_id"]: p for p in payments if p["method"] == "card"}
+    originals = _Originals(payments)
     for _, order, _, item in events:
         if order == 0:
             book.issue(book.out.invoices[item["number"]])
         elif order == 1:
             _credit_note(book, item)
         elif item["status"] == "succeeded":
-            _payment(book, item, tokens, assignments, matched)
+            _payment(book, item, tokens, assignments, matched, collections or {})
         elif item["status"] in REVERSALS:
-            original = card_payments.get(f"card:{item['reference']}:succeeded")
+            original = originals.of(item)
             if original is None or original["payment_id"] not in matched:
                 book.out.suspense.append(
                     {"payment_id": item["payment_id"], "reason": "reversal_of_unmatched_payment"}
@@ -208,6 +211,41 @@ def match(
                 }
             )
     return book.out
+
+
+class _Originals:
+    """The payment a reversal takes back: a card charge by the reference the refund or
+    chargeback names; a bank credit by end-to-end id and currency (and mandate where both
+    carry one), the latest received before the return that is not yet wholly taken back."""
+
+    def __init__(self, payments: list[dict]):
+        self.card = {p["reference"]: p for p in payments
+                     if p["method"] == "card" and p["status"] == "succeeded" and p.get("reference")}
+        self.bank: dict[tuple[str, str], list[dict]] = {}
+        for p in payments:
+            if p["method"] == "bank" and p["status"] == "succeeded" and p.get("end_to_end_id"):
+                self.bank.setdefault((p["end_to_end_id"], p["currency"]), []).append(p)
+        self.taken: dict[str, Decimal] = {}
+
+    def of(self, item: dict) -> dict | None:
+        if item["method"] != "bank":
+            return self.card.get(item.get("reverses") or item.get("reference") or "")
+        candidates = [
+            p for p in self.bank.get((item.get("end_to_end_id") or "", item["currency"]), [])
+            if p["received_at"] <= item["received_at"]
+            and _same_mandate(p.get("mandate_id"), item.get("mandate_id"))
+            and Decimal(p["amount"]) - self.taken.get(p["payment_id"], ZERO) >= Decimal(item["amount"])
+        ]
+        if not candidates:
+            return None
+        original = max(candidates, key=lambda p: (p["received_at"], p["payment_id"]))
+        key = original["payment_id"]
+        self.taken[key] = self.taken.get(key, ZERO) + Decimal(item["amount"])
+        return original
+
+
+def _same_mandate(first: str | None, second: str | None) -> bool:
+    return not first or not second or first == second
 
 
 def _credit_note(book: _Book, note: dict) -> None:
@@ -231,6 +269,7 @@ def _payment(
     tokens: dict[str, str],
     assignments: dict[str, dict],
     matched: dict[str, tuple[str, str]],
+    collections: dict[str, str],
 ) -> None:
     currency = p["currency"]
     invoices = book.out.invoices
@@ -242,6 +281,12 @@ def _payment(
         how = "assigned"
         target = invoices.get(assigned.get("invoice_number") or "")
         account = target.account_id if target else assigned.get("account_id")
+    elif p.get("end_to_end_id") in collections and collections[p["end_to_end_id"]] in invoices:
+        how, target = "direct_debit", invoices[collections[p["end_to_end_id"]]]
+        account = target.account_id
+    elif invoice_of_reference(p.get("creditor_reference")) in invoices:
+        how, target = "creditor_reference", invoices[invoice_of_reference(p.get("creditor_reference"))]
+        account = target.account_id
     else:
         refs = [
             n

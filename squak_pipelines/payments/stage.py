@@ -29,7 +29,8 @@ from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
 from squak_pipelines.paths import inside
 from squak_pipelines.payments.autopay import RetrySchedule, due_requests
-from squak_pipelines.payments.intake import PAYMENT_FIELDS, PaymentFile, read_payment_file
+from squak_pipelines.payments.direct_debit import Creditor, due_collections, pain008
+from squak_pipelines.payments.intake import PAYMENT_FIELDS, PaymentFile, read_payment_bytes
 from squak_pipelines.payments.matching import Outcome, match
 from squak_pipelines.payments.receivables import BUCKETS, DunningRules, aging, dunning
 from squak_pipelines.payments.tables import DERIVED
@@ -42,8 +43,13 @@ class PaymentsReport:
     as_of: date
     files: int = 0
     new_payments: int = 0
+    failed: int = 0
+    debits: int = 0
+    reversals: int = 0
+    pending: int = 0
     duplicates: int = 0
     rejected: int = 0
+    file_checks: list[str] = field(default_factory=list)
     invoiced: dict[str, str] = field(default_factory=dict)
     collected: dict[str, str] = field(default_factory=dict)
     suspense: dict[str, int] = field(default_factory=dict)
@@ -51,11 +57,61 @@ class PaymentsReport:
     dunning: dict[str, int] = field(default_factory=dict)
     notices: int = 0
     charge_requests: int = 0
+    direct_debits: int = 0
+
+
+# What a record counts as, by status (a file's records add up to these plus duplicates and rejects).
+OUTCOME = {"succeeded": "new_payments", "failed": "failed", "not_a_payment": "debits",
+           "refunded": "reversals", "chargeback": "reversals", "returned": "reversals",
+           "pending": "pending", "information": "pending"}
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
     """The warehouse's tables, created or upgraded by the numbered migrations."""
     migrate(warehouse)
+
+
+@dataclass
+class _Seen:
+    """Payment ids already stored, with where they came from and what they said."""
+
+    where: dict[str, tuple[str, str]]
+    said: dict[str, tuple[Decimal, str, str]]
+
+    @classmethod
+    def load(cls, warehouse: Warehouse) -> _Seen:
+        rows = warehouse.query_arrow(
+            "select payment_id, source_file, location, amount, currency, status from payments.payments"
+        ).to_pylist()
+        return cls({r["payment_id"]: (r["source_file"], r["location"]) for r in rows},
+                   {r["payment_id"]: (Decimal(r["amount"]), r["currency"], r["status"]) for r in rows})
+
+    def sort(self, read: PaymentFile, at: datetime) -> tuple[list[dict], list[dict]]:
+        """New records, and repeats of stored ones (as duplicates rows). A repeat that says
+        something else (another amount, currency or status: a correction) is a reject naming
+        the earlier record, never silently dropped."""
+        fresh, repeats = [], []
+        for p in read.payments:
+            pid = p["payment_id"]
+            if pid not in self.where:
+                self.where[pid] = (p["source_file"], p["location"])
+                self.said[pid] = (Decimal(p["amount"]), p["currency"], p["status"])
+                fresh.append(p)
+                continue
+            first_file, first_location = self.where[pid]
+            amount, code, status = self.said[pid]
+            if (amount, code, status) != (Decimal(p["amount"]), p["currency"], p["status"]):
+                read.rejects.append({
+                    "source_file": p["source_file"], "location": p["location"], "field": "(record)",
+                    "reason": f"conflicting_record: {pid} was read from {first_file} {first_location} as "
+                              f"{status} {amount:f} {code}, here {p['status']} {Decimal(p['amount']):f} "
+                              f"{p['currency']}; a correction must come as a record of its own "
+                              f"(a refund, an adjustment) or be assigned by finance",
+                    "raw": f"{p['status']} {p['amount']} {p['currency']} {p.get('remittance') or ''}"[:2000]})
+                continue
+            repeats.append({"source_file": p["source_file"], "location": p["location"], "payment_id": pid,
+                            "first_file": first_file, "first_location": first_location, "received_at": at})
+        return fresh, repeats
 
 
 def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> None:
@@ -67,21 +123,20 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
         (r["file_name"], r["sha256"])
         for r in warehouse.query_arrow("select file_name, sha256 from payments.files").to_pylist()
     }
-    known = set(warehouse.query_arrow("select payment_id from payments.payments").column(0).to_pylist())
+    known = _Seen.load(warehouse)
     limits = Limits.load(settings.reference_dir)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = str(path.relative_to(folder))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         if (name, digest) in seen or path.name.startswith("."):  # hidden: a file still being written
             continue
-        read = _read_or_reject(path, name, limits)
-        fresh, repeats = [], 0
-        for p in read.payments:
-            if p["payment_id"] in known:
-                repeats += 1
-                continue
-            known.add(p["payment_id"])
-            fresh.append(p)
+        read = _read_or_reject(data, name, limits)
+        now = clock.now()
+        fresh, repeats = known.sort(read, now)
+        counts = dict.fromkeys(set(OUTCOME.values()), 0)
+        for p in fresh:
+            counts[OUTCOME[p["status"]]] += 1
         with warehouse.transaction():
             if fresh:
                 columns = {f: [p[f] for p in fresh] for f in PAYMENT_FIELDS}
@@ -89,50 +144,49 @@ def intake(warehouse: Warehouse, settings: Settings, report: PaymentsReport) -> 
                 rows, _ = redact_table(pa.table(columns, schema=TABLES["payments.payments"]),
                                        keep=_IDENTITY)
                 warehouse.load("payments.payments", rows, mode="append")
+            if repeats:
+                duplicates = pa.Table.from_pylist(repeats, schema=TABLES["payments.duplicates"])
+                warehouse.load("payments.duplicates", duplicates, mode="append")
             if read.rejects:
                 rows, _ = redact_table(pa.Table.from_pylist(read.rejects, schema=TABLES["payments.rejects"]),
                                        keep=_IDENTITY)
                 warehouse.load("payments.rejects", rows, mode="append")
             warehouse.load(
                 "payments.files",
-                pa.table(
-                    {
-                        "file_name": [name],
-                        "sha256": [digest],
-                        "kind": [read.kind],
-                        "records": [len(read.payments) + len(read.rejects)],
-                        "new_payments": [len(fresh)],
-                        "duplicates": [repeats],
-                        "rejected": [len(read.rejects)],
-                        "received_at": [clock.now()],
-                    },
-                    schema=TABLES["payments.files"],
-                ),
+                pa.Table.from_pylist([{
+                    "file_name": name, "sha256": digest, "kind": read.kind,
+                    "records": len(fresh) + len(repeats) + len(read.rejects), **counts,
+                    "duplicates": len(repeats), "rejected": len(read.rejects), "received_at": now,
+                    "checks": "\n".join(read.checks) or None}], schema=TABLES["payments.files"]),
                 mode="append",
             )
             fault_point("payments.before_commit")
         report.files += 1
-        report.new_payments += len(fresh)
-        report.duplicates += repeats
+        for key, n in counts.items():
+            setattr(report, key, getattr(report, key) + n)
+        report.duplicates += len(repeats)
         report.rejected += len(read.rejects)
+        report.file_checks += [f"{name}: {c}" for c in read.checks]
 
 
-_IDENTITY = ("source_file", "location")  # where a record came from is not screened text
+_IDENTITY = ("source_file", "location", "first_file", "first_location", "payment_id", "statement_id",
+             "bank_account", "payer_iban", "end_to_end_id", "mandate_id", "creditor_reference", "reverses")
+# where a record came from and what identifies it is not screened text (an IBAN is no card number)
 
 
-def _read_or_reject(path: Path, name: str, limits: Limits) -> PaymentFile:
+def _read_or_reject(data: bytes, name: str, limits: Limits) -> PaymentFile:
     """The file's payments and rejects; a file that cannot be read at all (corrupt, not a
     payment format, a reader failure) becomes one reject naming the file and the problem,
     and the run goes on with the other files."""
     try:
-        return read_payment_file(path, name, limits)
+        return read_payment_bytes(data, name, limits)
     except Exception as exc:  # a poison file must never stop the stage
         return PaymentFile(name, "unreadable", payments=[], rejects=[{
             "source_file": name, "location": name, "field": "(file)", "reason": "unreadable_file",
             "raw": f"{type(exc).__name__}: {exc}"[:2000]}])
 
 
-def _facts(warehouse: Warehouse) -> tuple[list[dict], list[dict], list[dict], dict, dict]:
+def _facts(warehouse: Warehouse) -> tuple[list[dict], list[dict], list[dict], dict, dict, dict]:
     invoices = []
     if warehouse.table_exists("invoicing.invoices"):
         for r in warehouse.query_arrow(
@@ -163,7 +217,12 @@ def _facts(warehouse: Warehouse) -> tuple[list[dict], list[dict], list[dict], di
             "select payment_id, invoice_number, account_id from payments.assignments order by assigned_at"
         ).to_pylist()
     }
-    return invoices, notes, payments.to_pylist(), tokens, assignments
+    collections = {
+        r["end_to_end_id"]: r["invoice_number"]
+        for r in warehouse.query_arrow(
+            "select end_to_end_id, invoice_number from payments.direct_debits").to_pylist()
+    }
+    return invoices, notes, payments.to_pylist(), tokens, assignments, collections
 
 
 def _ledger(outcome: Outcome) -> pa.Table:
@@ -183,8 +242,8 @@ def _ledger(outcome: Outcome) -> pa.Table:
 
 def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: PaymentsReport) -> Outcome:
     """Matches, suspense, ledger, aging and dunning from every stored fact."""
-    invoices, notes, payments, tokens, assignments = _facts(warehouse)
-    outcome = match(invoices, notes, payments, tokens, assignments)
+    invoices, notes, payments, tokens, assignments, collections = _facts(warehouse)
+    outcome = match(invoices, notes, payments, tokens, assignments, collections)
     by_id = {p["payment_id"]: p for p in payments}
     suspense = [
         {
@@ -229,6 +288,7 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
             warehouse.load(name, table, mode="append")
         report.notices = _send_notices(warehouse, settings, states, as_of)
         report.charge_requests = _request_charges(warehouse, settings, outcome, payments, as_of)
+        report.direct_debits = _request_direct_debits(warehouse, settings, outcome, as_of)
     _summarize(invoices, outcome, payments, aged, states, report)
     return outcome
 
@@ -256,12 +316,7 @@ def _request_charges(
     due = due_requests(outcome, tokens, payments, already, as_of, schedule)
     if not due:
         return 0
-    folder = settings.data_dir / "outgoing"
-    folder.mkdir(parents=True, exist_ok=True)
-    path, n = folder / f"charge-requests-{as_of.isoformat()}.csv", 1
-    while path.exists():
-        n += 1
-        path = folder / f"charge-requests-{as_of.isoformat()}-{n}.csv"
+    path = _outgoing(settings, f"charge-requests-{as_of.isoformat()}", "csv")
     columns = ("request_id", "token", "amount", "currency", "invoice_number", "attempt")
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -284,6 +339,51 @@ def _request_charges(
         ),
         mode="append",
     )
+    return len(due)
+
+
+def _outgoing(settings: Settings, stem: str, suffix: str) -> Path:
+    """A new file in the outgoing folder: `<stem>.<suffix>`, else `<stem>-2.<suffix>`, ..."""
+    folder = settings.data_dir / "outgoing"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, n = folder / f"{stem}.{suffix}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.{suffix}"
+    return path
+
+
+def _request_direct_debits(warehouse: Warehouse, settings: Settings, outcome: Outcome, as_of: date) -> int:
+    """SEPA direct-debit collections of the open invoices of mandate accounts, written as one
+    pain.008 batch (`outgoing/pain008-<date>[-n].xml`) and recorded so none is made twice."""
+    creditor = Creditor.load(settings.reference_dir / "direct_debit.yaml")
+    if creditor is None:
+        return 0
+    mandates = {
+        r["account_id"]: r
+        for r in warehouse.query_arrow(
+            "select account_id, name, iban, bic, mandate_id, mandate_date from orders.accounts "
+            "where payment_method = 'ach' and currency = 'EUR' and coalesce(mandate_id, '') <> '' "
+            "and billing_issue is null").to_pylist()
+    }
+    if not mandates:
+        return 0
+    done = warehouse.query_arrow("select end_to_end_id, mandate_id from payments.direct_debits").to_pylist()
+    open_invoices = [
+        {"number": i.number, "account_id": i.account_id, "currency": i.currency,
+         "due_date": i.due_date.date(), "open": i.open}
+        for i in outcome.invoices.values() if i.open > 0 and i.account_id in mandates
+    ]
+    due = due_collections(open_invoices, mandates, {r["end_to_end_id"] for r in done},
+                          {r["mandate_id"] for r in done}, as_of, creditor.lead_days)
+    if not due:
+        return 0
+    path = _outgoing(settings, f"pain008-{as_of.isoformat()}", "xml")
+    path.write_bytes(pain008(creditor, due, f"SQK-DD-{as_of:%Y%m%d}-{path.stem.rsplit('-', 1)[-1]}",
+                             clock.now()))
+    rows = [{**c, "amount": Decimal(c["amount"]), "file": path.name} for c in due]
+    requested = pa.Table.from_pylist(rows, schema=TABLES["payments.direct_debits"])
+    warehouse.load("payments.direct_debits", requested, mode="append")
     return len(due)
 
 
@@ -374,6 +474,10 @@ def run_payments(warehouse: Warehouse, settings: Settings, as_of: date | None = 
     return report
 
 
+class AssignError(ValueError):
+    """Finance's assignment cannot be taken (one line naming what and why)."""
+
+
 def assign(
     warehouse: Warehouse,
     payment_id: str,
@@ -382,19 +486,48 @@ def assign(
     account_id: str | None = None,
 ) -> None:
     """Finance matches a payment by hand (to an invoice or an account); takes effect on the
-    next rebuild."""
+    next rebuild. Refused, with one line: an unknown payment, invoice or account, a record
+    that is not a payment received, a payment already assigned, a currency mismatch."""
     if bool(invoice_number) == bool(account_id):
-        raise ValueError("assign a payment to exactly one of an invoice or an account")
+        raise AssignError("assign a payment to exactly one of an invoice (--invoice) or an account "
+                          "(--account)")
     with warehouse.session():
         ensure_tables(warehouse)
-        if not warehouse.scalar(
-            "select count(*) from payments.payments where payment_id = :p", {"p": payment_id}
-        ):
-            raise ValueError(f"no payment {payment_id!r}")
-        if invoice_number and not warehouse.scalar(
-            "select count(*) from invoicing.invoices where number = :n", {"n": invoice_number}
-        ):
-            raise ValueError(f"no final invoice {invoice_number!r}")
+        found = warehouse.query_arrow(
+            "select status, currency, amount from payments.payments where payment_id = :p", {"p": payment_id}
+        ).to_pylist()
+        if not found:
+            raise AssignError(f"no payment {payment_id!r} (see payments.payments or payments.suspense)")
+        payment = found[0]
+        if payment["status"] != "succeeded":
+            raise AssignError(f"{payment_id} is a {payment['status']} record, not a payment received: "
+                              "only payments can be assigned")
+        earlier = warehouse.query_arrow(
+            "select invoice_number, account_id, assigned_by from payments.assignments where payment_id = :p",
+            {"p": payment_id}).to_pylist()
+        if earlier:
+            e = earlier[0]
+            raise AssignError(f"{payment_id} is already assigned to {e['invoice_number'] or e['account_id']} "
+                              f"by {e['assigned_by']}")
+        if invoice_number:
+            invoice = warehouse.query_arrow(
+                "select currency from invoicing.invoices where number = :n", {"n": invoice_number}
+            ).to_pylist() if warehouse.table_exists("invoicing.invoices") else []
+            if not invoice:
+                raise AssignError(f"no final invoice {invoice_number!r}")
+            if invoice[0]["currency"] != payment["currency"]:
+                raise AssignError(f"currency mismatch: {payment_id} is {payment['currency']}, invoice "
+                                  f"{invoice_number} is {invoice[0]['currency']}")
+        else:
+            currencies = set(warehouse.query_arrow(
+                "select currency from orders.accounts where account_id = :a union "
+                "select currency from invoicing.invoices where account_id = :a", {"a": account_id}
+            ).column(0).to_pylist()) if warehouse.table_exists("orders.accounts") else set()
+            if not currencies:
+                raise AssignError(f"no account {account_id!r}")
+            if payment["currency"] not in currencies:
+                raise AssignError(f"currency mismatch: {payment_id} is {payment['currency']}, account "
+                                  f"{account_id} bills in {', '.join(sorted(currencies))}")
         warehouse.load(
             "payments.assignments",
             pa.table(
@@ -416,7 +549,8 @@ with inv as (select account_id, currency, sum(total) as amount from invoicing.in
 cn as (select account_id, currency, sum(total) as amount from {credit_notes} group by 1, 2),
 pay as (select m.account_id, p.currency,
                sum(case when p.status = 'succeeded' then p.amount else 0 end) as paid,
-               sum(case when p.status in ('refunded', 'chargeback') then p.amount else 0 end) as reversed
+               sum(case when p.status in ('refunded', 'chargeback', 'returned') then p.amount else 0 end)
+                   as reversed
         from payments.matches m join payments.payments p using (payment_id) group by 1, 2),
 closing as (select account_id, currency, sum(amount) as balance from payments.ledger group by 1, 2)
 select c.account_id, c.currency, coalesce(i.amount, 0) as invoiced, coalesce(n.amount, 0) as credited,

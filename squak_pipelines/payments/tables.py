@@ -14,15 +14,30 @@ from squak_pipelines.schema import DATE, INT, MONEY, TEXT, UTC_TS, schemas, tabl
 _S, _D, _I, _TS = TEXT, MONEY, INT, UTC_TS
 
 INTAKE = (
-    table("payments.files", "Each payment file read: name, content hash, kind and counts.", [
+    table("payments.files", "Each payment file read: name, content hash, kind, what its records were "
+          "(records = new_payments + failed + debits + reversals + pending + duplicates + rejected) and "
+          "the checks of the file as a whole (statement balances, IBAN check digits).", [
         ("file_name", _S), ("sha256", _S), ("kind", _S), ("records", _I), ("new_payments", _I),
-        ("duplicates", _I), ("rejected", _I), ("received_at", _TS)], unique=[("file_name", "sha256")]),
-    table("payments.payments", "Every payment received (card settlement, bank statement, manual), once "
-          "per payment id.", [
+        ("duplicates", _I), ("rejected", _I), ("received_at", _TS), ("failed", _I), ("debits", _I),
+        ("reversals", _I), ("pending", _I), ("checks", _S)], unique=[("file_name", "sha256")]),
+    table("payments.payments", "Every record read from a payment file, once per payment id: payments, "
+          "failed charges, refunds, chargebacks, returns, debits, pending and information entries.", [
               ("payment_id", _S), ("source_file", _S), ("location", _S), ("method", _S), ("status", _S),
               ("amount", _D), ("currency", _S), ("received_at", _TS), ("reference", _S), ("token", _S),
-              ("account_id", _S), ("invoice_hint", _S), ("remittance", _S), ("payer", _S)],
+              ("account_id", _S), ("invoice_hint", _S), ("remittance", _S), ("payer", _S),
+              ("payer_iban", _S), ("end_to_end_id", _S), ("mandate_id", _S), ("creditor_reference", _S),
+              ("creditor_reference_type", _S), ("return_reason", _S), ("reverses", _S), ("statement_id", _S),
+              ("bank_account", _S), ("detail", _S)],
           unique=["payment_id"]),
+    table("payments.duplicates", "Records read again (the same payment id seen before): where, and the "
+          "earlier record they repeat.", [
+              ("source_file", _S), ("location", _S), ("payment_id", _S), ("first_file", _S),
+              ("first_location", _S), ("received_at", _TS)]),
+    table("payments.direct_debits", "SEPA direct-debit collections requested (pain.008): one per open "
+          "invoice of a mandate account, with its end-to-end id, mandate and sequence type.", [
+              ("end_to_end_id", _S), ("invoice_number", _S), ("account_id", _S), ("amount", _D),
+              ("currency", _S), ("mandate_id", _S), ("mandate_date", DATE), ("iban", _S),
+              ("sequence_type", _S), ("collection_date", DATE), ("file", _S)], unique=["end_to_end_id"]),
     table("payments.rejects", "Payment records that could not be read: file, location, field, reason.",
           [("source_file", _S), ("location", _S), ("field", _S), ("reason", _S), ("raw", _S)]),
     table("payments.assignments", "Analysts' manual assignments of suspense payments to invoices.", [
