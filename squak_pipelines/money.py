@@ -5,9 +5,11 @@ Never a binary float. Amounts cross file boundaries as decimal strings.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
 import pyarrow as pa
+from babel import Locale
 from babel.numbers import format_currency
 from iso4217 import Currency
 
@@ -80,5 +82,7 @@ def format_money(amount: Decimal | str, currency: str, locale: str = "en") -> st
     code = currency.upper()
     rounded = round_to_currency(Decimal(amount), code)
     places = minor_units(code)
-    pattern = "¤#,##0" + ("." + "0" * places if places else "")
+    standard = Locale.parse(locale).currency_formats["standard"].pattern  # where the symbol goes
+    digits = "0" + ("." + "0" * places if places else "")  # ISO 4217's minor unit, not CLDR's
+    pattern = re.sub(r"0\.0+|0(?![.0])", digits, standard)
     return format_currency(rounded, code, format=pattern, locale=locale, currency_digits=False)

@@ -82,3 +82,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "squak"
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def invoiced(request: pytest.FixtureRequest, tmp_path: Path, demo):
+    """The demo rated and October billed (issued 1 Nov, due 16 Nov) on DuckDB and PostgreSQL; the
+    clock then stands on 25 Nov."""
+    from squak_pipelines.invoicing.stage import bill_cycle
+    from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
+    from tests.stage_helpers import copy_demo, rated
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    if request.param == "duckdb":
+        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    else:
+        warehouse = PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
+    rated(warehouse, settings)
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")  # PDFs are tested with invoicing
+    monkeypatch.setenv("SQUAK_TODAY", "2026-11-01")  # October billed on time: issued 1 Nov, due 16 Nov
+    bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    monkeypatch.setenv("SQUAK_TODAY", "2026-11-25")  # customers have paid (or not) by the 25th
+    return warehouse, settings

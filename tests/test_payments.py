@@ -256,26 +256,6 @@ def test_aging_bucket_and_dunning_boundaries(as_of: str, bucket: str, state: str
     assert states == ([state] if state else [])
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def invoiced(request: pytest.FixtureRequest, tmp_path: Path, demo):
-    from squak_pipelines.invoicing.stage import bill_cycle
-    from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
-    from tests.stage_helpers import copy_demo, rated
-
-    settings = copy_demo(demo, tmp_path / "squak")
-    if request.param == "duckdb":
-        warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
-    else:
-        warehouse = PostgresWarehouse(request.getfixturevalue("fresh_pg_url"))
-    rated(warehouse, settings)
-    monkeypatch = request.getfixturevalue("monkeypatch")
-    monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")  # PDFs are tested with invoicing
-    monkeypatch.setenv("SQUAK_TODAY", "2026-11-01")  # October billed on time: issued 1 Nov, due 16 Nov
-    bill_cycle(warehouse, settings, "2026-10", finalize=True)
-    monkeypatch.setenv("SQUAK_TODAY", "2026-11-25")  # customers have paid (or not) by the 25th
-    return warehouse, settings
-
-
 def test_payments_stage_demo_files_matching_ledger_aging_and_reruns(invoiced, monkeypatch) -> None:
     import shutil
 

@@ -379,8 +379,7 @@ def _request_direct_debits(warehouse: Warehouse, settings: Settings, outcome: Ou
     if not due:
         return 0
     path = _outgoing(settings, f"pain008-{as_of.isoformat()}", "xml")
-    path.write_bytes(pain008(creditor, due, f"SQK-DD-{as_of:%Y%m%d}-{path.stem.rsplit('-', 1)[-1]}",
-                             clock.now()))
+    path.write_bytes(pain008(creditor, due, f"SQK-{path.stem}", clock.now()))  # unique: one file a name
     rows = [{**c, "amount": Decimal(c["amount"]), "file": path.name} for c in due]
     requested = pa.Table.from_pylist(rows, schema=TABLES["payments.direct_debits"])
     warehouse.load("payments.direct_debits", requested, mode="append")
