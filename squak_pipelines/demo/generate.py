@@ -158,6 +158,11 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
         "# The first month Squak bills (usage before it is late usage of that cycle) and the\n"
         "# payment terms: an invoice is due this many days after the day it is issued.\n"
         f"first_cycle: '{options.month}'\ndue_days: 15\n", encoding="utf-8")
+    (ref / "direct_debit.yaml").write_text(
+        "# SEPA direct debit: the operator as creditor (pain.008). EUR accounts paying by bank\n"
+        "# (payment_method ach) with a mandate are collected on their invoices' due dates.\n"
+        "creditor_name: Squak Communications Europe GmbH\ncreditor_iban: DE89370400440532013000\n"
+        "creditor_bic: COBADEFFXXX\ncreditor_id: DE98ZZZ09999999999\nlead_days: 2\n", encoding="utf-8")
     _write_csv(ref / "number_inventory.csv", operator.inventory)
     (ref / "brands").mkdir(parents=True, exist_ok=True)
     for account in operator.accounts:

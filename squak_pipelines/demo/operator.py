@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from schwifty import IBAN
 
 from squak_pipelines.demo.catalogue import E164_DIGITS, HOME_COUNTRIES, NUMBER_AREAS, switch_for
 
@@ -90,7 +91,17 @@ def _account(rng: np.random.Generator, idx: int, country: str, state: str, segme
         "template": "",
         "created_at": _iso(created),
         "call_detail": "appendix" if idx % 9 == 4 else "",  # itemized pages in the invoice
+        **_mandate(idx, method, country, created),
     }
+
+
+def _mandate(idx: int, method: str, country: str, created: datetime) -> dict[str, str]:
+    """EUR customers paying by bank signed a SEPA direct-debit mandate when they joined."""
+    if method != "ach" or HOME_COUNTRIES[country]["currency"] != "EUR":
+        return {"iban": "", "bic": "", "mandate_id": "", "mandate_date": ""}
+    iban = IBAN.generate("DE", bank_code="37040044", account_code=f"{idx:010d}")
+    return {"iban": str(iban), "bic": "COBADEFFXXX", "mandate_id": f"SQK-MNDT-{idx:06d}",
+            "mandate_date": created.date().isoformat()}
 
 
 def _choose_home(rng: np.random.Generator) -> tuple[str, str, str]:

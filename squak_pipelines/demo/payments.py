@@ -2,7 +2,8 @@
 
 Written once the demo month is invoiced (payments answer invoices, so they can only be
 drawn after finalization): card customers with auto-pay appear in the processor's
-settlement report (a few declined, one refunded, one charged back); the others pay by bank
+settlement report (a few declined, one refunded, one charged back); EUR customers with a
+SEPA mandate are collected by direct debit (nothing to write here); the others pay by bank
 transfer, in one ISO 20022 camt.053 statement per currency (most in full, some partially,
 some after the due date, some not at all, a few without a usable reference); and finance
 records a few cheques by hand. Deterministic for a seed.
@@ -28,7 +29,7 @@ CAMT_NS = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"
 def _invoices(warehouse: Warehouse) -> list[dict]:
     return warehouse.query_arrow(
         "select i.number, i.account_id, i.currency, i.total, i.issue_date, i.due_date, a.name, "
-        "a.payment_method, a.card_token, a.autopay from invoicing.invoices i "
+        "a.payment_method, a.card_token, a.autopay, a.mandate_id from invoicing.invoices i "
         "join orders.accounts a using (account_id) where i.total > 0 order by i.number"
     ).to_pylist()
 
@@ -57,6 +58,8 @@ def write_demo_payments(warehouse: Warehouse, settings: Settings, seed: int = 11
         total = Decimal(inv["total"])
         roll = float(rng.random())
         late = roll < 0.2
+        if inv["mandate_id"] and inv["currency"] == "EUR":
+            continue  # collected by SEPA direct debit (the payments run writes the pain.008)
         if inv["card_token"] and inv["autopay"] == "true":
             status = "failed" if roll > 0.94 else "succeeded"
             card.append((f"ch_{n:06d}", inv, total, status, _when(inv["due_date"], rng, False)))
