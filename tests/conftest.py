@@ -104,3 +104,9 @@ def invoiced(request: pytest.FixtureRequest, tmp_path: Path, demo):
     bill_cycle(warehouse, settings, "2026-10", finalize=True)
     monkeypatch.setenv("SQUAK_TODAY", "2026-11-25")  # customers have paid (or not) by the 25th
     return warehouse, settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long end-to-end tests (`slow`) first, so the workers of `make test` share them
+    instead of one worker finishing them alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

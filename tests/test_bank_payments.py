@@ -367,6 +367,9 @@ def test_finance_commands_refuse_with_one_line(invoiced, monkeypatch) -> None:
     for args, kwargs, message in cases:
         with pytest.raises(AssignError, match=message):
             assign(warehouse, *args, "test", **kwargs)
+    (drop / "manual-1-resent.csv").write_bytes((drop / "manual-1.csv").read_bytes())
+    resent = run_payments(warehouse, settings, date(2026, 11, 20))
+    assert (resent.new_payments, resent.duplicates) == (0, 2), "finance's file again records nothing twice"
     assign(warehouse, "manual:M-1", "test", invoice_number=usd)
     with pytest.raises(AssignError, match="already assigned"):
         assign(warehouse, "manual:M-1", "test", account_id=account)

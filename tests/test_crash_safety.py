@@ -29,7 +29,8 @@ FAULTS = ("orders.before_commit", "mediation.before_commit@2", "rating.before_co
 # Columns that carry the wall-clock time of the run (the clock's date with the real time).
 RUN_TIME = {"finalized_at", "updated_at", "recorded_at", "run_at", "created_at", "decided_at", "assigned_at",
             "rated_at"}
-RUN_TIME_OF = {"payments.files": {"received_at"}, "invoicing.deliveries": {"detail"}}
+RUN_TIME_OF = {"payments.files": {"received_at"}, "payments.duplicates": {"received_at"},
+               "invoicing.deliveries": {"detail"}}
 OPTIONS = GenerateOptions(customers=30, cdrs=3000, seed=5)
 
 

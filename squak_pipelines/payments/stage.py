@@ -26,7 +26,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.faults import fault_point
 from squak_pipelines.limits import Limits
 from squak_pipelines.migrations import migrate
-from squak_pipelines.money import money_array
+from squak_pipelines.money import format_money, money_array
 from squak_pipelines.paths import inside
 from squak_pipelines.payments.autopay import RetrySchedule, due_requests
 from squak_pipelines.payments.direct_debit import Creditor, due_collections, pain008
@@ -432,7 +432,7 @@ def _notice_text(state: dict, as_of: date) -> str:
         f"Squak Communications - payment {state['state'].replace('_', ' ')}\n"
         f"Account {state['account_id']}, as of {as_of.isoformat()}\n\n{NOTICE[state['state']]}\n\n"
         f"Overdue invoices: {state['invoices'].replace(',', ', ')}\n"
-        f"Overdue amount: {Decimal(state['overdue_amount']).quantize(Decimal('0.01')):f} {state['currency']}"
+        f"Overdue amount: {format_money(state['overdue_amount'], state['currency'])} {state['currency']}"
         f" ({state['days_past_due']} days past due)\n"
     )
 
