@@ -81,10 +81,23 @@ def _mandate_accounts(warehouse, settings) -> list[dict]:
     return rows
 
 
-def test_direct_debit_collected_returned_reopened_and_dunned(invoiced) -> None:
+def test_direct_debit_collected_returned_reopened_and_dunned(invoiced, monkeypatch) -> None:
+    from squak_pipelines import faults
+    from squak_pipelines.faults import InjectedFault
+
+    monkeypatch.setattr(faults, "_passed", {})  # count passes from this test on (one process, two params)
     warehouse, settings = invoiced
     eur = _mandate_accounts(warehouse, settings)
+    # A run that dies before its commit sends nothing: its batch stays staged and is dropped.
+    monkeypatch.setenv("SQUAK_FAULT", "payments.outgoing_before_commit=raise")
+    with pytest.raises(InjectedFault):
+        run_payments(warehouse, settings, date(2026, 11, 10))
+    outgoing = settings.data_dir / "outgoing"
+    assert [p.name for p in (outgoing / ".staged").glob("pain008-*")] == ["pain008-2026-11-10.xml"]
+    assert not list(outgoing.glob("pain008-*")) and warehouse.count("payments.direct_debits") == 0
+    monkeypatch.delenv("SQUAK_FAULT")
     first = run_payments(warehouse, settings, date(2026, 11, 10))
+    assert not list((outgoing / ".staged").iterdir()), "the dead run's batch is gone, the new one is out"
     assert first.direct_debits == len(eur)
     [batch] = sorted((settings.data_dir / "outgoing").glob("pain008-*.xml"))
     schema = xmlschema.XMLSchema(

@@ -280,6 +280,7 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
             [{**r, "as_of": as_of} for r in states], schema=DERIVED["payments.dunning"]
         ),
     }
+    _settle_staged(warehouse, settings)  # what a run that died left staged
     with warehouse.transaction():
         if warehouse.kind == "postgres":  # two rebuilds at once run one after the other
             warehouse.execute(f"lock table {', '.join(tables)} in exclusive mode")
@@ -289,6 +290,8 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
         report.notices = _send_notices(warehouse, settings, states, as_of)
         report.charge_requests = _request_charges(warehouse, settings, outcome, payments, as_of)
         report.direct_debits = _request_direct_debits(warehouse, settings, outcome, as_of)
+        fault_point("payments.outgoing_before_commit")
+    _settle_staged(warehouse, settings)
     _summarize(invoices, outcome, payments, aged, states, report)
     return outcome
 
@@ -342,15 +345,38 @@ def _request_charges(
     return len(due)
 
 
+STAGED = ".staged"  # outgoing files written inside the rebuild's transaction, until it commits
+
+
 def _outgoing(settings: Settings, stem: str, suffix: str) -> Path:
-    """A new file in the outgoing folder: `<stem>.<suffix>`, else `<stem>-2.<suffix>`, ..."""
+    """Where to write a new outgoing file: in `outgoing/.staged/`, under a name not yet used
+    in `outgoing/` (`<stem>.<suffix>`, else `<stem>-2.<suffix>`, ...). `_settle_staged` moves
+    it out once the requests it carries are committed."""
     folder = settings.data_dir / "outgoing"
-    folder.mkdir(parents=True, exist_ok=True)
-    path, n = folder / f"{stem}.{suffix}", 1
-    while path.exists():
+    staged = folder / STAGED
+    staged.mkdir(parents=True, exist_ok=True)
+    name, n = f"{stem}.{suffix}", 1
+    while (folder / name).exists() or (staged / name).exists():
         n += 1
-        path = folder / f"{stem}-{n}.{suffix}"
-    return path
+        name = f"{stem}-{n}.{suffix}"
+    return staged / name
+
+
+def _settle_staged(warehouse: Warehouse, settings: Settings) -> None:
+    """Staged outgoing files whose requests are recorded go out to `outgoing/`; the others
+    were written by a run that died before its commit, so they are removed (their requests
+    are made again, once, by this run). A charge or collection is never sent twice."""
+    staged = settings.data_dir / "outgoing" / STAGED
+    if not staged.exists():
+        return
+    recorded = set(warehouse.query_arrow(
+        "select file from payments.charge_requests union select file from payments.direct_debits"
+    ).column(0).to_pylist())
+    for path in sorted(staged.iterdir()):
+        if path.name in recorded:
+            path.replace(staged.parent / path.name)
+        else:
+            path.unlink()
 
 
 def _request_direct_debits(warehouse: Warehouse, settings: Settings, outcome: Outcome, as_of: date) -> int:
