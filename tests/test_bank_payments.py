@@ -89,7 +89,7 @@ def test_direct_debit_collected_returned_reopened_and_dunned(invoiced, monkeypat
     warehouse, settings = invoiced
     eur = _mandate_accounts(warehouse, settings)
     # A run that dies before its commit sends nothing: its batch stays staged and is dropped.
-    monkeypatch.setenv("SQUAK_FAULT", "payments.outgoing_before_commit=raise")
+    monkeypatch.setenv("SQUAK_FAULT", "payments.before_outgoing_commit=raise")
     with pytest.raises(InjectedFault):
         run_payments(warehouse, settings, date(2026, 11, 10))
     outgoing = settings.data_dir / "outgoing"

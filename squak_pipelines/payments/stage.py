@@ -290,7 +290,7 @@ def rebuild(warehouse: Warehouse, settings: Settings, as_of: date, report: Payme
         report.notices = _send_notices(warehouse, settings, states, as_of)
         report.charge_requests = _request_charges(warehouse, settings, outcome, payments, as_of)
         report.direct_debits = _request_direct_debits(warehouse, settings, outcome, as_of)
-        fault_point("payments.outgoing_before_commit")
+        fault_point("payments.before_outgoing_commit")
     _settle_staged(warehouse, settings)
     _summarize(invoices, outcome, payments, aged, states, report)
     return outcome
