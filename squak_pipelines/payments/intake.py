@@ -34,9 +34,9 @@ from squak_pipelines.payments.records import (
     BadField,
     PaymentFile,
     amount,
-    csv_rows,
     currency,
     moment,
+    read_csv_records,
     record,
     reject,
 )
@@ -49,57 +49,53 @@ KINDS_HELP = ("camt.052/053/054 XML, a Stripe itemized balance report, settlemen
 
 
 def read_settlement(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
-    out = PaymentFile(name, "settlement")
     required = ("processor_reference", "token", "amount", "currency", "status", "settled_at")
     seen: dict[str, int] = {}
-    for line, row, raw in csv_rows(data, name, required, out):
-        try:
-            ref = row["processor_reference"]
-            if not ref:
-                raise BadField("processor_reference", "must not be empty")
-            status = row["status"].lower()
-            if status not in CARD_STATUSES:
-                raise BadField("status", f"{row['status']!r} is not one of {', '.join(CARD_STATUSES)}")
-            code = currency(row["currency"])
-            value = amount(row["amount"], "amount", code, limits)
-            at = moment(row["settled_at"], "settled_at")
-            if status == "succeeded":
-                payment_id = f"card:{ref}:succeeded"
-            elif row.get("transaction_id"):
-                payment_id = f"card:{ref}:{status}:{row['transaction_id']}"
-            else:  # each refund, chargeback or failure of a charge is a record of its own
-                base = f"card:{ref}:{status}:{at.isoformat()}:{value}"
-                seen[base] = seen.get(base, 0) + 1
-                payment_id = base if seen[base] == 1 else f"{base}:{seen[base]}"
-            out.payments.append(record(
-                payment_id=payment_id, source_file=name, location=f"line {line}", method="card",
-                status=status, amount=value, currency=code, received_at=at, reference=ref,
-                token=row["token"] or None, invoice_hint=row.get("description") or None,
-                remittance=row.get("description") or None,
-                reverses=ref if status in ("refunded", "chargeback") else None))
-        except BadField as bad:
-            out.rejects.append(reject(name, f"line {line}", bad.field, str(bad), raw))
-    return out
+
+    def to_record(line: int, row: dict[str, str]) -> dict:
+        ref = row["processor_reference"]
+        if not ref:
+            raise BadField("processor_reference", "must not be empty")
+        status = row["status"].lower()
+        if status not in CARD_STATUSES:
+            raise BadField("status", f"{row['status']!r} is not one of {', '.join(CARD_STATUSES)}")
+        code = currency(row["currency"])
+        value = amount(row["amount"], "amount", code, limits)
+        at = moment(row["settled_at"], "settled_at")
+        if status == "succeeded":
+            payment_id = f"card:{ref}:succeeded"
+        elif row.get("transaction_id"):
+            payment_id = f"card:{ref}:{status}:{row['transaction_id']}"
+        else:  # each refund, chargeback or failure of a charge is a record of its own
+            base = f"card:{ref}:{status}:{at.isoformat()}:{value}"
+            seen[base] = seen.get(base, 0) + 1
+            payment_id = base if seen[base] == 1 else f"{base}:{seen[base]}"
+        return record(
+            payment_id=payment_id, source_file=name, location=f"line {line}", method="card",
+            status=status, amount=value, currency=code, received_at=at, reference=ref,
+            token=row["token"] or None, invoice_hint=row.get("description") or None,
+            remittance=row.get("description") or None,
+            reverses=ref if status in ("refunded", "chargeback") else None)
+
+    return read_csv_records(data, name, "settlement", required, to_record)
 
 
 def read_manual(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
-    out = PaymentFile(name, "manual")
     required = ("payment_id", "account_id", "invoice_number", "amount", "currency", "received_at")
-    for line, row, raw in csv_rows(data, name, required, out):
-        try:
-            if not row["payment_id"]:
-                raise BadField("payment_id", "must not be empty")
-            code = currency(row["currency"])
-            out.payments.append(record(
-                payment_id=f"manual:{row['payment_id']}", source_file=name, location=f"line {line}",
-                method=row.get("method") or "manual", status="succeeded",
-                amount=amount(row["amount"], "amount", code, limits), currency=code,
-                received_at=moment(row["received_at"], "received_at"), reference=row["payment_id"],
-                account_id=row["account_id"] or None, invoice_hint=row["invoice_number"] or None,
-                remittance=row.get("note") or None))
-        except BadField as bad:
-            out.rejects.append(reject(name, f"line {line}", bad.field, str(bad), raw))
-    return out
+
+    def to_record(line: int, row: dict[str, str]) -> dict:
+        if not row["payment_id"]:
+            raise BadField("payment_id", "must not be empty")
+        code = currency(row["currency"])
+        return record(
+            payment_id=f"manual:{row['payment_id']}", source_file=name, location=f"line {line}",
+            method=row.get("method") or "manual", status="succeeded",
+            amount=amount(row["amount"], "amount", code, limits), currency=code,
+            received_at=moment(row["received_at"], "received_at"), reference=row["payment_id"],
+            account_id=row["account_id"] or None, invoice_hint=row["invoice_number"] or None,
+            remittance=row.get("note") or None)
+
+    return read_csv_records(data, name, "manual", required, to_record)
 
 
 def _kind(name: str, data: bytes) -> str | None:

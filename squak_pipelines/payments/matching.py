@@ -284,8 +284,8 @@ def _payment(
     elif p.get("end_to_end_id") in collections and collections[p["end_to_end_id"]] in invoices:
         how, target = "direct_debit", invoices[collections[p["end_to_end_id"]]]
         account = target.account_id
-    elif invoice_of_reference(p.get("creditor_reference")) in invoices:
-        how, target = "creditor_reference", invoices[invoice_of_reference(p.get("creditor_reference"))]
+    elif (referenced := invoice_of_reference(p.get("creditor_reference"))) in invoices:
+        how, target = "creditor_reference", invoices[referenced]
         account = target.account_id
     else:
         refs = [

@@ -22,11 +22,10 @@ from squak_pipelines.payments.records import (
     BadField,
     PaymentFile,
     amount,
-    csv_rows,
     currency,
     moment,
+    read_csv_records,
     record,
-    reject,
 )
 
 REQUIRED = ("balance_transaction_id", "currency", "gross", "reporting_category")
@@ -40,30 +39,26 @@ def is_stripe_header(header: str) -> bool:
 
 
 def read_stripe(data: bytes, name: str, limits: Limits = DEFAULT_LIMITS) -> PaymentFile:
-    out = PaymentFile(name, "stripe_itemized_balance")
-    for line, row, raw in csv_rows(data, name, REQUIRED, out):
-        try:
-            txn = row["balance_transaction_id"]
-            if not txn:
-                raise BadField("balance_transaction_id", "must not be empty")
-            category = row["reporting_category"].lower()
-            status = STATUS.get(category, "not_a_payment")
-            code = currency(row["currency"])
-            gross = amount(row["gross"], "gross", code, limits, signed=True)
-            created = row.get("created_utc") or row.get("created") or ""
-            if not created:
-                raise BadField("created_utc", "missing: the transaction's time is required")
-            charge = row.get("charge_id") or (row.get("source_id") if category == "charge" else "") or None
-            metadata = [v for k, v in row.items() if k.startswith("payment_metadata[")]
-            hints = [row.get("description", ""), *metadata]
-            text = " ".join(h for h in hints if h) or None
-            out.payments.append(record(
-                payment_id=f"stripe:{txn}", source_file=name, location=f"line {line}", method="card",
-                status=status, amount=abs(gross), currency=code, received_at=moment(created, "created_utc"),
-                reference=charge, token=row.get("customer_id") or None, invoice_hint=text,
-                remittance=text, payer=row.get("customer_name") or None,
-                reverses=charge if status in ("refunded", "chargeback") else None,
-                detail=None if category in STATUS else f"reporting_category {category}"))
-        except BadField as bad:
-            out.rejects.append(reject(name, f"line {line}", bad.field, str(bad), raw))
-    return out
+    def to_record(line: int, row: dict[str, str]) -> dict:
+        txn = row["balance_transaction_id"]
+        if not txn:
+            raise BadField("balance_transaction_id", "must not be empty")
+        category = row["reporting_category"].lower()
+        status = STATUS.get(category, "not_a_payment")
+        code = currency(row["currency"])
+        gross = amount(row["gross"], "gross", code, limits, signed=True)
+        created = row.get("created_utc") or row.get("created") or ""
+        if not created:
+            raise BadField("created_utc", "missing: the transaction's time is required")
+        charge = row.get("charge_id") or (row.get("source_id") if category == "charge" else "") or None
+        metadata = [v for k, v in row.items() if k.startswith("payment_metadata[")]
+        text = " ".join(h for h in (row.get("description", ""), *metadata) if h) or None
+        return record(
+            payment_id=f"stripe:{txn}", source_file=name, location=f"line {line}", method="card",
+            status=status, amount=abs(gross), currency=code, received_at=moment(created, "created_utc"),
+            reference=charge, token=row.get("customer_id") or None, invoice_hint=text,
+            remittance=text, payer=row.get("customer_name") or None,
+            reverses=charge if status in ("refunded", "chargeback") else None,
+            detail=None if category in STATUS else f"reporting_category {category}")
+
+    return read_csv_records(data, name, "stripe_itemized_balance", REQUIRED, to_record)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -150,3 +151,16 @@ def csv_rows(data: bytes, name: str, required: tuple[str, ...], out: PaymentFile
             out.rejects.append(reject(name, where, "(row)", "more fields than the header", raw))
             continue
         yield reader.line_num, {k: (v or "").strip() for k, v in row.items()}, raw
+
+
+def read_csv_records(data: bytes, name: str, kind: str, required: tuple[str, ...],
+                     to_record: Callable[[int, dict[str, str]], dict]) -> PaymentFile:
+    """A CSV payment file, one record a row made by `to_record(line, row)`; a row whose field
+    cannot be read (`BadField`) is a reject naming its line and field, and reading goes on."""
+    out = PaymentFile(name, kind)
+    for line, row, raw in csv_rows(data, name, required, out):
+        try:
+            out.payments.append(to_record(line, row))
+        except BadField as bad:
+            out.rejects.append(reject(name, f"line {line}", bad.field, str(bad), raw))
+    return out
