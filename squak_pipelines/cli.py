@@ -196,9 +196,11 @@ STAGE_FIGURES = ("files_processed_this_run", "lines_received_this_run", "order_l
                  "files", "records_in", "accepted", "rejected", "duplicates", "quarantined",
                  "top_reject_reasons", "fraud_hits_by_rule", "gate_failed_days",
                  "rated", "suspense_by_reason", "revenue_by_currency", "blocked_days",
-                 "drafts", "invoices_finalized", "already_final", "pdfs_rendered", "call_detail_files",
+                 "drafts", "invoices_finalized", "already_final", "einvoices_valid", "einvoices_blocked",
+                 "pdfs_rendered", "call_detail_files",
                  "invoice_totals", "tax_totals", "documents", "emails_sent", "emails_to_outbox",
                  "email_send_failures", "queued_for_print", "portal_accounts", "print_batch",
+                 "blocked_by_einvoice_rules",
                  "payment_files", "new_payments", "failed_charges", "debits", "reversals", "pending_entries",
                  "duplicate_payments", "rejected_payment_records", "direct_debit_collections",
                  "invoiced_by_currency", "collected_by_currency", "payment_suspense_by_reason",
@@ -407,6 +409,10 @@ def _print_bill(report, preview: bool) -> None:
           + ("" if preview else f", {report.finalized} finalized, {report.already_final} already final"))
     for currency, total in sorted(report.totals.items()):
         print(f"  {currency}: total {total} (taxes {report.tax_totals[currency]})")
+    if not preview:
+        print(f"  e-invoices (EN 16931, validated): {report.einvoices}")
+        for number, errors in sorted(report.einvoice_blocked.items()):
+            print(f"  BLOCKED from delivery, e-invoice invalid: {number}: {errors[:300]}")
     print(f"  documents: {report.documents / 'drafts' if preview else report.documents}")
 
 

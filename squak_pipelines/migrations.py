@@ -95,6 +95,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "payments by source identity: payments' bank and return columns, files' outcome "
                  "counts and checks, payments.duplicates, payments.direct_debits, accounts' mandates",
               lambda wh: (_create_declared_tables(wh), _unique_keys(wh))),
+    Migration(6, "invoices customers and auditors accept: services' parent_service_id (add-ons end "
+                 "with their line), e-invoice columns of invoices and credit notes",
+              lambda wh: (_create_declared_tables(wh), _unique_keys(wh))),
 )
 LATEST = MIGRATIONS[-1].version
 

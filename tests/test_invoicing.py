@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from squak_pipelines.invoicing.compose import Cycle, ServicePeriod, compose, tax_lines, usage_lines
+from squak_pipelines.invoicing.compose import (
+    Cycle,
+    DraftError,
+    ServicePeriod,
+    compose,
+    number_fee_lines,
+    tax_lines,
+    usage_lines,
+)
 from squak_pipelines.invoicing.render import render_html
 from squak_pipelines.invoicing.stage import bill_cycle, cycles_to_bill
 from squak_pipelines.rating.stage import rate_days
@@ -178,10 +186,15 @@ def test_taxes_are_computed_once_on_the_whole_base() -> None:
             "amount": "1.00",
         },
     ]
-    out = {t.tax_id: t for t in tax_lines(lines, taxes, active_numbers=3, currency="USD")}
+    numbers = ["+12125550100", "+12125550101", "+12125550102"]
+    out = {t.tax_id: t for t in tax_lines(lines, taxes, currency="USD")
+           + number_fee_lines("ACC-1", taxes[:3], numbers, "USD")}
     assert out["ALL"].amount == Decimal("1.02") and out["ALL"].base == Decimal("10.15")  # 1.015 -> 1.02
     assert out["USE"].amount == Decimal("0.02"), "0.15 x 10% = 0.015 rounds once to 0.02 (per line: 0.03)"
     assert out["E911"].amount == Decimal("2.25") and "GBP" not in out
+    # A fee due on these numbers with no amount in the invoice's currency stops the draft.
+    with pytest.raises(DraftError, match=r"'Other currency fee' \(GBP\) is due on 3 number.*only in GBP"):
+        number_fee_lines("ACC-1", taxes, numbers, "USD")
 
 
 def test_invoice_totals_and_currencies(plans) -> None:

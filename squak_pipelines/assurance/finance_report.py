@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from squak_pipelines.config import Settings
-from squak_pipelines.invoicing.render import OPERATOR
+from squak_pipelines.invoicing.render import operator_of
 from squak_pipelines.money import round_to_currency
 from squak_pipelines.warehouse import Warehouse
 
@@ -147,7 +147,7 @@ def render(
     controls = marts["ra_control_status"].query("cycle == @cycle")
     return env.get_template("finance_report.html.j2").render(
         cycle=cycle,
-        operator=OPERATOR["name"],
+        operator=operator_of(settings.reference_dir).legal_name,
         warehouse=warehouse_kind,
         as_of=str(controls["as_of"].max()) if len(controls) else "",
         plotly_js=plotly.offline.get_plotlyjs(),

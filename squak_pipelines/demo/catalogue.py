@@ -391,6 +391,9 @@ PRODUCTS: tuple[dict[str, str], ...] = (
      "plans": "RES-US-BASIC;RES-US-PLUS;RES-MX;BIZ-US-UCAAS;BIZ-UK;BIZ-EU"},
 )
 
+# Squak is established in Germany for VAT: a French business customer with a VAT id accounts
+# for French VAT itself (reverse charge, Article 196 of the VAT Directive).
+REVERSE_CHARGED = frozenset({"FR-TVA"})
 TAX_COLUMNS = ("tax_id", "name", "country", "state", "applies_to", "kind", "rate", "amount",
                "currency", "effective_from")
 

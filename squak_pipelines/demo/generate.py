@@ -139,8 +139,10 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
     for plan in catalogue.plans():
         (ref / "plans" / f"{plan['plan_id']}.yaml").write_text(
             yaml.safe_dump(plan, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    _write_csv(ref / "tax_rates.csv", [dict(zip(catalogue.TAX_COLUMNS, r, strict=True))
-                                       for r in catalogue.TAX_RATES])
+    _write_csv(ref / "tax_rates.csv", [
+        {**dict(zip(catalogue.TAX_COLUMNS, r, strict=True)),
+         "reverse_charge": "yes" if r[0] in catalogue.REVERSE_CHARGED else ""}
+        for r in catalogue.TAX_RATES])
     _write_csv(ref / "switches.csv", list(catalogue.SWITCHES))
     (ref / "layouts").mkdir(parents=True, exist_ok=True)
     for name, text in catalogue.EXAMPLE_LAYOUTS.items():  # examples: no demo switch uses them
@@ -163,12 +165,46 @@ def _write_reference(ref: Path, operator: DemoOperator, options: GenerateOptions
         "# (payment_method ach) with a mandate are collected on their invoices' due dates.\n"
         "creditor_name: Squak Communications Europe GmbH\ncreditor_iban: DE89370400440532013000\n"
         "creditor_bic: COBADEFFXXX\ncreditor_id: DE98ZZZ09999999999\nlead_days: 2\n", encoding="utf-8")
+    (ref / "operator.yaml").write_text(OPERATOR_YAML, encoding="utf-8")
     _write_csv(ref / "number_inventory.csv", operator.inventory)
     (ref / "brands").mkdir(parents=True, exist_ok=True)
     for account in operator.accounts:
         if account["brand_logo"]:
             (ref / account["brand_logo"]).write_text(_logo_svg(account), encoding="utf-8")
     _write_promotions(ref, operator, start.strftime("%Y-%m"))
+
+
+OPERATOR_YAML = """\
+# The operator's identity, printed on every invoice, credit note, e-invoice and notice.
+legal_name: Squak Communications Inc.
+trading_name: Squak
+address:
+  street: 100 Example Street
+  city: New York
+  state: NY
+  postal_code: "10001"
+  country: US
+# EU VAT registration (EN 16931 BT-31) and the US federal tax id (BT-32)
+vat_id: DE314159262
+tax_registration:
+  scheme: EIN
+  id: 12-3456789
+company_registration: NY DOS 1234567
+bank:
+  name: Commerzbank
+  iban: DE89370400440532013000
+  bic: COBADEFFXXX
+contact:
+  email: billing@squak.example
+  phone: "+1 212 555 0100"
+  website: https://squak.example
+footer: >-
+  Squak Communications Inc., 100 Example Street, New York, NY 10001, USA. Registered in New
+  York (DOS 1234567). EIN 12-3456789. VAT DE314159262. Questions about this invoice:
+  billing@squak.example.
+invoice_prefix: SQK
+payment_link: https://pay.squak.example/pay?token={token}
+"""
 
 
 def _write_promotions(ref: Path, operator: DemoOperator, cycle: str) -> None:

@@ -92,7 +92,37 @@ def _account(rng: np.random.Generator, idx: int, country: str, state: str, segme
         "created_at": _iso(created),
         "call_detail": "appendix" if idx % 9 == 4 else "",  # itemized pages in the invoice
         **_mandate(idx, method, country, created),
+        "vat_id": _vat_id(idx, country) if segment == "business" else "",
     }
+
+
+VAT_SHAPES = {  # how a demo VAT id is laid out: `b` the digits from the index, `n` the searched ones
+    "DE": lambda b, n: f"DE{b}{n % 10}",
+    "FR": lambda b, n: f"FR{n // 10:02d}{b}{n % 10}",
+    "GB": lambda b, n: f"GB{b[:7]}{n % 100:02d}",
+}
+
+
+def _vat_id(idx: int, country: str) -> str:
+    """A business customer's VAT id with valid check digits (python-stdnum finds them); '' for
+    countries whose demo customers give none."""
+    from stdnum import get_cc_module
+
+    shape = VAT_SHAPES.get(country)
+    if shape is None:
+        return ""
+    module = get_cc_module(country.lower(), "vat")
+    body = str(10_000_000 + (idx * 7919 + 104729) % 89_999_999)
+    return next((c for c in (shape(body, n) for n in range(1000)) if module.is_valid(c)), "")
+    fixed, searched = VAT_SHAPES[country]
+    module = get_cc_module(country.lower(), "vat")
+    body = f"{(idx * 7919 + 104729) % 10 ** fixed:0{fixed}d}"
+    for n in range(10 ** searched):
+        tail = f"{n:0{searched}d}"
+        candidate = f"{country}{tail}{body}" if country == "FR" else f"{country}{body}{tail}"
+        if candidate[2] != "0" and module.is_valid(candidate):
+            return candidate
+    return ""
 
 
 def _mandate(idx: int, method: str, country: str, created: datetime) -> dict[str, str]:

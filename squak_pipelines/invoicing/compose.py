@@ -9,10 +9,13 @@ Decimal. Rules (BILLING_RULES.md, plus the choices written in the README):
   day: days active in the cycle / days in the cycle, the activation day counted and the
   disconnection day not; a plan change ends one period and starts the next;
 - one-time activation fee when a service's first period starts inside the cycle;
-- usage lines grouped by service, call type and destination (calls, minutes or messages,
-  allowance used, amount); usage of an earlier cycle not yet invoiced is labelled late;
+- usage lines summed by service, call type and destination (calls, charged seconds or
+  messages, allowance used, amount; one line however many plan discounts touched it); usage
+  of an earlier cycle not yet invoiced is labelled late;
 - discounts as their own negative lines, by discount and call type; promotions and coupons
-  as their own negative lines too (promotions.py);
+  as their own negative lines too (promotions.py, scopes by exact line kind: scopes.py);
+- per-number fees (E911) count each number of the invoice's services active at any moment of
+  the cycle; a fee with no amount in the invoice's currency stops the draft (DraftError);
 - every line rounded half up to the currency's minor unit; subtotal = sum of the lines;
   each tax computed once on its whole taxable base and rounded once; total = subtotal + taxes.
 """
@@ -25,12 +28,18 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from squak_pipelines.cycles import DEFAULT_DUE_DAYS
-from squak_pipelines.invoicing.promotions import SCOPES, Coupon, in_scope, promotion_amounts
+from squak_pipelines.cycles import DEFAULT_DUE_DAYS, CycleError
+from squak_pipelines.invoicing.promotions import SCOPES, Coupon, promotion_amounts
+from squak_pipelines.invoicing.scopes import charge_in_scope, in_tax_base
 from squak_pipelines.money import parse_amount, round_to_currency
 from squak_pipelines.rating.plans import Plan
 
 ZERO = Decimal(0)
+
+
+class DraftError(CycleError):
+    """An invoice cannot be drafted as the rules stand (names the account, the rule and the
+    reference file to fix); nothing of the run is finalized."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,8 @@ class Line:
     allowance_used: Decimal = ZERO
     tax_id: str = ""
     base: Decimal | None = None  # taxable base of a tax line
-    applies_to: str = ""  # scope of a promotion line (all, recurring, usage)
+    applies_to: str = ""  # scope of a promotion line (all, recurring, one_time, usage)
+    seconds: int = 0  # charged seconds of a voice usage line (its quantity in minutes is rounded)
 
 
 @dataclass
@@ -107,6 +117,7 @@ class Invoice:
     document_type: str = "invoice"  # or credit_note
     corrects: str = ""  # the invoice a credit note corrects
     reason: str = ""  # why a credit note was issued
+    reverse_charge: str = ""  # the VAT (tax id) the customer accounts for itself (reverse charge)
 
     @property
     def key(self) -> str:
@@ -205,39 +216,56 @@ def service_lines(
     return lines
 
 
+def _summed(usage: list[dict]) -> list[dict]:
+    """Usage sums added up per cycle, service, call type and destination (the warehouse also
+    splits them by the plan discount that touched them; a customer sees one line)."""
+    out: dict[tuple[str, str, str, str], dict] = {}
+    for u in usage:
+        key = (u["cycle"], u["service"], u["call_type"] or "", u["destination"] or "")
+        into = out.setdefault(key, {"cycle": key[0], "service": key[1], "call_type": key[2],
+                                    "destination": key[3], "calls": 0, "units": 0,
+                                    "allowance_used": 0, "charge": ZERO})
+        into["calls"] += int(u["calls"])
+        into["units"] += int(u["units"])
+        into["allowance_used"] += int(u["allowance_used"])
+        into["charge"] += Decimal(u["charge"])
+    return [out[k] for k in sorted(out)]
+
+
 def usage_lines(usage: list[dict], cycle: Cycle, currency: str) -> list[Line]:
-    """Usage and discount lines from usage sums (one dict per service, call type, destination
-    and cycle: calls, units, allowance_used, charge, discount, discount_name)."""
+    """Usage and discount lines from usage sums (one dict per service, call type, destination,
+    cycle and discount: calls, units, allowance_used, charge, discount, discount_name)."""
     lines: list[Line] = []
-    discounts: dict[tuple[str, str, bool], Decimal] = {}
-    for u in sorted(
-        usage, key=lambda x: (x["cycle"], x["service"], x["call_type"] or "", x["destination"] or "")
-    ):
+    for u in _summed(usage):
         late = u["cycle"] < cycle.label
         voice = u["service"] == "voice"
-        quantity = Decimal(int(u["units"])) / 60 if voice else Decimal(int(u["units"]))
-        allowance = Decimal(int(u["allowance_used"])) / 60 if voice else Decimal(int(u["allowance_used"]))
+        units, allowance = int(u["units"]), int(u["allowance_used"])
+        quantity = Decimal(units) / 60 if voice else Decimal(units)
         prefix = f"Late usage from {u['cycle']}: " if late else ""
         what = "calls" if voice else "messages"
         text = (
-            f"{prefix}{u['service'].upper() if not voice else 'Voice'} {u['call_type'] or ''} - "
-            f"{u['destination'] or 'no destination'} ({int(u['calls'])} {what})"
+            f"{prefix}{u['service'].upper() if not voice else 'Voice'} {u['call_type']} - "
+            f"{u['destination'] or 'no destination'} ({u['calls']} {what})"
         )
         lines.append(
             Line(
                 "late_usage" if late else "usage",
                 " ".join(text.split()),
-                round_to_currency(Decimal(u["charge"]), currency),
-                quantity.quantize(Decimal("0.01")),
+                round_to_currency(u["charge"], currency),
+                quantity.quantize(Decimal("0.0001")),
                 "min" if voice else "msg",
-                call_type=u["call_type"] or "",
-                destination=u["destination"] or "",
-                calls=int(u["calls"]),
-                allowance_used=allowance.quantize(Decimal("0.01")),
+                call_type=u["call_type"],
+                destination=u["destination"],
+                calls=u["calls"],
+                allowance_used=(Decimal(allowance) / 60 if voice else Decimal(allowance)).quantize(
+                    Decimal("0.0001")),
+                seconds=units if voice else 0,
             )
         )
+    discounts: dict[tuple[str, str, bool], Decimal] = {}
+    for u in usage:
         if u.get("discount") and Decimal(u["discount"]) != 0:
-            key = (u["discount_name"] or "Discount", u["call_type"] or "", late)
+            key = (u["discount_name"] or "Discount", u["call_type"] or "", u["cycle"] < cycle.label)
             discounts[key] = discounts.get(key, ZERO) + Decimal(u["discount"])
     for (name, call_type, late), amount in sorted(discounts.items()):
         label = f"{name} ({call_type} usage{', late' if late else ''})"
@@ -259,27 +287,14 @@ def adjustment_lines(adjustments: list[dict], currency: str) -> list[Line]:
     ]
 
 
-def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currency: str) -> list[Line]:
-    """Each applicable tax once on its whole base (EN 16931), rounded once."""
+def tax_lines(lines: list[Line], taxes: list[dict], currency: str) -> list[Line]:
+    """Each percentage tax once on its whole base (EN 16931), rounded once. Per-number fees
+    are `number_fee_lines`."""
     out: list[Line] = []
     for tax in taxes:
-        scope = tax["applies_to"]
-        if tax["kind"] == "fixed":
-            if tax["currency"] != currency or active_numbers == 0:
-                continue
-            amount = Decimal(tax["amount"])
-            out.append(
-                Line(
-                    "tax",
-                    f"{tax['name']} ({active_numbers} numbers)",
-                    round_to_currency(amount * active_numbers, currency),
-                    Decimal(active_numbers),
-                    "number",
-                    amount,
-                    tax_id=tax["tax_id"],
-                )
-            )
+        if tax["kind"] != "percent":
             continue
+        scope = tax["applies_to"]
         base = sum((line.amount for line in lines if taxable(line, scope)), ZERO)
         if base == 0:
             continue
@@ -296,10 +311,58 @@ def tax_lines(lines: list[Line], taxes: list[dict], active_numbers: int, currenc
     return out
 
 
+def cycle_moments(cycle: Cycle, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The cycle's first and end instants (end exclusive), midnight in `zone`."""
+    first = datetime.combine(cycle.first, datetime.min.time(), zone)
+    end = datetime.combine(cycle.last + timedelta(days=1), datetime.min.time(), zone)
+    return first, end
+
+
+def numbers_active(periods: list[ServicePeriod], plans: dict[str, Plan], cycle: Cycle,
+                   currency: str) -> list[str]:
+    """Numbers of the services billed in `currency` that were active at any moment of the
+    cycle (in their plan's zone): a number disconnected at 00:30 on the first day counts."""
+    out = set()
+    for p in periods:
+        plan = plans.get(p.plan_id)
+        if not p.number or plan is None or plan.currency != currency:
+            continue
+        first, end = cycle_moments(cycle, ZoneInfo(plan.timezone))
+        if p.active_from < end and (p.active_to is None or p.active_to > first):
+            out.add(p.number)
+    return sorted(out)
+
+
+def number_fee_lines(account_id: str, fees: list[dict], numbers: list[str], currency: str) -> list[Line]:
+    """Each per-number fee of the account's jurisdiction on the invoice's numbers. A fee is
+    named by its `name`; its rows (one `tax_id` each) give its amount per currency. A fee due
+    on numbers with no amount in the invoice's currency stops the draft."""
+    by_fee: dict[str, dict[str, dict]] = {}
+    for fee in fees:
+        if fee["kind"] == "fixed" and fee["applies_to"] == "per_number":
+            by_fee.setdefault(fee["name"], {})[fee["currency"]] = fee
+    out = []
+    for name, amounts in sorted(by_fee.items()):
+        if not numbers:
+            continue
+        fee = amounts.get(currency)
+        if fee is None:
+            ids = ", ".join(f["tax_id"] for f in amounts.values())
+            raise DraftError(
+                f"account {account_id}: the per-number fee {name!r} ({ids}) is due on {len(numbers)} "
+                f"number(s) ({', '.join(numbers)}) billed in {currency}, but reference/tax_rates.csv "
+                f"gives it only in {', '.join(sorted(amounts))}; add a row for {name!r} in {currency}")
+        amount = Decimal(fee["amount"])
+        out.append(Line("tax", f"{fee['name']} ({len(numbers)} numbers)",
+                        round_to_currency(amount * len(numbers), currency), Decimal(len(numbers)),
+                        "number", amount, tax_id=fee["tax_id"]))
+    return out
+
+
 def promotion_lines(lines: list[Line], coupons: list[Coupon], cycle: Cycle, currency: str) -> list[Line]:
     """The account's coupons running in this cycle, as negative lines (promotions.py)."""
     totals = {
-        scope: sum((x.amount for x in lines if in_scope(x.kind, x.call_type, scope)), ZERO)
+        scope: sum((x.amount for x in lines if charge_in_scope(x.kind, x.call_type, scope)), ZERO)
         for scope in SCOPES
     }
     out = []
@@ -320,20 +383,7 @@ def _months_between(first: Cycle, later: Cycle) -> int:
 
 
 def taxable(line: Line, scope: str) -> bool:
-    usage = (
-        line.kind in ("usage", "late_usage", "adjustment")
-        or (line.kind == "discount" and line.call_type != "")
-        or (line.kind == "promotion" and line.applies_to == "usage")
-    )
-    if scope == "all":
-        return line.kind != "tax"
-    if scope == "usage":
-        return usage
-    if scope == "recurring":
-        return line.kind == "recurring" or (line.kind == "promotion" and line.applies_to == "recurring")
-    if scope == "international_usage":
-        return usage and line.kind != "promotion" and line.call_type == "international"
-    return False
+    return in_tax_base(line.kind, line.call_type, line.applies_to, scope)
 
 
 def compose(
@@ -354,8 +404,11 @@ def compose(
     lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
     lines += adjustment_lines(adjustments or [], currency)
     lines += promotion_lines(lines, coupons or [], cycle, currency)
-    numbers = len({p.number for p in periods if p.number and _active_in(p, cycle, plans)})
-    taxes_due = tax_lines(lines, taxes, numbers, currency)
+    numbers = numbers_active(periods, plans, cycle, currency)
+    reverse = reverse_charged(account, taxes)
+    taxes = [t for t in taxes if t["tax_id"] != reverse]
+    taxes_due = tax_lines(lines, taxes, currency) + number_fee_lines(
+        account["account_id"], taxes, numbers, currency)
     subtotal = sum((line.amount for line in lines), ZERO)
     tax_total = sum((line.amount for line in taxes_due), ZERO)
     customer = {
@@ -377,6 +430,7 @@ def compose(
             "brand_accent_color",
             "template",
             "call_detail",
+            "vat_id",
         )
     }
     return Invoice(
@@ -394,10 +448,14 @@ def compose(
         payments=payments,
         credits=credits,
         amount_due=subtotal + tax_total + previous_balance + payments + credits,
+        reverse_charge=reverse,
     )
 
 
-def _active_in(period: ServicePeriod, cycle: Cycle, plans: dict[str, Plan]) -> bool:
-    plan = plans.get(period.plan_id)
-    zone = ZoneInfo(plan.timezone if plan else "UTC")
-    return active_days(period, cycle, zone) > 0
+def reverse_charged(account: dict[str, str], taxes: list[dict]) -> str:
+    """The VAT a business customer with a VAT id accounts for itself, where the tax table
+    marks it `reverse_charge` ('' otherwise)."""
+    if account.get("segment") != "business" or not account.get("vat_id"):
+        return ""
+    return next((t["tax_id"] for t in taxes if t.get("reverse_charge")), "")
+

@@ -1,6 +1,6 @@
 """Credit notes: the correction of a final invoice, which itself never changes.
 
-A credit note has its own gapless series (`SQK-CN-<year>-NNNNNN`), names the invoice it
+A credit note has its own gapless series (`<prefix>-CN-<year>-NNNNNN`), names the invoice it
 corrects and the reason, and credits whole lines of it: all lines not credited before, or
 the line numbers given. Lines are credited at their invoiced amount; taxes are credited on
 the credited base, with the tax's rate and scope, rounded once per credit note; the credit
@@ -24,13 +24,16 @@ import pyarrow as pa
 from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.invoicing.compose import LINE_FIELDS, ZERO, Invoice, Line, taxable
+from squak_pipelines.invoicing.einvoice import make as make_einvoice
 from squak_pipelines.invoicing.pdf import render_pdf
-from squak_pipelines.invoicing.render import render_html, render_json
+from squak_pipelines.invoicing.render import operator_of, render_html, render_json
 from squak_pipelines.invoicing.stage import (
     ensure_tables,
     lock_numbering,
     pdfs_wanted,
     reserve_numbers,
+    tax_table,
+    write_stored_documents,
 )
 from squak_pipelines.invoicing.tables import CREDIT_TABLES
 from squak_pipelines.money import money_array, round_to_currency
@@ -139,7 +142,8 @@ def issue_credit_note(
             ]
             subtotal = sum((line.amount for line in lines), ZERO)
             tax_total = sum((line.amount for line in taxes), ZERO)
-            [number] = reserve_numbers(warehouse, f"SQK-CN-{issued.year}", 1)
+            prefix = operator_of(settings.reference_dir).invoice_prefix
+            [number] = reserve_numbers(warehouse, f"{prefix}-CN-{issued.year}", 1)
             note = replace(
                 original,
                 lines=lines + taxes,
@@ -164,14 +168,14 @@ def issue_credit_note(
 def write_credit_note_documents(warehouse: Warehouse, folder: Path, number: str) -> None:
     """HTML, JSON and PDF of a credit note, from what was stored when it was issued."""
     row = warehouse.query_arrow(
-        "select number, issue_date, document, html from invoicing.credit_notes where number = :n",
+        "select number, issue_date, document, html, ubl, cii from invoicing.credit_notes where number = :n",
         {"n": number},
     ).to_pylist()[0]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{number}.html").write_text(row["html"], encoding="utf-8")
-    (folder / f"{number}.json").write_text(row["document"], encoding="utf-8")
+    write_stored_documents(folder, row)
     if pdfs_wanted():
-        (folder / f"{number}.pdf").write_bytes(render_pdf(row["html"], row["issue_date"], number))
+        (folder / f"{number}.pdf").write_bytes(
+            render_pdf(row["html"], row["issue_date"], number, row["cii"] or ""))
 
 
 def _store(
@@ -183,6 +187,7 @@ def _store(
     taxes = [x for x in note.lines if x.kind == "tax"]
     document = render_json(note)
     page = render_html(note, settings.reference_dir)
+    edocs = make_einvoice(note, operator_of(settings.reference_dir), tax_table(settings))
     warehouse.load(
         "invoicing.credit_notes",
         pa.table(
@@ -202,6 +207,9 @@ def _store(
                 "html": [page],
                 "html_sha256": [hashlib.sha256(page.encode()).hexdigest()],
                 "created_at": [clock.now()],
+                "ubl": [edocs.ubl],
+                "cii": [edocs.cii],
+                "einvoice_errors": [edocs.errors],
             },
             schema=CREDIT_TABLES["invoicing.credit_notes"],
         ),

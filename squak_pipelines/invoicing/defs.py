@@ -110,6 +110,9 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
         metadata={
             "invoices_finalized": sum(r.finalized for r in reports),
             "already_final": sum(r.already_final for r in reports),
+            "einvoices_valid": sum(r.einvoices for r in reports),
+            "einvoices_blocked": dg.MetadataValue.json(
+                {n: e[:300] for r in reports for n, e in r.einvoice_blocked.items()}),
             "invoice_totals": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
             "tax_totals": dg.MetadataValue.json({r.cycle: r.tax_totals for r in reports}),
             "documents": dg.MetadataValue.path(str(reports[-1].documents)),
@@ -194,6 +197,8 @@ def invoice_deliveries(context: dg.AssetExecutionContext, squak: SquakResource) 
             "print_batch": dg.MetadataValue.path(str(reports[-1].print_batch or "none")),
             "portal_accounts": max((r.portal_accounts for r in reports), default=0),
             "delivery_errors": dg.MetadataValue.json([e for r in reports for e in r.errors][:20]),
+            "blocked_by_einvoice_rules": dg.MetadataValue.json(
+                {n: b for r in reports for n, b in r.blocked.items()}),
         }
     )
 

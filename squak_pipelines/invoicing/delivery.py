@@ -10,6 +10,10 @@
 - `post` customers go into the cycle's print batch: `print/<cycle>/batch-<cycle>.pdf`, one PDF
   of their invoices in mailing order (country, postal code, account), and a `manifest.csv`
   giving the print house each invoice's address and first page.
+An invoice whose EN 16931 e-invoice failed validation when it was finalized is not delivered
+by any method: it is recorded `blocked` with the rules it breaks (`squak bill` printed them).
+Amounts are shown through money.format_money (the currency's minor units); emails carry the
+UBL e-invoice (and, for EUR, the PDF is itself Factur-X).
 `invoicing.deliveries` holds one row per invoice and method. A delivery marked `sending` is
 never retried automatically (it may have gone out); `failed` ones are retried next run.
 """
@@ -31,9 +35,12 @@ from squak_pipelines import clock
 from squak_pipelines.config import Settings
 from squak_pipelines.csv_export import escape_row
 from squak_pipelines.faults import fault_point
+from squak_pipelines.invoicing.einvoice import blocked_rules
 from squak_pipelines.invoicing.pdf import combine, pdfs_wanted, write_atomically
+from squak_pipelines.invoicing.render import operator_of
 from squak_pipelines.invoicing.tables import DELIVERIES
 from squak_pipelines.migrations import migrate
+from squak_pipelines.money import format_money
 from squak_pipelines.paths import inside
 from squak_pipelines.payments.links import payment_url
 from squak_pipelines.warehouse import Warehouse
@@ -50,12 +57,14 @@ class DeliveryReport:
     portal_accounts: int = 0
     print_batch: Path | None = None
     errors: list[str] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)  # number -> e-invoice rules it breaks
 
 
 def _invoices(warehouse: Warehouse, cycle: str) -> list[dict]:
     return warehouse.query_arrow(
         "select i.number, i.account_id, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
-        "i.document, a.name, a.email, a.delivery_method, a.street, a.city, a.state, a.postal_code, a.country "
+        "i.document, i.einvoice_errors, a.name, a.email, a.delivery_method, a.street, a.city, a.state, "
+        "a.postal_code, a.country "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
         "where substr(i.cycle, 1, 7) = :cycle order by i.number",
         {"cycle": cycle},
@@ -97,6 +106,14 @@ def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> Deliv
     invoices = _invoices(warehouse, cycle)
     done = _status(warehouse)
     documents = settings.data_dir / "invoices" / cycle
+    for inv in [i for i in invoices if i["einvoice_errors"]]:
+        rules = ", ".join(blocked_rules(inv["einvoice_errors"])) or "EN 16931"
+        report.blocked[inv["number"]] = rules
+        method = inv["delivery_method"] or "email"
+        if (inv["number"], method) not in done:
+            _record(warehouse, inv["number"], method, "blocked", 0,
+                    f"e-invoice invalid ({rules}): {inv['einvoice_errors']}"[:2000])
+    invoices = [i for i in invoices if not i["einvoice_errors"]]
     report.portal_accounts = publish_portal(warehouse, settings)
     for inv in invoices:
         if (inv["delivery_method"] or "email") != "email":
@@ -138,12 +155,11 @@ def _message(inv: dict, documents: Path, link: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = os.environ.get("SQUAK_SMTP_FROM", SENDER)
     message["To"] = inv["email"]
-    message["Subject"] = (
-        f"Your Squak invoice {inv['number']}: {inv['amount_due']} {inv['currency']} due {inv['due_date']}"
-    )
+    due = format_money(Decimal(inv["amount_due"]), inv["currency"])
+    message["Subject"] = f"Your Squak invoice {inv['number']}: {due} due {inv['due_date']}"
     message.set_content(
         f"Dear {inv['name']},\n\nyour invoice {inv['number']} is attached. Amount due: "
-        f"{inv['amount_due']} {inv['currency']} by {inv['due_date']}.\nPay online: {link}\n"
+        f"{due} by {inv['due_date']}.\nPay online: {link}\n"
     )
     message.add_alternative(inv["html"], subtype="html")
     pdf = documents / f"{inv['number']}.pdf"
@@ -152,6 +168,9 @@ def _message(inv: dict, documents: Path, link: str) -> EmailMessage:
     message.add_attachment(
         inv["document"].encode(), maintype="application", subtype="json", filename=f"{inv['number']}.json"
     )
+    ubl = documents / f"{inv['number']}.xml"
+    if ubl.exists():  # the EN 16931 e-invoice (UBL 2.1)
+        message.add_attachment(ubl.read_bytes(), maintype="application", subtype="xml", filename=ubl.name)
     calls = documents / f"{inv['number']}-calls.csv"
     if calls.exists():
         message.add_attachment(calls.read_bytes(), maintype="text", subtype="csv", filename=calls.name)
@@ -167,7 +186,7 @@ def _outbox_path(settings: Settings, number: str) -> Path:
 
 def send_email(inv: dict, documents: Path, settings: Settings) -> str:
     """Send one invoice; returns where it went (`smtp:host` or `outbox:path`)."""
-    message = _message(inv, documents, payment_link(inv, settings.data_dir))
+    message = _message(inv, documents, payment_link(inv, settings))
     host = os.environ.get("SQUAK_SMTP_HOST", "")
     if not host:
         path = _outbox_path(settings, inv["number"])
@@ -184,10 +203,12 @@ def send_email(inv: dict, documents: Path, settings: Settings) -> str:
     return f"smtp:{host}:{port}"
 
 
-def payment_link(inv: dict, data_dir: Path) -> str:
-    """The invoice's signed, expiring payment link (squak_pipelines/payments/links.py)."""
+def payment_link(inv: dict, settings: Settings) -> str:
+    """The invoice's signed, expiring payment link (squak_pipelines/payments/links.py), as
+    printed on the invoice."""
     amount = Decimal(inv["amount_due"])
-    return payment_url(inv["number"], amount, inv["currency"], inv["issue_date"], data_dir)
+    return payment_url(inv["number"], amount, inv["currency"], inv["issue_date"], settings.data_dir,
+                       operator_of(settings.reference_dir).payment_link)
 
 
 def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
@@ -196,6 +217,7 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
         "select i.number, i.account_id, i.cycle, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
         "a.name "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
+        "where coalesce(i.einvoice_errors, '') = '' "
         "order by i.account_id, i.cycle desc, i.number"
     ).to_pylist()
     by_account: dict[str, list[dict]] = {}
@@ -219,9 +241,10 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
                 detail += f' &middot; <a href="{html.escape(calls.name)}">call detail (CSV)</a>'
             items.append(
                 f'<li><a href="{html.escape(inv["number"])}.html">{html.escape(inv["number"])}</a> '
-                f"({html.escape(inv['cycle'])}): {html.escape(str(inv['amount_due']))} "
-                f"{html.escape(inv['currency'])} due {inv['due_date']}{detail} &middot; "
-                f'<a href="{html.escape(payment_link(inv, settings.data_dir))}">pay now</a></li>'
+                f"({html.escape(inv['cycle'])}): "
+                f"{html.escape(format_money(Decimal(inv['amount_due']), inv['currency']))} "
+                f"due {inv['due_date']}{detail} &middot; "
+                f'<a href="{html.escape(payment_link(inv, settings))}">pay now</a></li>'
             )
         name = html.escape(invoices[0]["name"] or account)
         (folder / "index.html").write_text(

@@ -27,6 +27,8 @@ class PdfJob:
     html: str
     issued: date
     identifier: str
+    cii: str = ""  # an EUR invoice's CII: the PDF becomes Factur-X (PDF/A-3 with it embedded)
+    author: str = ""
 
 
 @contextmanager
@@ -43,12 +45,18 @@ def _fixed_clock(issued: date) -> Iterator[None]:
             os.environ["SOURCE_DATE_EPOCH"] = before
 
 
-def render_pdf(html: str, issued: date, identifier: str) -> bytes:
-    """One HTML document as PDF bytes (reproducible, see the module docstring)."""
+def render_pdf(html: str, issued: date, identifier: str, cii: str = "", author: str = "") -> bytes:
+    """One HTML document as PDF bytes (reproducible, see the module docstring); with `cii`,
+    a Factur-X PDF/A-3 carrying it (einvoice/facturx_pdf.py)."""
     from weasyprint import HTML  # imported late: it loads the system's Pango
 
     with _fixed_clock(issued):
-        return HTML(string=html).write_pdf(pdf_identifier=identifier.encode())
+        if not cii:
+            return HTML(string=html).write_pdf(pdf_identifier=identifier.encode())
+        pdf = HTML(string=html).write_pdf(pdf_identifier=identifier.encode(), pdf_variant="pdf/a-3b")
+    from squak_pipelines.invoicing.einvoice.facturx_pdf import embed
+
+    return embed(pdf, cii, issued, identifier, author)
 
 
 def combine(paths: list[Path]) -> tuple[bytes, list[int]]:
@@ -90,7 +98,7 @@ def pdf_complete(path: Path) -> bool:
 
 
 def _write(job: PdfJob) -> str:
-    write_atomically(job.path, render_pdf(job.html, job.issued, job.identifier))
+    write_atomically(job.path, render_pdf(job.html, job.issued, job.identifier, job.cii, job.author))
     return job.path.name
 
 

@@ -6,12 +6,14 @@ duration (`once`, `cycles`, `forever`) and cycles (how many, for `cycles`).
 `reference/coupons.csv` gives them to accounts: account_id, promotion_id, first_cycle
 (YYYY-MM). A coupon applies in its first cycle and, by its duration, the cycles after it.
 
-Rules (README): a percentage is taken of the lines in scope (`recurring`: recurring and
-one-time charges; `usage`: usage, late usage, re-rating adjustments and usage discounts;
-`all`: every line but taxes), rounded once; a fixed amount applies to invoices in its
-currency; a promotion never takes more than what is left of its scope after the promotions
-before it (in coupon order), so an invoice never goes negative through one. A promotion
-lowers the taxable base of taxes on its own scope (and of taxes on `all`).
+Rules (BILLING_RULES.md, README): a promotion's scope names line kinds exactly (`scopes.py`:
+`recurring` is recurring charges only, `one_time` one-time fees, `usage` usage lines with
+their plan discounts, `all` every charge line). A percentage is taken of the lines in its
+scope and rounded once, whatever promotions came before it; a fixed amount applies to
+invoices in its currency. What earlier promotions left of the scope (and of the whole
+invoice) only caps an amount, so the order of coupons matters only where the cap bites, and
+no promotion makes a scope, a taxable base or a tax negative. A promotion lowers the taxable
+base of taxes on its own scope (and of taxes on `all`).
 Both files are optional.
 """
 
@@ -21,13 +23,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from squak_pipelines.invoicing.scopes import PROMOTION_SCOPES as SCOPES
 from squak_pipelines.money import MINOR_UNITS, round_to_currency
 from squak_pipelines.reference.files import ReferenceFileError, _check, _decimal, _unique, read_rows
 
 KINDS = ("percent", "fixed")
-SCOPES = ("all", "recurring", "usage")
 DURATIONS = ("once", "cycles", "forever")
-USAGE_KINDS = ("usage", "late_usage", "adjustment")
 
 
 @dataclass(frozen=True)
@@ -125,22 +126,11 @@ def load_coupons(reference_dir: Path) -> dict[str, list[Coupon]]:
     return out
 
 
-def in_scope(kind: str, call_type: str, scope: str) -> bool:
-    """Whether a line of `kind` belongs to a promotion's scope."""
-    if kind in ("tax", "promotion"):
-        return False
-    if scope == "all":
-        return True
-    if scope == "recurring":
-        return kind in ("recurring", "one_time")
-    return kind in USAGE_KINDS or (kind == "discount" and call_type != "")
-
-
 def promotion_amounts(
     coupons: list[Coupon], cycle: str, currency: str, scope_totals: dict[str, Decimal]
 ) -> list[tuple[Coupon, Decimal]]:
     """The (negative) amount of each coupon running in the cycle, given the invoice's
-    totals per scope (`all`, `recurring`, `usage`)."""
+    totals per scope (`scopes.PROMOTION_SCOPES`, `all` included)."""
     left = dict(scope_totals)
     out = []
     for coupon in coupons:
@@ -149,13 +139,16 @@ def promotion_amounts(
             continue
         if promo.kind == "fixed" and promo.currency != currency:
             continue
-        base = max(left.get(promo.applies_to, Decimal(0)), Decimal(0))
-        wanted = base * promo.value / 100 if promo.kind == "percent" else promo.value
-        amount = min(round_to_currency(wanted, currency), base)
+        scope = promo.applies_to
+        total = scope_totals.get(scope, Decimal(0))
+        wanted = round_to_currency(total * promo.value / 100, currency) if promo.kind == "percent" \
+            else round_to_currency(promo.value, currency)
+        cap = min(left.get(scope, Decimal(0)), left.get("all", Decimal(0)))
+        amount = min(wanted, cap)
         if amount <= 0:
             continue
         out.append((coupon, -amount))
-        for scope in left:  # what is left for the promotions after this one
-            if scope == promo.applies_to or scope == "all" or promo.applies_to == "all":
-                left[scope] -= amount
+        left[scope] -= amount
+        if scope != "all":
+            left["all"] -= amount
     return out

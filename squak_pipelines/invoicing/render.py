@@ -4,6 +4,13 @@ Operators drop templates into `reference/templates/` (`<name>.html.j2`); an acco
 `template` names one gets it, everyone else gets the package's default. A business
 customer's brand (logo file under `reference/`, primary and accent colours) is applied by
 any template. Rendering is deterministic: the same invoice gives the same bytes.
+
+Every template gets the operator's identity (`reference/operator.yaml`), the customer (with
+its VAT id when it is a business), the page-1 summary (previous balance, payments since,
+credits, this period's charges, taxes, amount due, due date), the payment link and its QR
+code, quantities in customer units (presentation.py) and `money()`, the one formatter of
+amounts (money.format_money: the currency's minor units, locale-aware). A final invoice
+whose template does not show its amount due is refused (TemplateError) before it is stored.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -18,16 +26,43 @@ from pathlib import Path
 import jinja2
 
 from squak_pipelines.invoicing.compose import Invoice
-from squak_pipelines.money import round_to_currency
+from squak_pipelines.invoicing.presentation import allowance_text, payment_qr, quantity_text
+from squak_pipelines.money import format_money
+from squak_pipelines.operator_identity import Operator, load_operator
+from squak_pipelines.payments.links import payment_url
 
 DEFAULT_TEMPLATE = "invoice.html.j2"
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
-OPERATOR = {
-    "name": "Squak Communications",
-    "address": "100 Example Street, New York, NY 10001",
-    "support": "billing@squak.example",
-}
+LOCALE = "en"  # the language of the package's templates; money follows its conventions
+REVERSE_CHARGE_NOTE = ("Reverse charge: VAT is to be accounted for by the recipient "
+                       "(Article 196, Council Directive 2006/112/EC).")
+
+
+class TemplateError(ValueError):
+    """An invoice template that cannot be used for a final invoice (names the file and rule)."""
+
+
+def operator_of(reference_dir: Path | None) -> Operator:
+    """The operator's identity (read again when its file changes)."""
+    if reference_dir is None:
+        raise TemplateError("documents need the operator's identity: no reference directory given")
+    path = reference_dir / "operator.yaml"
+    stamp = path.stat().st_mtime_ns if path.exists() else 0
+    return _operator(reference_dir, stamp)
+
+
+@lru_cache(maxsize=8)
+def _operator(reference_dir: Path, stamp: int) -> Operator:
+    return load_operator(reference_dir)
+
+
+def invoice_link(invoice: Invoice, operator: Operator, data_dir: Path | None) -> str:
+    """The final invoice's signed payment link ('' for drafts and credit notes)."""
+    if not invoice.number or data_dir is None or invoice.document_type != "invoice":
+        return ""
+    return payment_url(invoice.number, invoice.amount_due, invoice.currency,
+                       date.fromisoformat(invoice.issue_date), data_dir, operator.payment_link)
 SECTIONS = (
     ("recurring", "Services"),
     ("one_time", "One-time charges"),
@@ -66,11 +101,13 @@ def _logo(reference_dir: Path | None, relative: str) -> str:
     return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def render_html(invoice: Invoice, reference_dir: Path | None, calls: list[dict] | None = None) -> str:
+def render_html(invoice: Invoice, reference_dir: Path | None, calls: list[dict] | None = None,
+                data_dir: Path | None = None) -> str:
     """The invoice as HTML; `calls` (when the customer asked for it) becomes the itemized
-    call-detail appendix page."""
+    call-detail appendix page; `data_dir` signs the payment link of a final invoice."""
     data = invoice.as_dict()
     customer = data["customer"]
+    operator = operator_of(reference_dir)
     env = environment(reference_dir)
     name = f"{customer.get('template')}.html.j2" if customer.get("template") else DEFAULT_TEMPLATE
     try:
@@ -87,25 +124,39 @@ def render_html(invoice: Invoice, reference_dir: Path | None, calls: list[dict] 
         "logo": _logo(reference_dir, customer.get("brand_logo") or ""),
     }
     for line in data["lines"]:
-        line["show_allowance"] = (
-            line["kind"] in ("usage", "late_usage") and Decimal(line["allowance_used"]) > 0
-        )
+        line["quantity_text"] = quantity_text(line)
+        line["allowance_text"] = allowance_text(line)
+        line["show_allowance"] = bool(line["allowance_text"])
     sections = [
         {"title": title, "lines": [line for line in data["lines"] if line["kind"] == kind]}
         for kind, title in SECTIONS
     ]
     title = f"Invoice {invoice.number}" if invoice.number else f"Draft invoice {invoice.key}"
-    return template.render(
+    link = invoice_link(invoice, operator, data_dir)
+
+    def money(value) -> str:
+        return format_money(Decimal(value), invoice.currency, LOCALE)
+
+    page = template.render(
         invoice=data,
         customer=customer,
+        business=customer.get("segment") == "business",
         brand=brand,
-        operator=OPERATOR,
+        operator=operator.as_dict(),
         sections=[s for s in sections if s["lines"]],
         title=title,
         period=invoice.cycle,
         calls=calls or [],
-        money=lambda value: f"{round_to_currency(Decimal(value), invoice.currency):,} {invoice.currency}",
+        money=money,
+        payment_link=link,
+        payment_qr=payment_qr(operator, invoice.number or "", invoice.amount_due, invoice.currency, link)
+        if invoice.number and invoice.document_type == "invoice" else "",
+        reverse_charge_note=REVERSE_CHARGE_NOTE if invoice.reverse_charge else "",
     )
+    if invoice.number and invoice.document_type == "invoice" and money(invoice.amount_due) not in page:
+        raise TemplateError(f"template {template.filename}: rule 'shows the amount due': invoice "
+                            f"{invoice.number} renders without its amount due {money(invoice.amount_due)}")
+    return page
 
 
 def render_json(invoice: Invoice) -> str:

@@ -4,9 +4,10 @@ Inputs are read set-based: accounts, service periods overlapping the cycle, usag
 per account, currency, cycle, service, call type and destination from `rating.rated_events`
 (events of this cycle and earlier ones not yet invoiced), and the tax table. Drafts are
 replaced on every run. Finalizing numbers the drafts gaplessly per series
-(`SQK-<year>-<000001>`) inside one transaction that also records the events billed, so a
-finalized invoice never changes; re-running a cycle leaves it as it is and rewrites its
-documents byte for byte from the HTML and JSON stored at finalization.
+(`<prefix>-<year>-<000001>`, the prefix from reference/operator.yaml) inside one transaction
+that also records the events billed and stores the documents (HTML, JSON and the EN 16931
+e-invoices, validated), so a finalized invoice never changes; re-running a cycle leaves it as
+it is and rewrites its documents byte for byte from what was stored at finalization.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from squak_pipelines.cycles import (
 from squak_pipelines.faults import fault_point
 from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
+from squak_pipelines.invoicing.einvoice import make as make_einvoice
 from squak_pipelines.invoicing.pdf import PdfJob, pdf_complete, pdfs_wanted, write_pdfs
 from squak_pipelines.invoicing.promotions import load_coupons
-from squak_pipelines.invoicing.render import render_html, render_json
+from squak_pipelines.invoicing.render import operator_of, render_html, render_json
 from squak_pipelines.invoicing.tables import SCHEMAS as TABLES
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
@@ -74,6 +76,8 @@ class BillingReport:
     call_detail_files: int = 0
     pdfs_rendered: int = 0
     gate: Any = None  # the revenue-assurance gate's SuiteOutcome (when finalizing)
+    einvoices: int = 0  # final invoices with valid EN 16931 e-invoices made by this run
+    einvoice_blocked: dict[str, str] = field(default_factory=dict)  # number -> rules broken
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
@@ -347,7 +351,7 @@ def bill_cycle(
         report.drafts = len(drafts)
         draft_json = [render_json(i) for i in drafts]
         for invoice, document in zip(drafts, draft_json, strict=True):
-            html = render_html(invoice, settings.reference_dir)
+            html = render_html(invoice, settings.reference_dir, data_dir=settings.data_dir)
             _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), html, document)
         with warehouse.transaction():
             if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
@@ -494,7 +498,7 @@ def _finalize(
 ) -> None:
     """Number and store the drafts, issued today, and record the events they bill, in one
     transaction. Numbers rise with issue dates: a clock behind the last issue date is refused."""
-    series = f"SQK-{today.year}"
+    series = f"{operator_of(settings.reference_dir).invoice_prefix}-{today.year}"
     with warehouse.transaction():
         lock_numbering(warehouse)
         latest = latest_issue_date(warehouse)
@@ -541,7 +545,12 @@ def _finalize(
             )
         documents = [render_json(i) for i in todo]
         calls = appendix_calls(warehouse, [i.number for i in todo if _wants_appendix(i)])
-        pages = [render_html(i, settings.reference_dir, calls.get(i.number)) for i in todo]
+        pages = [render_html(i, settings.reference_dir, calls.get(i.number), settings.data_dir) for i in todo]
+        operator, taxes = operator_of(settings.reference_dir), tax_table(settings)
+        edocs = [make_einvoice(i, operator, taxes) for i in todo]
+        report.einvoices = sum(1 for e in edocs if e.ubl and not e.errors)
+        report.einvoice_blocked = {i.number: e.errors for i, e in zip(todo, edocs, strict=True)
+                                   if e.errors and i.number}
         warehouse.load(
             "invoicing.invoices",
             pa.table(
@@ -555,6 +564,9 @@ def _finalize(
                     "html": pages,
                     "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
                     "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
+                    "ubl": [e.ubl for e in edocs],
+                    "cii": [e.cii for e in edocs],
+                    "einvoice_errors": [e.errors for e in edocs],
                 },
                 schema=TABLES["invoicing.invoices"],
             ),
@@ -599,19 +611,31 @@ def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) ->
     rendered from the stored HTML (reproducibly; `SQUAK_INVOICE_PDF=off` skips PDFs, for
     operators who send HTML only); returns how many PDFs were rendered."""
     rows = warehouse.query_arrow(
-        "select number, issue_date, document, html from invoicing.invoices "
+        "select number, issue_date, document, html, ubl, cii from invoicing.invoices "
         "where substr(cycle, 1, 7) = :month order by number",
         {"month": month},
     ).to_pylist()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for row in rows:
-        inside(out_dir, f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
-        inside(out_dir, f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
+        write_stored_documents(out_dir, row)
         pdf = inside(out_dir, f"{row['number']}.pdf")
         if pdfs_wanted() and not pdf_complete(pdf):
-            jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"]))
+            jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"], row["cii"] or ""))
     return write_pdfs(jobs)
+
+
+def write_stored_documents(out_dir: Path, row: dict) -> None:
+    """The HTML, JSON and UBL e-invoice of a final document, as stored when it was issued."""
+    inside(out_dir, f"{row['number']}.html").write_text(row["html"], encoding="utf-8")
+    inside(out_dir, f"{row['number']}.json").write_text(row["document"], encoding="utf-8")
+    if row.get("ubl"):
+        inside(out_dir, f"{row['number']}.xml").write_text(row["ubl"], encoding="utf-8")
+
+
+def tax_table(settings: Settings) -> dict[str, dict]:
+    """The tax table by tax id."""
+    return {t["tax_id"]: t for t in load_tax_rates(settings.reference_dir / "tax_rates.csv").to_pylist()}
 
 
 

@@ -14,7 +14,9 @@ TABLES = (
               ("number", _S), ("invoice_key", _S), ("account_id", _S), ("cycle", _S), ("currency", _S),
               ("issue_date", DATE), ("due_date", DATE), ("subtotal", _D), ("tax_total", _D),
               ("total", _D), ("previous_balance", _D), ("amount_due", _D), ("document", _S),
-              ("html", _S), ("html_sha256", _S), ("finalized_at", UTC_TS)],
+              ("html", _S), ("html_sha256", _S), ("finalized_at", UTC_TS),
+              # EN 16931: UBL 2.1 for every invoice, CII (Factur-X) for EUR, and what validation found
+              ("ubl", _S), ("cii", _S), ("einvoice_errors", _S)],
           unique=["number", "invoice_key"]),
     table("invoicing.invoice_lines", "Lines of the final invoices (written with invoicing.invoices).", [
         ("invoice_key", _S), ("line_no", INT), ("kind", _S), ("description", _S), ("quantity", _D),
@@ -37,7 +39,7 @@ TABLES = (
               ("number", _S), ("invoice_number", _S), ("account_id", _S), ("cycle", _S), ("currency", _S),
               ("issue_date", DATE), ("reason", _S), ("subtotal", _D), ("tax_total", _D), ("total", _D),
               ("applied_to", _S), ("document", _S), ("html", _S), ("html_sha256", _S),
-              ("created_at", UTC_TS)], unique=["number"]),
+              ("created_at", UTC_TS), ("ubl", _S), ("cii", _S), ("einvoice_errors", _S)], unique=["number"]),
     table("invoicing.credit_note_lines", "Lines of the credit notes, each naming the invoice line it "
           "credits (null for taxes).", [
               ("number", _S), ("line_no", INT), ("invoice_number", _S), ("credits_line_no", INT),

@@ -23,7 +23,9 @@ ACCOUNT_FIELDS = ("account_id", "name", "segment", "email", "street", "city", "s
                   "delivery_method", "privacy_mask", "brand_logo", "brand_primary_color",
                   "brand_accent_color", "template", "created_at", "call_detail",
                   # SEPA direct debit (payment_method ach, EUR): the customer's account and mandate
-                  "iban", "bic", "mandate_id", "mandate_date")
+                  "iban", "bic", "mandate_id", "mandate_date",
+                  # a business customer's VAT id (printed on its invoices and e-invoices)
+                  "vat_id")
 LINE_FIELDS = ("order_id", "line_no", "account_id", "kind", "product_id", "plan_id", "quantity",
                "area_code", "requested_number", "phone_number", "features", "effective_at",
                "submitted_at", "notes")

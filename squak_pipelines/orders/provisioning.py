@@ -13,6 +13,11 @@ Rules:
 - A service is active from the effective time of its order. A disconnect ends it at its
   effective time; the number returns to the inventory after the quarantine period.
 - A plan change ends the current period and opens a new one on the new plan.
+- An add-on (a product of kind `addon`, e.g. an SMS option) belongs to a line: the one its
+  order line names (`phone_number`), else the first line sold in the same order, else the
+  account (`parent_service_id` empty). It ends with its line: disconnecting the line ends
+  the line's add-ons at the same moment, and the account's own add-ons end when its last
+  line does.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import pandas as pd
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 QUARANTINE = timedelta(days=90)
 SERVICE_COLUMNS = ("service_id", "period", "account_id", "order_id", "line_no", "product_id",
-                   "plan_id", "number", "features", "active_from", "active_to")
+                   "plan_id", "number", "features", "active_from", "active_to", "parent_service_id")
 HISTORY_COLUMNS = ("order_id", "line_no", "status", "at", "detail")
 
 
@@ -53,7 +58,11 @@ class Provisioner:
         self.product_features = product_features
         self.open_period: dict[str, int] = {}  # number -> index of its open period
         self.by_account: dict[str, list[int]] = {}
+        self.addons = {p for p, needed in needs_number.items() if not needed}
+        self.lines_of_order: dict[str, list[str]] = {}  # order id -> service ids of its lines
         for i, s in enumerate(self.services):
+            parent = s.get("parent_service_id")
+            s["parent_service_id"] = "" if parent is None or pd.isna(parent) else str(parent)
             s["active_to"] = None if pd.isna(s["active_to"]) else s["active_to"]
             s["number"] = None if s["number"] is None or pd.isna(s["number"]) else s["number"]
             self.by_account.setdefault(str(s["account_id"]), []).append(i)
@@ -128,9 +137,11 @@ class Provisioner:
         base_id = f"SVC-{line['order_id']}-{line['line_no']}"
         history: list[tuple[str, pd.Timestamp, str]] = []
         if not self.needs_number.get(product, True):
+            parent = self._parent_line(line)
             for k in range(1, qty + 1):
-                self._open(f"{base_id}-{k}", line, None, features, at)
-            history.append(("active", at, f"{qty} x {product}"))
+                self._open(f"{base_id}-{k}", line, None, features, at, parent=parent)
+            history.append(("active", at, f"{qty} x {product}"
+                            + (f" on {parent}" if parent else " on the account")))
             return Outcome(True, history=history)
         numbers: list[str] = []
         requested = str(line.get("requested_number") or "")
@@ -161,19 +172,44 @@ class Provisioner:
                 return Outcome(False, "activation_failed", detail, history)
         for k, number in enumerate(numbers, 1):
             self._open(f"{base_id}-{k}", line, number, features, at)
+            self.lines_of_order.setdefault(str(line["order_id"]), []).append(f"{base_id}-{k}")
         history.append(("active", at, ", ".join(numbers)))
         return Outcome(True, history=history)
 
     def _open(self, service_id: str, line: dict[str, object], number: str | None, features: str,
-              at: pd.Timestamp, period: int = 1, plan_id: str | None = None) -> None:
+              at: pd.Timestamp, period: int = 1, plan_id: str | None = None, parent: str = "") -> None:
         self.services.append({
             "service_id": service_id, "period": period, "account_id": line["account_id"],
             "order_id": line["order_id"], "line_no": line["line_no"], "product_id": line["product_id"],
             "plan_id": plan_id or line["plan_id"], "number": number, "features": features,
-            "active_from": at, "active_to": None})
+            "active_from": at, "active_to": None, "parent_service_id": parent})
         self.by_account.setdefault(str(line["account_id"]), []).append(len(self.services) - 1)
         if number:
             self.open_period[number] = len(self.services) - 1
+
+    def _parent_line(self, line: dict[str, object]) -> str:
+        """The line an add-on belongs to ('' for the account)."""
+        named = self._current(line) if line.get("phone_number") else None
+        if named is not None:
+            return str(named["service_id"])
+        same_order = self.lines_of_order.get(str(line["order_id"]), [])
+        return same_order[0] if same_order else ""
+
+    def _end_addons(self, ended: dict[str, object], at: pd.Timestamp) -> list[str]:
+        """End the open add-ons of a line that just ended (and the account's own add-ons when
+        it was the account's last open line); returns their service ids."""
+        account = ended["account_id"]
+        mine = [self.services[i] for i in self.by_account.get(str(account), [])]
+        lines_left = any(s["active_to"] is None and s["product_id"] not in self.addons for s in mine)
+        out = []
+        for s in mine:
+            if s["active_to"] is not None or s["product_id"] not in self.addons:
+                continue
+            mine_ended = s["parent_service_id"] == ended["service_id"]
+            if mine_ended or (not s["parent_service_id"] and not lines_left):
+                s["active_to"] = at
+                out.append(str(s["service_id"]))
+        return out
 
     def _has_active_service(self, account: str, at: pd.Timestamp) -> bool:
         periods = (self.services[i] for i in self.by_account.get(account, []))
@@ -207,8 +243,11 @@ class Provisioner:
         number = str(line["phone_number"])
         del self.open_period[number]
         self._release(number, at)
-        return Outcome(True, history=[("disconnected", at, f"{period['service_id']}; number in "
-                                                          f"quarantine until {(at + QUARANTINE):%Y-%m-%d}")])
+        ended = self._end_addons(period, at)
+        detail = f"{period['service_id']}; number in quarantine until {(at + QUARANTINE):%Y-%m-%d}"
+        if ended:
+            detail += f"; add-ons ended with it: {', '.join(ended)}"
+        return Outcome(True, history=[("disconnected", at, detail)])
 
     def _change_plan(self, line: dict[str, object]) -> Outcome:
         period = self._end_current(line)

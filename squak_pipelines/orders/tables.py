@@ -14,7 +14,7 @@ ACCOUNT_COLUMNS = (
     "country", "currency", "bill_day", "payment_method", "card_token", "card_brand",
     "card_last4", "card_expiry", "autopay", "delivery_method", "privacy_mask", "brand_logo",
     "brand_primary_color", "brand_accent_color", "template", "created_at", "call_detail", "billing_issue",
-    "source_file", "iban", "bic", "mandate_id", "mandate_date")
+    "source_file", "iban", "bic", "mandate_id", "mandate_date", "vat_id")
 
 TABLES = (
     table("orders.intake_files", "Every order drop file seen: name, content hash, kind, status, counts.",
@@ -31,10 +31,11 @@ TABLES = (
           "the record (card numbers redacted).", [
         ("entity", S), ("record_key", S), ("line_no", S), ("source_file", S), ("source_line", INT),
         ("field", S), ("reason", S), ("message", S), ("record", S)]),
-    table("orders.services", "Service periods: account, product, plan, number, features, active_from/to.", [
+    table("orders.services", "Service periods: account, product, plan, number, features, active_from/to, "
+          "and the line an add-on belongs to.", [
         ("service_id", S), ("period", INT), ("account_id", S), ("order_id", S), ("line_no", S),
         ("product_id", S), ("plan_id", S), ("number", S), ("features", S), ("active_from", TS),
-        ("active_to", TS)], unique=[("service_id", "period")], rewritten=True),
+        ("active_to", TS), ("parent_service_id", S)], unique=[("service_id", "period")], rewritten=True),
     table("orders.number_inventory", "Every number with its status (available, assigned, quarantine).", [
         ("number", S), ("country", S), ("area_code", S), ("state", S), ("block", S), ("status", S),
         ("service_id", S), ("quarantine_until", TS)], unique=["number"], rewritten=True),

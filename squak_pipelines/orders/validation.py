@@ -4,6 +4,7 @@ Reason codes (the `reason` of a rejected order line):
 malformed_record, duplicate_order_id, unknown_account, card_number_in_input (the account's
 input carried a card number), missing_payment_method, invalid_payment_method,
 invalid_card_details, invalid_mandate (a SEPA mandate with a bad IBAN, id, date or BIC),
+invalid_vat_id (a VAT id failing its country's check digits or format, python-stdnum),
 expired_card, invalid_country, invalid_address, unknown_product,
 unknown_plan, plan_not_offered, quantity_out_of_range, feature_not_offered.
 Timeline rules (disconnect_not_active, change_plan_not_active, no_active_service,
@@ -18,6 +19,7 @@ import pandas as pd
 from squak_pipelines import clock
 from squak_pipelines.orders.catalogue import Catalogue, iso_countries
 from squak_pipelines.payments.direct_debit import mandate_problem
+from squak_pipelines.tax_ids import vat_problem
 
 KINDS = ("new", "add_on", "change_plan", "disconnect")
 PAYMENT_METHODS = ("card", "ach", "invoice")
@@ -44,8 +46,19 @@ def validate_accounts(accounts: pd.DataFrame) -> pd.DataFrame:
                "invalid_country", "invalid_address"]
     issue = pd.Series(np.select(conditions, reasons, default=""), index=a.index)
     issue = issue.where(issue != "", _mandate_issues(a))
+    issue = issue.where(issue != "", _vat_issues(a))
     a["billing_issue"] = issue.replace("", None)
     return a
+
+
+def _vat_issues(a: pd.DataFrame) -> pd.Series:
+    """`invalid_vat_id: <why>` for accounts whose VAT id is given but not valid; else ''."""
+    vat = a.reindex(columns=["vat_id"])["vat_id"].fillna("").astype(str)
+    problems = pd.Series("", index=a.index, dtype=object)
+    for idx in a.index[vat != ""]:  # accounts, not CDRs: a handful per drop
+        problem = vat_problem(vat[idx], str(a.at[idx, "country"]))
+        problems[idx] = f"invalid_vat_id: vat_id: {problem}" if problem else ""
+    return problems
 
 
 def _mandate_issues(a: pd.DataFrame) -> pd.Series:

@@ -99,10 +99,12 @@ def verify(token: str, secret: bytes, now: datetime | None = None) -> LinkClaims
 
 
 def payment_url(
-    invoice_number: str, amount: Decimal, currency: str, issue_date: date, data_dir: Path
+    invoice_number: str, amount: Decimal, currency: str, issue_date: date, data_dir: Path,
+    template: str = "",
 ) -> str:
-    """The link printed in emails and on the portal (`SQUAK_PAYMENT_URL` with `{token}`)."""
+    """The link printed on invoices, in emails and on the portal (`SQUAK_PAYMENT_URL`, else the
+    operator's `payment_link`, with `{token}`)."""
     token = sign(invoice_number, amount, currency, expiry(issue_date), link_secret(data_dir))
-    return os.environ.get("SQUAK_PAYMENT_URL", DEFAULT_URL).format(
+    return (os.environ.get("SQUAK_PAYMENT_URL") or template or DEFAULT_URL).format(
         token=token, number=invoice_number, amount=f"{amount:f}"
     )

@@ -94,6 +94,9 @@ def load_products(path: Path) -> pa.Table:
 
 
 def load_tax_rates(path: Path) -> pa.Table:
+    """The tax table. Optional columns: `vat` (yes/no: an EN 16931 value added tax; default
+    `is_vat`) and `reverse_charge` (yes: a business customer with a valid VAT id accounts for
+    this VAT itself; its invoices carry the reverse-charge note instead of the tax)."""
     rows = read_rows(path, ("tax_id", "name", "country", "state", "applies_to", "kind", "rate",
                             "amount", "currency", "effective_from"))
     _unique(path, rows, "tax_id")
@@ -109,6 +112,11 @@ def load_tax_rates(path: Path) -> pa.Table:
         rate = _decimal(path, line, "rate", row["rate"], allow_empty=row["kind"] == "fixed")
         amount = _decimal(path, line, "amount", row["amount"], allow_empty=row["kind"] == "percent")
         _check(path, line, "rate", rate is None or rate <= 100, "a percentage above 100")
+        for flag in ("vat", "reverse_charge"):
+            _check(path, line, flag, row.get(flag, "") in ("", "yes", "no"),
+                   f"{row.get(flag)!r} is not yes or no")
+        _check(path, line, "reverse_charge", row.get("reverse_charge") != "yes" or row["kind"] == "percent",
+               "only a percentage tax (a VAT) can be reverse charged")
         rates.append(rate)
         amounts.append(amount)
     return pa.table({
@@ -117,7 +125,18 @@ def load_tax_rates(path: Path) -> pa.Table:
         "rate_percent": pa.array(rates, pa.decimal128(9, 4)),
         "amount": pa.array(amounts, pa.decimal128(18, 6)),
         "effective_from": pa.array([r["effective_from"] for _, r in rows]).cast(pa.date32()),
+        "vat": pa.array([is_vat(r) for _, r in rows], pa.bool_()),
+        "reverse_charge": pa.array([r.get("reverse_charge") == "yes" for _, r in rows], pa.bool_()),
     })
+
+
+def is_vat(row: dict[str, str]) -> bool:
+    """Whether a tax is a value added tax (EN 16931 VAT): the `vat` column, else a national
+    percentage on every line outside the United States (which has no VAT)."""
+    if row.get("vat"):
+        return row["vat"] == "yes"
+    national = not row["state"] and row["country"] != "US"
+    return row["kind"] == "percent" and row["applies_to"] == "all" and national
 
 
 def load_switches(path: Path) -> pa.Table:

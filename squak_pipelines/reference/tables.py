@@ -14,7 +14,8 @@ TABLES = (
     table("raw.tax_rates", "Tax rates by jurisdiction and date (reference/tax_rates.csv).", [
         ("tax_id", TEXT), ("name", TEXT), ("country", TEXT), ("state", TEXT), ("applies_to", TEXT),
         ("kind", TEXT), ("currency", TEXT), ("rate_percent", pa.decimal128(9, 4)), ("amount", MONEY),
-        ("effective_from", DATE)], unique=["tax_id"], rewritten=True),
+        ("effective_from", DATE), ("vat", pa.bool_()), ("reverse_charge", pa.bool_())],
+          unique=["tax_id"], rewritten=True),
     table("raw.switches", "The operator's switches: CDR format, time zone, country, drop folder and "
           "layout file (custom CDR templates).", [
         ("switch_id", TEXT), ("format", TEXT), ("timezone", TEXT), ("country", TEXT), ("folder", TEXT),
