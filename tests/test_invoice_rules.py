@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
@@ -269,3 +270,70 @@ def test_an_unknown_promotion_scope_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ReferenceFileError, match=r"promotions.csv:2: field 'applies_to': 'activation'"):
         load_promotions(path)
 
+
+
+def test_an_invalid_e_invoice_is_refused_by_the_rules_and_blocks_delivery(month, monkeypatch) -> None:
+    """The CEN schematron refuses a line total that does not add up (BR-CO-10); such an invoice
+    is finalized (numbers stay gapless) but delivered by no method."""
+    from lxml import etree
+
+    import squak_pipelines.invoicing.einvoice as einvoice
+    from squak_pipelines.invoicing.delivery import deliver_cycle
+    from squak_pipelines.invoicing.einvoice.validation import validate
+    from squak_pipelines.invoicing.stage import bill_cycle
+
+    warehouse, settings = month
+    monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")
+    monkeypatch.setenv("SQUAK_TODAY", "2026-11-02")
+    made = einvoice.to_ubl
+
+    def broken(view) -> bytes:
+        xml = made(view)
+        if view.buyer.identifier != "A-DST":
+            return xml
+        root = etree.fromstring(xml)
+        amount = root.find(".//{*}InvoiceLine/{*}LineExtensionAmount")
+        amount.text = str(Decimal(amount.text) + 1)  # a line that no longer adds up to BT-106
+        return etree.tostring(root)
+
+    monkeypatch.setattr(einvoice, "to_ubl", broken)
+    # The synthetic month's usage is not from its decks: the revenue-assurance gate (tested
+    # elsewhere) would re-rate it, so it is passed here.
+    monkeypatch.setattr("squak_pipelines.assurance.invoice_gate.run_gate",
+                        lambda *a, **k: SimpleNamespace(success=True))
+    report = bill_cycle(warehouse, settings, "2026-10", finalize=True)
+    [(number, errors)] = report.einvoice_blocked.items()
+    assert "BR-CO-10" in errors and errors.startswith("UBL")
+    assert report.einvoices == report.finalized - 1
+    assert validate(broken(einvoice.build(*_view_args(warehouse, settings, number))), "ubl").rule_ids \
+        == ["BR-CO-10"]
+    delivered = deliver_cycle(warehouse, settings, "2026-10")
+    assert delivered.blocked == {number: "BR-CO-10"}
+    rows = warehouse.query_df("select number, status, detail from invoicing.deliveries")
+    mine = rows[rows["number"] == number]
+    assert list(mine["status"]) == ["blocked"] and "BR-CO-10" in mine["detail"].iloc[0]
+    assert not (settings.data_dir / "outbox" / f"{number}.eml").exists()
+    portal = (settings.data_dir / "portal" / "A-DST")
+    assert not portal.exists() or number not in (portal / "index.html").read_text()
+    # Every other invoice: valid UBL beside it, and for EUR a CII.
+    valid = warehouse.query_df("select number, currency, ubl, cii, einvoice_errors from invoicing.invoices")
+    valid = valid[valid["number"] != number]
+    assert (valid["einvoice_errors"] == "").all() and (valid["ubl"].str.len() > 0).all()
+    assert ((valid["cii"].str.len() > 0) == (valid["currency"] == "EUR")).all()
+
+
+def _view_args(warehouse: Warehouse, settings: Settings, number: str):
+    """What einvoice.build needs for a final invoice, read back from the warehouse."""
+    import json
+
+    from squak_pipelines.invoicing.compose import LINE_FIELDS, Line
+    from squak_pipelines.invoicing.render import operator_of
+    from squak_pipelines.invoicing.stage import tax_table
+
+    doc = json.loads(warehouse.scalar("select document from invoicing.invoices where number = :n",
+                                      {"n": number}))
+    lines = [Line(**{k: (D(v) if k in ("amount", "quantity", "allowance_used") and v is not None else v)
+                     for k, v in x.items() if k in LINE_FIELDS}) for x in doc.pop("lines")]
+    doc.pop("key")
+    invoice = Invoice(**{**doc, "lines": lines})
+    return invoice, operator_of(settings.reference_dir), tax_table(settings), 2
