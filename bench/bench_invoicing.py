@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/bench_invoicing.py [--accounts 30000] [--events-per-account 60]
 
-Uses the demo's reference files (plans, decks, taxes) and writes synthetic accounts, services
-and rated usage straight into a DuckDB warehouse (building them is timed apart), then runs
-`bill_cycle` with finalization for 2026-10 (PDFs off), then renders PDFs of a sample of
-the final invoices on every core, as `bill_cycle` does, and the revenue-assurance controls
-of the cycle. Prints invoices/s, seconds of the controls, PDFs/s and peak
-RSS; asserts nothing.
+Uses the demo's reference files (plans, decks, taxes, operator) and writes synthetic accounts,
+services and rated usage straight into a DuckDB warehouse (building them is timed apart), then
+runs `bill_cycle` with finalization for 2026-10 (PDFs off) twice on copies of that warehouse:
+with EN 16931 e-invoices off and on (UBL for every invoice, CII for EUR ones, each validated
+against the CEN schematron), then renders PDFs of a sample of the final invoices on every core
+(EUR ones as Factur-X), as `bill_cycle` does, and the revenue-assurance controls of the cycle.
+Prints invoices/s with e-invoices off and on, seconds of the controls, PDFs/s and peak RSS;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -38,7 +41,9 @@ PLANS = [
     ("BIZ-US-UCAAS", "UCAAS-SEAT", "USD", "IL"),
     ("BIZ-UK", "UCAAS-SEAT", "GBP", ""),
     ("RES-MX", "RES-LINE", "MXN", ""),
+    ("BIZ-EU", "UCAAS-SEAT", "EUR", ""),
 ]
+COUNTRY = {"GBP": "GB", "MXN": "MX", "EUR": "DE", "USD": "US"}
 DESTINATIONS = [
     "United States - Fixed",
     "United States - Mobile",
@@ -56,11 +61,15 @@ def build(warehouse: DuckDBWarehouse, accounts: int, per_account: int, seed: int
     rng = np.random.default_rng(seed)
     ids = [f"ACC-{i:06d}" for i in range(accounts)]
     plan = rng.integers(0, len(PLANS), accounts)
-    country = ["GB" if PLANS[p][2] == "GBP" else "MX" if PLANS[p][2] == "MXN" else "US" for p in plan]
+    country = [COUNTRY[PLANS[p][2]] for p in plan]
     account_rows = {c: [""] * accounts for c in SCHEMAS["orders.accounts"].names}
     account_rows.update(
         account_id=ids,
         name=[f"Customer {i}" for i in range(accounts)],
+        street=[f"{i} Main Street" for i in range(accounts)],
+        city=["Springfield"] * accounts,
+        postal_code=["10001"] * accounts,
+        segment=["residential"] * accounts,
         email=[f"c{i}@example.com" for i in range(accounts)],
         country=country,
         state=[PLANS[p][3] for p in plan],
@@ -86,6 +95,7 @@ def build(warehouse: DuckDBWarehouse, accounts: int, per_account: int, seed: int
                 "features": ["voice"] * services,
                 "active_from": [start] * services,
                 "active_to": pa.nulls(services, pa.timestamp("us", tz="UTC")),
+                "parent_service_id": [""] * services,
             },
             schema=SCHEMAS["orders.services"],
         ),
@@ -136,14 +146,21 @@ def main() -> None:
             f"input: {args.accounts:,} accounts, {2 * args.accounts:,} services, {events:,} rated events "
             f"in {time.perf_counter() - started:.1f} s"
         )
-        started = time.perf_counter()
-        report = bill_cycle(warehouse, settings, "2026-10", finalize=True)
-        seconds = time.perf_counter() - started
-        print(
-            f"billing cycle: {report.drafts:,} drafts, {report.finalized:,} finalized and rendered "
-            f"(HTML, JSON, call detail) in {seconds:.1f} s ({report.finalized / seconds:,.0f} invoices/s); "
-            f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
-        )
+        shutil.copy(Path(tmp) / "bench.duckdb", Path(tmp) / "without.duckdb")
+        for label, switch, path in (("off", "off", "without.duckdb"), ("on", "on", "bench.duckdb")):
+            os.environ["SQUAK_EINVOICE"] = switch
+            target = DuckDBWarehouse(Path(tmp) / path)
+            started = time.perf_counter()
+            report = bill_cycle(target, settings, "2026-10", finalize=True)
+            seconds = time.perf_counter() - started
+            made = "HTML, JSON, call detail" + (", UBL, CII" if switch == "on" else "")
+            print(
+                f"billing cycle, e-invoices {label}: {report.drafts:,} drafts, "
+                f"{report.finalized:,} finalized and rendered ({made}) in "
+                f"{seconds:.1f} s ({report.finalized / seconds:,.0f} invoices/s); valid e-invoices "
+                f"{report.einvoices:,}, blocked {len(report.einvoice_blocked):,}; peak RSS "
+                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
+            )
         print(f"totals: {report.totals}")
         started = time.perf_counter()
         audit = run_assurance(warehouse, settings, "2026-10")
@@ -153,18 +170,20 @@ def main() -> None:
         print(f"revenue assurance: 8 controls in {seconds:.1f} s; {verdicts}; peak RSS "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
         rows = warehouse.query_arrow(
-            "select number, issue_date, html from invoicing.invoices order by number"
+            "select number, issue_date, html, cii from invoicing.invoices order by number"
             + (f" limit {args.pdf_sample}" if args.pdf_sample else "")
         ).to_pylist()
         folder = Path(tmp) / "pdf"
         folder.mkdir()
-        jobs = [PdfJob(folder / f"{r['number']}.pdf", r["html"], r["issue_date"], r["number"]) for r in rows]
+        jobs = [PdfJob(folder / f"{r['number']}.pdf", r["html"], r["issue_date"], r["number"], r["cii"] or "")
+                for r in rows]
         started = time.perf_counter()
         write_pdfs(jobs)
         seconds = time.perf_counter() - started
         rate = len(jobs) / seconds
         print(
-            f"PDF: {len(jobs):,} invoices in {seconds:.1f} s ({rate:,.1f} PDFs/s on {os.cpu_count()} cores; "
+            f"PDF ({sum(1 for j in jobs if j.cii):,} of them Factur-X): {len(jobs):,} invoices in "
+            f"{seconds:.1f} s ({rate:,.1f} PDFs/s on {os.cpu_count()} cores; "
             f"{report.finalized / rate / 60:,.0f} min for all {report.finalized:,})"
         )
 

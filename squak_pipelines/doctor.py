@@ -42,7 +42,7 @@ def check_data_directory(settings: Settings) -> Check:
         return Check("data directory", False, f"{data} is not writable", f"chmod u+w {data}")
     missing = [
         n
-        for n in ("products.csv", "switches.csv", "tax_rates.csv")
+        for n in ("products.csv", "switches.csv", "tax_rates.csv", "operator.yaml")
         if not (settings.reference_dir / n).exists()
     ]
     if missing:
@@ -52,6 +52,13 @@ def check_data_directory(settings: Settings) -> Check:
             f"reference files missing in {settings.reference_dir}: {', '.join(missing)}",
             "run `squak generate` or add the operator's reference files",
         )
+    from squak_pipelines.operator_identity import OperatorFileError, load_operator
+
+    try:
+        load_operator(settings.reference_dir)
+    except OperatorFileError as exc:
+        return Check("data directory", False, str(exc), "fix reference/operator.yaml (README: the operator's "
+                     "identity)")
     return Check("data directory", True, f"{data} ({settings.warehouse_kind} warehouse)")
 
 

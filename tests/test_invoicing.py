@@ -333,8 +333,19 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
     folder = settings.data_dir / "invoices" / "2026-10"
     before = {p.name: p.read_bytes() for p in folder.glob("SQK-*")}
     pdfs = warehouse.kind == "duckdb"  # PDFs are the same whatever the warehouse: rendered once
-    documents = 3 if pdfs else 2
+    documents = 4 if pdfs else 3  # HTML, JSON, the UBL e-invoice (.xml) and the PDF
     assert len([n for n in before if not n.endswith("-calls.csv")]) == documents * len(numbers)
+    # Every demo invoice passes EN 16931 (XSD and CEN schematron): UBL for all, CII for EUR.
+    e = warehouse.query_df("select number, currency, ubl, cii, einvoice_errors from invoicing.invoices")
+    assert (e["einvoice_errors"] == "").all(), e[e["einvoice_errors"] != ""].head().to_dict("records")
+    assert final.einvoices == len(numbers) and not final.einvoice_blocked
+    assert ((e["cii"].str.len() > 0) == (e["currency"] == "EUR")).all()
+    euro = sorted(e[e["currency"] == "EUR"]["number"])
+    if pdfs:
+        from facturx import get_xml_from_pdf
+
+        name, xml = get_xml_from_pdf((folder / f"{euro[0]}.pdf").read_bytes(), check_xsd=True)
+        assert name == "factur-x.xml" and xml.decode() == e[e["number"] == euro[0]]["cii"].iloc[0]
     if pdfs:
         first_pdf = folder / f"{numbers[0]}.pdf"
         assert before[first_pdf.name].startswith(b"%PDF-")
@@ -377,8 +388,11 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
         "and account_id is not null"
     )
     assert billed_keys == usage, "every answered rated event is billed once"
-    for pdf in list(folder.glob("SQK-*.pdf"))[:3]:
-        pdf.unlink()  # rendered again from the stored HTML: the same bytes
+    gone = [*sorted(folder.glob("SQK-*.pdf"))[:2], folder / f"{euro[0]}.pdf"]
+    for pdf in [p for p in gone if p.exists()]:
+        pdf.unlink()  # rendered again from the stored HTML (and CII): the same bytes
+    for xml in sorted(folder.glob("SQK-*.xml"))[:2]:
+        xml.unlink()
     again = bill_cycle(warehouse, settings, "2026-10", finalize=True)
     assert (again.drafts, again.finalized, again.already_final) == (0, 0, len(numbers))
     assert again.pdfs_rendered == (3 if pdfs else 0)
@@ -580,6 +594,12 @@ def test_credit_notes_correct_an_invoice_and_reach_the_next_one(billed, no_pdf, 
     assert "Credit note SQK-CN-2026-000001" in html and invoice["number"] in html
     assert "&lt;b&gt;activated&lt;/b&gt;" in html, "the reason is escaped"
     assert (folder / "SQK-CN-2026-000001.pdf").read_bytes().startswith(b"%PDF-")
+    # Credit notes are EN 16931 documents too: a UBL CreditNote (381) naming the invoice.
+    notes = warehouse.query_df("select number, ubl, einvoice_errors from invoicing.credit_notes order by 1")
+    assert (notes["einvoice_errors"] == "").all() and len(notes) == 2
+    ubl = (folder / "SQK-CN-2026-000001.xml").read_text()
+    assert ubl == notes["ubl"].iloc[0] and "<cbc:CreditNoteTypeCode>381</cbc:CreditNoteTypeCode>" in ubl
+    assert f"<cbc:ID>{invoice['number']}</cbc:ID>" in ubl
     same = warehouse.scalar(
         "select html_sha256 from invoicing.invoices where number = :n", {"n": invoice["number"]}
     )
