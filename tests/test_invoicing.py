@@ -288,13 +288,17 @@ def test_promotion_files_are_validated(tmp_path: Path) -> None:
         load_coupons(tmp_path)
 
 
-def test_template_escapes_customer_text(plans) -> None:
+def test_template_escapes_customer_text(plans, tmp_path: Path) -> None:
+    from squak_pipelines.demo.generate import OPERATOR_YAML
+
+    (tmp_path / "operator.yaml").write_text(OPERATOR_YAML, encoding="utf-8")
     account = {
         **ACCOUNT,
         "name": '<script>alert("x")</script> & Sons',
         "brand_primary_color": "red;}</style>",
     }
-    html = render_html(compose(account, OCT, "USD", [_period("2026-09-01T00:00:00")], plans, [], []), None)
+    invoice = compose(account, OCT, "USD", [_period("2026-09-01T00:00:00")], plans, [], [])
+    html = render_html(invoice, tmp_path)
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html and "&amp; Sons" in html
     assert "red;}</style>" not in html, "colours must be #RRGGBB"
     assert "DRAFT" in html
