@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from squak_pipelines.orders.catalogue import iso_countries
 from squak_pipelines.tax_ids import vat_problem, with_prefix
+from squak_pipelines.yaml_files import read_mapping
 
 FILE_NAME = "operator.yaml"
 REQUIRED = ("legal_name", "address.street", "address.city", "address.postal_code", "address.country",
@@ -74,15 +73,9 @@ def _get(doc: dict, dotted: str) -> str:
 def load_operator(reference_dir: Path) -> Operator:
     """The operator of `reference/operator.yaml`, every field checked."""
     path = reference_dir / FILE_NAME
-    if not path.exists():
-        raise OperatorFileError(path, "(file)", "the operator's identity file is missing; every invoice "
-                                "needs the seller's legal name, address, tax ids and bank account")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise OperatorFileError(path, "(file)", f"not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise OperatorFileError(path, "(file)", "must be a mapping of fields")
+    doc = read_mapping(path, lambda field, rule: OperatorFileError(path, field, rule),
+                       "the operator's identity file is missing; every invoice needs the seller's "
+                       "legal name, address, tax ids and bank account")
     for name in REQUIRED:
         if not _get(doc, name):
             raise OperatorFileError(path, name, "required legal field is missing or empty")

@@ -43,5 +43,4 @@ def with_prefix(vat_id: str, country: str) -> str:
     compact = compact_vat(vat_id)
     if compact[:2].isalpha():
         return compact
-    prefix = {v: k for k, v in PREFIX_COUNTRY.items() if k == "EL"}.get(country.upper(), country.upper())
-    return prefix + compact
+    return ("EL" if country.upper() == "GR" else country.upper()) + compact

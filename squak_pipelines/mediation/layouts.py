@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from squak_pipelines.yaml_files import read_mapping
 
 ROLES = ("record_id", "b_leg_id", "service", "calling_number", "called_number", "start_time",
          "answer_time", "end_time", "duration", "billsec", "disposition", "account_code")
@@ -71,14 +71,8 @@ def layout_path(reference_dir: Path, name: str) -> Path:
 
 def load_layout(path: Path) -> Layout:
     """Read and check one layout file."""
-    if not path.exists():
-        raise LayoutError(path, "(file)", "layout file missing (named in reference/switches.csv)")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise LayoutError(path, "(file)", f"not YAML: {exc}") from None
-    if not isinstance(spec, dict):
-        raise LayoutError(path, "(file)", "must be a mapping of keys")
+    spec = read_mapping(path, lambda field, problem: LayoutError(path, field, problem),
+                        "layout file missing (named in reference/switches.csv)")
     unknown = sorted(set(spec) - {"fields", "quoting", "delimiter", "header", "time_format", "timezone",
                                   "disposition"})
     if unknown:
