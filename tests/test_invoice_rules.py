@@ -60,7 +60,7 @@ A-CAP2,BIG12,2026-10
 ACCOUNTS = {  # account: (country, state)
     "A-WELCOME": ("US", "CA"), "A-NEG": ("US", "CA"), "A-STACK1": ("US", "TX"), "A-STACK2": ("US", "TX"),
     "A-CAP1": ("US", "TX"), "A-CAP2": ("US", "TX"), "A-DST": ("FR", ""), "A-911": ("US", "NY"),
-    "A-ADDON": ("US", "TX"),
+    "A-ADDON": ("US", "TX"), "A-BAND": ("US", "TX"),
 }
 SEP, OCT1 = "2026-09-01T04:00:00+00:00", "2026-10-01T04:00:00+00:00"  # local midnights in New York
 
@@ -124,20 +124,26 @@ SERVICES = [
 
 
 def _usage(key: str, account: str, charge: str, discount: str = "0", name: str | None = None,
-           currency: str = "USD", destination: str = "United Kingdom - London") -> dict:
+           currency: str = "USD", destination: str = "United Kingdom - London", plan: str = "T",
+           band: str = "offpeak") -> dict:
     return {"event_key": key, "account_id": account, "currency": currency, "cycle": "2026-10",
             "service": "voice", "call_type": "international", "destination": destination,
             "discount_name": name, "charged_units": 60, "allowance_used": 0, "charge": D(charge),
-            "discount": D(discount), "answered": True}
+            "discount": D(discount), "answered": True, "plan_id": plan, "band": band}
 
 
 USAGE = [
     # Two calls to London, one touched by the plan's discount: one usage line of 0.07, the
     # discount its own line.
-    _usage("E1", "A-STACK1", "0.0350"), _usage("E2", "A-STACK1", "0.0350", "0.0100", "International 10%"),
+    _usage("E1", "A-STACK1", "0.0350", band="peak"),
+    _usage("E2", "A-STACK1", "0.0350", "0.0100", "International 10%"),
     _usage("E3", "A-STACK1", "4.9300", destination="France"),
     _usage("E4", "A-STACK2", "0.0350"), _usage("E5", "A-STACK2", "0.0350", "0.0100", "International 10%"),
     _usage("E6", "A-STACK2", "4.9300", destination="France"),
+    # A plan that shows time bands on its invoices: a line per band.
+    _usage("E7", "A-BAND", "0.1000", plan="B", band="peak"),
+    _usage("E8", "A-BAND", "0.1000", plan="B", band="peak"),
+    _usage("E9", "A-BAND", "0.0500", plan="B", band="offpeak"),
 ]
 
 
@@ -151,6 +157,7 @@ def _settings(root: Path) -> Settings:
     ref = root / "reference"
     plans = ref / "plans"
     write_plan(plans, plan_id="T", fees=LINE_FEES)
+    write_plan(plans, plan_id="B", fees=LINE_FEES, show_bands=True)
     write_plan(plans, plan_id="P", currency="EUR", timezone="Europe/Paris",
                fees={"recurring": [{"product": "LINE", "description": "Phone line", "amount": "20.00"}]})
     write_plan(plans, plan_id="Q", currency="EUR", timezone="Europe/Paris",
@@ -211,7 +218,8 @@ def test_the_adversarial_month_by_hand(month) -> None:
     assert not [x for x in neg.lines if x.tax_id == "US-CA-SALES"]
     assert all(x.amount >= 0 for x in neg.lines if x.kind == "tax")
 
-    # Usage: one line per destination, whatever discount touched the calls: 0.035 + 0.035 = 0.07.
+    # Usage: one line per destination, whatever discount or band touched the calls:
+    # 0.035 + 0.035 = 0.07; a plan with `show_bands` gets a line per band.
     stack1, stack2 = inv[("A-STACK1", "USD")], inv[("A-STACK2", "USD")]
     assert _lines(stack1, "usage") == [("Voice international - France (1 calls)", D("4.93")),
                                        ("Voice international - United Kingdom - London (2 calls)", D("0.07"))]
@@ -248,6 +256,9 @@ def test_the_adversarial_month_by_hand(month) -> None:
     # 7.00 x 20/31 = 4.5161 -> 4.52; 3.00 x 20/31 = 1.9354 -> 1.94.
     addon = inv[("A-ADDON", "USD")]
     assert _amounts(addon, "recurring") == [D("4.52"), D("1.94")]
+    assert _lines(inv[("A-BAND", "USD")], "usage") == [
+        ("Voice international - United Kingdom - London, offpeak (1 calls)", D("0.05")),
+        ("Voice international - United Kingdom - London, peak (2 calls)", D("0.20"))]
 
 
 def test_a_fee_without_an_amount_in_the_invoice_currency_stops_the_draft(month) -> None:

@@ -216,14 +216,16 @@ def service_lines(
     return lines
 
 
-def _summed(usage: list[dict]) -> list[dict]:
-    """Usage sums added up per cycle, service, call type and destination (the warehouse also
-    splits them by the plan discount that touched them; a customer sees one line)."""
-    out: dict[tuple[str, str, str, str], dict] = {}
+def _summed(usage: list[dict], banded: frozenset[str]) -> list[dict]:
+    """Usage sums added up per cycle, service, call type and destination, and time band for
+    the plans in `banded` (the warehouse also splits them by the plan discount that touched
+    them; a customer sees one line)."""
+    out: dict[tuple[str, str, str, str, str], dict] = {}
     for u in usage:
-        key = (u["cycle"], u["service"], u["call_type"] or "", u["destination"] or "")
+        band = (u.get("band") or "") if u.get("plan_id") in banded else ""
+        key = (u["cycle"], u["service"], u["call_type"] or "", u["destination"] or "", band)
         into = out.setdefault(key, {"cycle": key[0], "service": key[1], "call_type": key[2],
-                                    "destination": key[3], "calls": 0, "units": 0,
+                                    "destination": key[3], "band": band, "calls": 0, "units": 0,
                                     "allowance_used": 0, "charge": ZERO})
         into["calls"] += int(u["calls"])
         into["units"] += int(u["units"])
@@ -232,11 +234,13 @@ def _summed(usage: list[dict]) -> list[dict]:
     return [out[k] for k in sorted(out)]
 
 
-def usage_lines(usage: list[dict], cycle: Cycle, currency: str) -> list[Line]:
+def usage_lines(usage: list[dict], cycle: Cycle, currency: str,
+                banded: frozenset[str] = frozenset()) -> list[Line]:
     """Usage and discount lines from usage sums (one dict per service, call type, destination,
-    cycle and discount: calls, units, allowance_used, charge, discount, discount_name)."""
+    cycle and discount, optionally plan and band: calls, units, allowance_used, charge,
+    discount, discount_name); plans in `banded` show a line per time band."""
     lines: list[Line] = []
-    for u in _summed(usage):
+    for u in _summed(usage, banded):
         late = u["cycle"] < cycle.label
         voice = u["service"] == "voice"
         units, allowance = int(u["units"]), int(u["allowance_used"])
@@ -245,7 +249,8 @@ def usage_lines(usage: list[dict], cycle: Cycle, currency: str) -> list[Line]:
         what = "calls" if voice else "messages"
         text = (
             f"{prefix}{u['service'].upper() if not voice else 'Voice'} {u['call_type']} - "
-            f"{u['destination'] or 'no destination'} ({u['calls']} {what})"
+            f"{u['destination'] or 'no destination'}{', ' + u['band'] if u['band'] else ''} "
+            f"({u['calls']} {what})"
         )
         lines.append(
             Line(
@@ -401,7 +406,8 @@ def compose(
     payments: Decimal = ZERO,
 ) -> Invoice:
     """The invoice of one account, cycle and currency."""
-    lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency)
+    banded = frozenset(p.plan_id for p in plans.values() if p.show_bands)
+    lines = service_lines(periods, plans, cycle, currency) + usage_lines(usage, cycle, currency, banded)
     lines += adjustment_lines(adjustments or [], currency)
     lines += promotion_lines(lines, coupons or [], cycle, currency)
     numbers = numbers_active(periods, plans, cycle, currency)

@@ -53,13 +53,14 @@ from squak_pipelines.warehouse import Warehouse
 
 USAGE_SQL = """
 select r.account_id, r.currency, r.cycle, r.service, r.call_type, r.destination, r.discount_name,
+       r.plan_id, r.band,
        count(*) as calls, sum(r.charged_units) as units, sum(r.allowance_used) as allowance_used,
        sum(r.charge) as charge, sum(r.discount) as discount
 from rating.rated_events r
 where r.cycle <= :top and r.answered
   and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)
-group by 1, 2, 3, 4, 5, 6, 7
-order by 1, 2, 3, 4, 5, 6, 7
+group by 1, 2, 3, 4, 5, 6, 7, 8, 9
+order by 1, 2, 3, 4, 5, 6, 7, 8, 9
 """
 
 

@@ -93,6 +93,7 @@ class Plan:
     discounts: tuple[Discount, ...] = ()
     fees: dict[str, Any] = field(default_factory=dict, compare=False)
     source: str = field(default="", compare=False)
+    show_bands: bool = False  # invoices give usage a line per time band (`show_bands: true`)
 
     def deck(self, service: str) -> list[DeckRow]:
         return [r for r in self.rows if r.service == service]
@@ -299,7 +300,15 @@ def load_plan(path: Path, limits: Limits | None = None) -> Plan:
         band_rule=band_rule, bands=bands, week=week, rows=tuple(unique.values()),
         allowances=tuple(_allowances(path, doc.get("allowances") or [])),
         discounts=tuple(_discounts(path, doc.get("discounts") or [])),
-        fees=_fees(path, doc.get("fees") or {}, limits), source=str(path))
+        fees=_fees(path, doc.get("fees") or {}, limits), source=str(path),
+        show_bands=_flag(path, doc, "show_bands"))
+
+
+def _flag(path: Path, doc: dict, key: str) -> bool:
+    value = doc.get(key, False)
+    if not isinstance(value, bool):
+        _fail(path, None, key, f"must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _fees(path: Path, doc: Any, limits: Limits) -> dict[str, Any]:
