@@ -157,8 +157,9 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     deps=[INVOICES],
     partitions_def=MONTHLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="Documents of the final invoices: HTML and JSON as stored, PDF rendered from the stored "
-    "HTML (reproducible), itemized call detail as CSV.",
+    description="Documents of the final invoices: HTML, JSON and the UBL e-invoice as stored, PDF "
+    "rendered from the stored HTML (reproducible; Factur-X with the stored CII for EUR), itemized call "
+    "detail as CSV.",
 )
 def invoice_documents(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
     from squak_pipelines.invoicing.stage import write_documents
