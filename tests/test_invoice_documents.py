@@ -210,3 +210,36 @@ def test_emails_and_portal_show_the_currency_minor_units(reference: Path, tmp_pa
     portal = settings.data_dir / "portal"
     assert "$31.76 due 2026-12-16" in (portal / "A" / "index.html").read_text()
     assert "¥4,521 due 2026-12-16" in (portal / "B" / "index.html").read_text()
+
+
+def test_credit_notes_reverse_charge_and_zero_decimal_currencies_are_valid(reference: Path) -> None:
+    from dataclasses import replace
+
+    from squak_pipelines.invoicing.einvoice import make
+
+    operator, invoice = load_operator(reference), _invoice()
+    # An EUR credit note: a CreditNote (381) in UBL and in CII, positive amounts, naming the invoice.
+    note = replace(invoice, lines=[replace(x, amount=-x.amount, description=f"Credit: {x.description}")
+                                   for x in invoice.lines],
+                   subtotal=-invoice.subtotal, tax_total=-invoice.tax_total, total=-invoice.total,
+                   amount_due=-invoice.total, previous_balance=D(0), payments=D(0),
+                   number="SQK-CN-2026-000001", document_type="credit_note", corrects=invoice.number,
+                   reason="Account closed")
+    docs = make(note, operator, TAXES)
+    assert docs.errors == "" and "<cbc:CreditNoteTypeCode>381</cbc:CreditNoteTypeCode>" in docs.ubl
+    assert "<ram:TypeCode>381</ram:TypeCode>" in docs.cii and "SQK-2026-000042" in docs.cii
+    assert "<cbc:PayableAmount currencyID=\"EUR\">37.87</cbc:PayableAmount>" in docs.ubl
+    # Reverse charge: the VAT's base is AE at 0% with the reason; no tax.
+    reverse = replace(invoice, lines=invoice.lines[:-1], reverse_charge="DE-UST", tax_total=D(0),
+                      total=invoice.subtotal, amount_due=invoice.subtotal)
+    docs = make(reverse, operator, TAXES)
+    assert docs.errors == "" and "<cbc:ID>AE</cbc:ID>" in docs.ubl and "Reverse charge" in docs.ubl
+    # JPY has no minor unit: amounts without decimals.
+    yen = replace(invoice, currency="JPY",
+                  lines=[replace(x, amount=x.amount.quantize(D(1))) for x in invoice.lines[:-1]]
+                  + [replace(invoice.lines[-1], amount=D(6))])
+    yen.subtotal = sum((x.amount for x in yen.lines if x.kind != "tax"), D(0))
+    yen.tax_total, yen.total = D(6), yen.subtotal + 6
+    docs = make(yen, operator, TAXES)
+    assert docs.errors == ""
+    assert f'<cbc:PayableAmount currencyID="JPY">{yen.total}</cbc:PayableAmount>' in docs.ubl

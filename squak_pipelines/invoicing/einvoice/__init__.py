@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from lxml import etree
-
 from squak_pipelines.invoicing.compose import Invoice
 from squak_pipelines.invoicing.einvoice.cii import to_cii
-from squak_pipelines.invoicing.einvoice.model import EInvoiceError, build
+from squak_pipelines.invoicing.einvoice.model import build
 from squak_pipelines.invoicing.einvoice.ubl import to_ubl
 from squak_pipelines.invoicing.einvoice.validation import validate
 from squak_pipelines.money import minor_units
@@ -39,7 +37,7 @@ def make(invoice: Invoice, operator: Operator, taxes: dict[str, dict]) -> EDocum
         view = build(invoice, operator, taxes, minor_units(invoice.currency))
         ubl = to_ubl(view)
         cii = to_cii(view) if invoice.currency in FACTURX_CURRENCIES else b""
-    except (EInvoiceError, ValueError, etree.LxmlError) as exc:  # drafthorse checks the CII schema
+    except Exception as exc:  # whatever fails, the invoice is held (not delivered) with the reason
         return EDocuments("", "", f"EN16931: {type(exc).__name__}: {exc}")
     problems = [validate(ubl, "ubl")] + ([validate(cii, "cii")] if cii else [])
     errors = "; ".join(f"{v.syntax.upper()} {v.summary()}" for v in problems if not v.valid)

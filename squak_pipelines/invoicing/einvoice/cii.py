@@ -11,7 +11,6 @@ from drafthorse.models.document import Document
 from drafthorse.models.note import IncludedNote
 from drafthorse.models.party import TaxRegistration
 from drafthorse.models.payment import PaymentMeans, PaymentTerms
-from drafthorse.models.references import InvoiceReferencedDocument
 from drafthorse.models.tradelines import LineItem
 
 from squak_pipelines.invoicing.einvoice.model import EInvoice, Party
@@ -94,7 +93,7 @@ def to_cii(doc: EInvoice) -> bytes:
     terms.due = date.fromisoformat(doc.due_date)
     s.terms.add(terms)
     if doc.corrects:
-        s.invoice_referenced_document = InvoiceReferencedDocument(issuer_assigned_id=doc.corrects)
+        s.invoice_referenced_document.issuer_assigned_id = doc.corrects
     m = s.monetary_summation
     m.line_total = _money(doc.line_total, doc)
     m.charge_total = _money(Decimal(0), doc)
