@@ -45,8 +45,6 @@ from squak_pipelines.paths import inside
 from squak_pipelines.payments.links import payment_url
 from squak_pipelines.warehouse import Warehouse
 
-SENDER = "billing@squak.example"
-
 
 @dataclass
 class DeliveryReport:
@@ -149,11 +147,11 @@ def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> Deliv
     return report
 
 
-def _message(inv: dict, documents: Path, link: str) -> EmailMessage:
+def _message(inv: dict, documents: Path, link: str, sender: str = "") -> EmailMessage:
     if not inv["email"] or "@" not in inv["email"]:
         raise ValueError(f"account {inv['account_id']} has no email address")
     message = EmailMessage()
-    message["From"] = os.environ.get("SQUAK_SMTP_FROM", SENDER)
+    message["From"] = os.environ.get("SQUAK_SMTP_FROM") or sender or "billing@localhost"
     message["To"] = inv["email"]
     due = format_money(Decimal(inv["amount_due"]), inv["currency"])
     message["Subject"] = f"Your Squak invoice {inv['number']}: {due} due {inv['due_date']}"
@@ -186,7 +184,7 @@ def _outbox_path(settings: Settings, number: str) -> Path:
 
 def send_email(inv: dict, documents: Path, settings: Settings) -> str:
     """Send one invoice; returns where it went (`smtp:host` or `outbox:path`)."""
-    message = _message(inv, documents, payment_link(inv, settings))
+    message = _message(inv, documents, payment_link(inv, settings), operator_of(settings.reference_dir).email)
     host = os.environ.get("SQUAK_SMTP_HOST", "")
     if not host:
         path = _outbox_path(settings, inv["number"])

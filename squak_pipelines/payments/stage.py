@@ -27,6 +27,7 @@ from squak_pipelines.faults import fault_point
 from squak_pipelines.limits import Limits
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import format_money, money_array
+from squak_pipelines.operator_identity import Operator, load_operator
 from squak_pipelines.paths import inside
 from squak_pipelines.payments.autopay import RetrySchedule, due_requests
 from squak_pipelines.payments.direct_debit import Creditor, due_collections, pain008
@@ -423,13 +424,15 @@ def _send_notices(warehouse: Warehouse, settings: Settings, states: list[dict], 
     }
     folder = settings.data_dir / "dunning" / as_of.isoformat()
     new = []
+    operator = None
     for s in states:
         key = (s["account_id"], s["currency"], s["state"], s["invoices"])
         if key in sent:
             continue
+        operator = operator or load_operator(settings.reference_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = inside(folder, f"{s['account_id']}-{s['currency']}-{s['state']}.txt")
-        path.write_text(_notice_text(s, as_of), encoding="utf-8")
+        path.write_text(_notice_text(s, as_of, operator), encoding="utf-8")
         new.append(
             {
                 **dict(zip(("account_id", "currency", "state", "invoices"), key, strict=True)),
@@ -453,13 +456,15 @@ NOTICE = {
 }
 
 
-def _notice_text(state: dict, as_of: date) -> str:
+def _notice_text(state: dict, as_of: date, operator: Operator) -> str:
     return (
-        f"Squak Communications - payment {state['state'].replace('_', ' ')}\n"
+        f"{operator.legal_name} - payment {state['state'].replace('_', ' ')}\n"
         f"Account {state['account_id']}, as of {as_of.isoformat()}\n\n{NOTICE[state['state']]}\n\n"
         f"Overdue invoices: {state['invoices'].replace(',', ', ')}\n"
         f"Overdue amount: {format_money(state['overdue_amount'], state['currency'])} {state['currency']}"
-        f" ({state['days_past_due']} days past due)\n"
+        f" ({state['days_past_due']} days past due)\n\n"
+        f"Pay by bank transfer to {operator.bank_name} IBAN {operator.iban} BIC {operator.bic}, or ask "
+        f"{operator.email}.\n{operator.footer}\n"
     )
 
 
