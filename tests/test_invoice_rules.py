@@ -176,7 +176,8 @@ def month(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Warehouse, Se
     settings = _settings(tmp_path / "squak")
     migrate(warehouse)
     accounts = [{"account_id": a, "name": a, "segment": "residential", "country": c, "state": s,
-                 "street": "1 Main St", "city": "Town", "postal_code": "10001", "bill_day": ""}
+                 "street": "1 Main St", "city": "Town", "postal_code": "10001", "bill_day": "",
+                 "email": f"{a.lower()}@example.com", "delivery_method": "email"}
                 for a, (c, s) in ACCOUNTS.items()]
     warehouse.load("orders.accounts", _table("orders.accounts", accounts), mode="append")
     services = SERVICES + _addon_services()
@@ -324,6 +325,15 @@ def test_an_invalid_e_invoice_is_refused_by_the_rules_and_blocks_delivery(month,
     mine = rows[rows["number"] == number]
     assert list(mine["status"]) == ["blocked"] and "BR-CO-10" in mine["detail"].iloc[0]
     assert not (settings.data_dir / "outbox" / f"{number}.eml").exists()
+    # The e-mail and the invoice print the same signed payment link.
+    import email
+    import re
+
+    sent = sorted((settings.data_dir / "outbox").glob("*.eml"))[0]
+    body = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    link = re.search(r"Pay online: (\S+)", body.get_body(("plain",)).get_content()).group(1)
+    page = warehouse.scalar("select html from invoicing.invoices where number = :n", {"n": sent.stem})
+    assert f'href="{link}"' in page
     portal = (settings.data_dir / "portal" / "A-DST")
     assert not portal.exists() or number not in (portal / "index.html").read_text()
     # Every other invoice: valid UBL beside it, and for EUR a CII.

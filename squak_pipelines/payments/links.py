@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from squak_pipelines import clock
+from squak_pipelines.money import round_to_currency
 
 DEFAULT_URL = "https://pay.squak.example/pay?token={token}"
 
@@ -103,7 +104,9 @@ def payment_url(
     template: str = "",
 ) -> str:
     """The link printed on invoices, in emails and on the portal (`SQUAK_PAYMENT_URL`, else the
-    operator's `payment_link`, with `{token}`)."""
+    operator's `payment_link`, with `{token}`). The amount is taken in the currency's minor
+    units, so the invoice, the e-mail and the portal print the same link."""
+    amount = round_to_currency(amount, currency)
     token = sign(invoice_number, amount, currency, expiry(issue_date), link_secret(data_dir))
     return (os.environ.get("SQUAK_PAYMENT_URL") or template or DEFAULT_URL).format(
         token=token, number=invoice_number, amount=f"{amount:f}"
