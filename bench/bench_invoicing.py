@@ -7,9 +7,9 @@ services and rated usage straight into a DuckDB warehouse (building them is time
 runs `bill_cycle` with finalization for 2026-10 (PDFs off) twice on copies of that warehouse:
 with EN 16931 e-invoices off and on (UBL for every invoice, CII for EUR ones, each validated
 against the CEN schematron), then renders PDFs of a sample of the final invoices on every core
-(EUR ones as Factur-X), as `bill_cycle` does, and the revenue-assurance controls of the cycle.
-Prints invoices/s with e-invoices off and on, seconds of the controls, PDFs/s and peak RSS;
-asserts nothing.
+(EUR ones as Factur-X), as `bill_cycle` does, the revenue-assurance controls of the cycle and
+its delivery (e-mails to the outbox, the portal). Prints invoices/s with e-invoices off and on,
+seconds of the controls, e-mails/s, PDFs/s and peak RSS; asserts nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pyarrow as pa
 from squak_pipelines.assurance.stage import run_assurance
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.generate import GenerateOptions, generate
+from squak_pipelines.invoicing.delivery import deliver_cycle
 from squak_pipelines.invoicing.pdf import PdfJob, write_pdfs
 from squak_pipelines.invoicing.stage import bill_cycle
 from squak_pipelines.orders.tables import SCHEMAS
@@ -169,6 +170,13 @@ def main() -> None:
                              for r in audit.results)
         print(f"revenue assurance: 8 controls in {seconds:.1f} s; {verdicts}; peak RSS "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+        os.environ.pop("SQUAK_SMTP_HOST", None)  # e-mails go to the outbox: no network in the figure
+        started = time.perf_counter()
+        delivered = deliver_cycle(warehouse, settings, "2026-10")
+        seconds = time.perf_counter() - started
+        print(f"delivery: {delivered.outbox:,} e-mails (outbox), portal pages for "
+              f"{delivered.portal_accounts:,} accounts in {seconds:.1f} s "
+              f"({delivered.outbox / seconds:,.0f} e-mails/s)")
         rows = warehouse.query_arrow(
             "select number, issue_date, html, cii from invoicing.invoices order by number"
             + (f" limit {args.pdf_sample}" if args.pdf_sample else "")

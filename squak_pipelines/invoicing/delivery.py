@@ -98,7 +98,14 @@ def _record(warehouse: Warehouse, number: str, method: str, status: str, attempt
 
 
 def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryReport:
-    """Publish, email and print the cycle's final invoices; safe to run again."""
+    """Publish, email and print the cycle's final invoices; safe to run again. One warehouse
+    session for the whole stage: each message's state is still committed before and after it
+    is sent, without opening (and checkpointing) the DuckDB file twice per message."""
+    with warehouse.session():
+        return _deliver(warehouse, settings, cycle)
+
+
+def _deliver(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryReport:
     migrate(warehouse)
     report = DeliveryReport()
     invoices = _invoices(warehouse, cycle)
