@@ -344,17 +344,10 @@ def test_an_invalid_e_invoice_is_refused_by_the_rules_and_blocks_delivery(month,
 
 
 def _view_args(warehouse: Warehouse, settings: Settings, number: str):
-    """What einvoice.build needs for a final invoice, read back from the warehouse."""
-    import json
-
-    from squak_pipelines.invoicing.compose import LINE_FIELDS, Line
+    """What einvoice.build needs for a final invoice, read back as credit notes read it."""
+    from squak_pipelines.invoicing.credit_notes import _invoice
     from squak_pipelines.invoicing.render import operator_of
     from squak_pipelines.invoicing.stage import tax_table
 
-    doc = json.loads(warehouse.scalar("select document from invoicing.invoices where number = :n",
-                                      {"n": number}))
-    lines = [Line(**{k: (D(v) if k in ("amount", "quantity", "allowance_used") and v is not None else v)
-                     for k, v in x.items() if k in LINE_FIELDS}) for x in doc.pop("lines")]
-    doc.pop("key")
-    invoice = Invoice(**{**doc, "lines": lines})
+    _, invoice = _invoice(warehouse, number)
     return invoice, operator_of(settings.reference_dir), tax_table(settings), 2

@@ -37,7 +37,6 @@ from squak_pipelines.invoicing.stage import (
 )
 from squak_pipelines.invoicing.tables import CREDIT_TABLES
 from squak_pipelines.money import money_array, round_to_currency
-from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
 
 
@@ -131,10 +130,7 @@ def issue_credit_note(
             if not wanted:
                 raise CreditNoteError(f"invoice {invoice_number}: every line is credited already")
             credited = [(n, open_lines[n]) for n in wanted]
-            rates = {
-                r["tax_id"]: r
-                for r in load_tax_rates(settings.reference_dir / "tax_rates.csv").to_pylist()
-            }
+            rates = tax_table(settings)
             taxes = _tax_lines(credited, original, already, len(wanted) == len(open_lines), rates)
             lines = [
                 replace(line, description=f"Credit: {line.description}", amount=-line.amount)
@@ -160,7 +156,7 @@ def issue_credit_note(
                 corrects=invoice_number,
                 reason=reason.strip(),
             )
-            _store(warehouse, settings, note, [n for n, _ in credited], issued)
+            _store(warehouse, settings, note, [n for n, _ in credited], issued, rates)
         write_credit_note_documents(warehouse, settings.data_dir / "invoices" / row["cycle"], number)
     return note
 
@@ -179,7 +175,8 @@ def write_credit_note_documents(warehouse: Warehouse, folder: Path, number: str)
 
 
 def _store(
-    warehouse: Warehouse, settings: Settings, note: Invoice, credited: list[int], issued: date
+    warehouse: Warehouse, settings: Settings, note: Invoice, credited: list[int], issued: date,
+    rates: dict[str, dict],
 ) -> None:
     """The credit note and its lines (the credited invoice lines first, then taxes)."""
     number, invoice_number = note.number, note.corrects
@@ -187,7 +184,7 @@ def _store(
     taxes = [x for x in note.lines if x.kind == "tax"]
     document = render_json(note)
     page = render_html(note, settings.reference_dir)
-    edocs = make_einvoice(note, operator_of(settings.reference_dir), tax_table(settings))
+    edocs = make_einvoice(note, operator_of(settings.reference_dir), rates)
     warehouse.load(
         "invoicing.credit_notes",
         pa.table(

@@ -4,6 +4,7 @@ as Factur-X (the PDF as PDF/A-3 with its CII embedded), each validated when it i
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from squak_pipelines.invoicing.compose import Invoice
@@ -46,6 +47,4 @@ def make(invoice: Invoice, operator: Operator, taxes: dict[str, dict]) -> EDocum
 
 def blocked_rules(errors: str) -> list[str]:
     """The rule ids named in stored validation errors (`BR-CO-10`, `XSD`, `EN16931`)."""
-    import re
-
     return sorted(set(re.findall(r"\b(BR-[A-Z0-9-]+|PEPPOL-[A-Z0-9-]+|FX-[A-Z0-9-]+|XSD|EN16931)\b", errors)))

@@ -13,14 +13,14 @@ from drafthorse.models.party import TaxRegistration
 from drafthorse.models.payment import PaymentMeans, PaymentTerms
 from drafthorse.models.tradelines import LineItem
 
-from squak_pipelines.invoicing.einvoice.model import EInvoice, Party
+from squak_pipelines.invoicing.einvoice.model import EInvoice, Party, in_minor_units
 
 GUIDELINE = "urn:cen.eu:en16931:2017"
 SCHEMA = "FACTUR-X_EN16931"
 
 
 def _money(value: Decimal, doc: EInvoice) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-doc.decimals))
+    return in_minor_units(value, doc.decimals)
 
 
 def _party(target, p: Party, seller: bool) -> None:

@@ -113,8 +113,13 @@ def plain(value: Decimal) -> Decimal:
     return Decimal(format(value.normalize(), "f"))
 
 
+def in_minor_units(amount: Decimal, decimals: int) -> Decimal:
+    """An amount with exactly the currency's decimals (lines and totals are already rounded)."""
+    return amount.quantize(Decimal(1).scaleb(-decimals))
+
+
 def money_text(amount: Decimal, decimals: int) -> str:
-    return f"{amount.quantize(Decimal(1).scaleb(-decimals)):f}"
+    return f"{in_minor_units(amount, decimals):f}"
 
 
 def _vat_rows(taxes: dict[str, dict]) -> dict[str, dict]:
@@ -136,10 +141,10 @@ def _category(line: Line, invoice: Invoice, vats: dict[str, dict],
     return ("E" if charged or invoice.reverse_charge else "O"), ZERO
 
 
-def _quantity(line: Line, sign: Decimal) -> tuple[Decimal, str, Decimal]:
-    """(quantity, unit code, base quantity) of a line whose net amount has sign `sign`."""
-    if sign < 0 or line.kind in ("tax", "discount", "promotion", "adjustment"):
-        return Decimal(-1) if sign < 0 else Decimal(1), "C62", Decimal(1)
+def _quantity(line: Line, amount: Decimal) -> tuple[Decimal, str, Decimal]:
+    """(quantity, unit code, base quantity) of a line of net amount `amount`."""
+    if amount < 0 or line.kind in ("tax", "discount", "promotion", "adjustment"):
+        return Decimal(-1) if amount < 0 else Decimal(1), "C62", Decimal(1)
     quantity = Decimal(line.quantity)
     if quantity <= 0:
         return Decimal(1), "C62", Decimal(1)
