@@ -51,8 +51,10 @@ doctor: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check squak_pipelines tests bench
 
+## The whole month through the real pipeline (1M and 10M CDRs, DuckDB and PostgreSQL), measured;
+## BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--sizes 1000000:3000 --record".
 bench: $(STAMP)
-	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .squak dbt_project/target dbt_project/logs

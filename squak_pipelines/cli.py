@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
     from squak_pipelines.doctor import check_data_directory
-    from squak_pipelines.runner import STAGES, run_pipeline
+    from squak_pipelines.runner import STAGES, StageDays, run_pipeline
 
     ready = check_data_directory(settings)
     if not ready.ok:  # an empty or wrong data folder: say so before ten stages fail on it
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                     shown.add(name)
                     print(f"        {name.replace('_', ' ')}: {_figure(meta[name])}")
         if report.stage.key == "assurance" and report.success:
-            _print_controls(settings, audited)
+            _print_controls(settings, days_for.audited)
         failed = [n for n, passed in report.checks.items() if not passed and n not in report.warnings]
         passing = len(report.checks) - len(failed) - len(report.warnings)
         print(f"        checks: {passing}/{len(report.checks)} passed"
@@ -125,36 +125,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if report.error:
             print(f"        error: {report.error}")
 
-    from squak_pipelines.invoicing.stage import cycles_to_bill, last_billed_month
-    from squak_pipelines.mediation.stage import early_files_hint, mediated_days, pending_days
-    from squak_pipelines.warehouse import open_warehouse
-
-    billed: list[str] = []  # the billing months this run bills, and those it audits
-    audited: list[str] = []
-
-    def days_for(stage) -> list[str]:
-        if stage.key == "invoicing":
-            billed[:] = cycles_to_bill(open_warehouse(settings), settings)
-            print(f"        billing months with ended cycles to bill (as of {clock.today()}): "
-                  + (", ".join(billed) if billed else "none"))
-            return [f"{c}-01" for c in billed]
-        if stage.key == "assurance":
-            audited[:] = billed or [m for m in [last_billed_month(open_warehouse(settings))] if m]
-            print(f"        audited cycles: {', '.join(audited) or 'none billed yet'}")
-            return [f"{c}-01" for c in audited]
-        if stage.key == "rating":
-            days = mediated_days(open_warehouse(settings))
-            print(f"        {len(days)} mediated day(s) to rate")
-            return days
-        days = pending_days(open_warehouse(settings), settings)
-        hint = early_files_hint(settings)
-        if hint:
-            print(f"        {hint}")
-        if days:
-            print(f"        {len(days)} day(s) with new CDR files: {days[0]} .. {days[-1]}")
-        else:
-            print("        no new CDR files")
-        return days
+    days_for = StageDays(settings)
 
     reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs",
                            days_for=days_for)

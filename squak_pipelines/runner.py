@@ -17,6 +17,8 @@ from typing import Any
 
 import dagster as dg
 
+from squak_pipelines.config import Settings
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -125,6 +127,48 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
             instance.report_run_failed(run, f"the squak process {pid} that ran it is gone (killed, crashed)")
             failed.append(run.run_id)
     return failed
+
+
+class StageDays:
+    """The partitions a partitioned stage runs over, as `squak run` chooses them: the days with
+    new CDR files (capture, mediation), every mediated day (rating), the billing months with
+    ended cycles not yet billed (invoicing) and those, else the last billed, audited
+    (assurance). Says what it chose through `say`."""
+
+    def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
+        self.settings, self.say = settings, say
+        self.billed: list[str] = []
+        self.audited: list[str] = []
+
+    def __call__(self, stage: Stage) -> list[str]:
+        from squak_pipelines import clock
+        from squak_pipelines.invoicing.stage import cycles_to_bill, last_billed_month
+        from squak_pipelines.mediation.stage import early_files_hint, mediated_days, pending_days
+        from squak_pipelines.warehouse import open_warehouse
+
+        warehouse = open_warehouse(self.settings)
+        if stage.key == "invoicing":
+            self.billed = cycles_to_bill(warehouse, self.settings)
+            self.say(f"        billing months with ended cycles to bill (as of {clock.today()}): "
+                     + (", ".join(self.billed) if self.billed else "none"))
+            return [f"{c}-01" for c in self.billed]
+        if stage.key == "assurance":
+            self.audited = self.billed or [m for m in [last_billed_month(warehouse)] if m]
+            self.say(f"        audited cycles: {', '.join(self.audited) or 'none billed yet'}")
+            return [f"{c}-01" for c in self.audited]
+        if stage.key == "rating":
+            days = mediated_days(warehouse)
+            self.say(f"        {len(days)} mediated day(s) to rate")
+            return days
+        days = pending_days(warehouse, self.settings)
+        hint = early_files_hint(self.settings)
+        if hint:
+            self.say(f"        {hint}")
+        if days:
+            self.say(f"        {len(days)} day(s) with new CDR files: {days[0]} .. {days[-1]}")
+        else:
+            self.say("        no new CDR files")
+        return days
 
 
 def run_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance,
