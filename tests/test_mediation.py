@@ -473,6 +473,10 @@ def test_sms_and_called_number_rules(drop: Drop) -> None:
             ).replace(',"",', ',"2026-10-10T09:00:00Z",', 1),
             canon("free-1", "+448001234567", "2026-10-10T09:05:00Z"),
             canon("emerg-1", "999", "2026-10-10T09:06:00Z"),
+            # A Mexican number on the London switch dialling 112: an emergency call in the UK,
+            # where the phone is, though 112 is no emergency code in Mexico.
+            canon("emerg-2", "112", "2026-10-10T09:07:00Z", calling="+525541000304"),
+            canon("ext-1", "1002", "2026-10-10T09:08:00Z"),
         ],
     )
     drop.run()
@@ -482,6 +486,8 @@ def test_sms_and_called_number_rules(drop: Drop) -> None:
     assert events.loc["sms-1", "service"] == "sms" and bool(events.loc["sms-1", "answered"])
     assert events.loc["free-1", "call_type"] == "tollfree"
     assert events.loc["emerg-1", "call_type"] == "emergency"
+    assert events.loc["emerg-2", "call_type"] == "emergency"
+    assert events.loc["ext-1", "call_type"] == "internal", "an extension passes the events suite"
     assert pc.sum(pa.array([1])).as_py() == 1
 
 

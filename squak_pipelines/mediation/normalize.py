@@ -306,7 +306,7 @@ def normalize(
     # and type of every other number (an unassigned range: `invalid`).
     override = pc.fill_null(called_info["specific"], False)
     library = classify(called, typed=pc.invert(override))
-    emergency = _is_emergency(called, origin, rules)
+    emergency = _is_emergency(called, origin, switch.country, rules)
     derived = (parsed.layout.disposition == "freeswitch") if parsed.layout else parsed.format == "freeswitch"
     answered = answered_mask(f["service"], f["disposition"], answer, billsec, derived=derived)
     disposition = pc.if_else(
@@ -459,10 +459,15 @@ def _called_e164(
     return out
 
 
-def _is_emergency(called: pa.Array, origin: pa.Array, rules: dict[str, DialingRules]) -> pa.Array:
+def _is_emergency(called: pa.Array, origin: pa.Array, switch_country: str,
+                  rules: dict[str, DialingRules]) -> pa.Array:
+    """An emergency short code of the caller's number's country or of the country the switch
+    is in (where the phone is: a roaming or foreign number dialling 112 in London is an
+    emergency call there)."""
     result = pa.array([False] * len(called), pa.bool_())
     for country, rule in rules.items():
         if rule.emergency:
-            hit = pc.and_(pc.equal(origin, country), pc.is_in(called, value_set=pa.array(rule.emergency)))
+            where = pc.or_(pc.equal(origin, country), pa.scalar(switch_country == country))
+            hit = pc.and_(where, pc.is_in(called, value_set=pa.array(rule.emergency)))
             result = pc.or_(result, pc.fill_null(hit, False))
     return result
