@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 import pyarrow as pa
 from babel import Locale
-from babel.numbers import format_currency
+from babel.numbers import NumberPattern, parse_pattern
 from iso4217 import Currency
 
 # ISO 4217 minor units of every active currency, from the maintained ISO table (`iso4217`);
@@ -81,8 +82,15 @@ def format_money(amount: Decimal | str, currency: str, locale: str = "en") -> st
     notices; amounts are rounded half up to the minor unit first, never truncated."""
     code = currency.upper()
     rounded = round_to_currency(Decimal(amount), code)
-    places = minor_units(code)
-    standard = Locale.parse(locale).currency_formats["standard"].pattern  # where the symbol goes
+    where, pattern = _money_pattern(locale, minor_units(code))
+    return pattern.apply(rounded, where, currency=code, currency_digits=False)
+
+
+@lru_cache(maxsize=64)
+def _money_pattern(locale: str, places: int) -> tuple[Locale, NumberPattern]:
+    """The locale and its currency pattern (where the symbol goes) with ISO 4217's minor
+    unit, parsed once: babel's format_currency would parse both on every amount."""
+    where = Locale.parse(locale)
+    standard = where.currency_formats["standard"].pattern
     digits = "0" + ("." + "0" * places if places else "")  # ISO 4217's minor unit, not CLDR's
-    pattern = re.sub(r"0\.0+|0(?![.0])", digits, standard)
-    return format_currency(rounded, code, format=pattern, locale=locale, currency_digits=False)
+    return where, parse_pattern(re.sub(r"0\.0+|0(?![.0])", digits, standard))

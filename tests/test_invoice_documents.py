@@ -119,6 +119,46 @@ def test_page_one_has_the_summary_the_payment_link_and_a_qr_code(reference: Path
     assert "113.520000" not in page and "37.870000" not in page
 
 
+def _decoded(code) -> bytes:
+    import numpy as np
+    import zxingcpp
+
+    if hasattr(code, "matrix_iter"):  # segno's
+        code = np.array([[0 if dark else 255 for dark in row] for row in code.matrix_iter(scale=4, border=4)],
+                        dtype=np.uint8)
+    else:
+        code = code.to_image(scale=4)
+    found = zxingcpp.read_barcode(code, text_mode=zxingcpp.TextMode.Plain)
+    assert found is not None, "a reader finds the QR code"
+    return found.bytes
+
+
+def test_the_payment_qr_code_reads_back_as_a_sepa_transfer_or_the_link(reference: Path) -> None:
+    import dataclasses
+
+    import segno.helpers
+
+    from squak_pipelines.invoicing.presentation import payment_code, payment_qr
+    from squak_pipelines.payments.references import creditor_reference
+
+    operator = dataclasses.replace(load_operator(reference), legal_name="Müller Telekom GmbH")
+    epc = payment_code(operator, "SQK-2026-000042", D("37.87"), "EUR", "https://pay.example/x")
+    lines = _decoded(epc).decode("latin-1").split("\n")
+    assert lines[:4] == ["BCD", "002", "2", "SCT"], "version 002, ISO 8859-1 (the name's ü), SEPA transfer"
+    assert lines[5:8] == ["Müller Telekom GmbH", operator.iban, "EUR37.87"]
+    assert lines[9] == creditor_reference("SQK-2026-000042"), "the structured creditor reference"
+    library = segno.helpers.make_epc_qr(name=operator.legal_name[:70], iban=operator.iban, bic=operator.bic,
+                                        amount=D("37.87"), reference=creditor_reference("SQK-2026-000042"))
+    assert _decoded(library) == _decoded(epc), "the same payload as segno's own EPC helper"
+    assert epc.ec_level == "M"
+    link = "https://pay.squak.example/pay?token=abc"
+    assert _decoded(payment_code(operator, "SQK-2026-000043", D("5.00"), "USD", link)) == link.encode()
+    assert payment_qr(operator, "SQK-2026-000044", D("0.00"), "USD", link) == "", "nothing due, no code"
+    again = payment_qr(operator, "SQK-2026-000042", D("37.87"), "EUR", "")
+    assert again == payment_qr(operator, "SQK-2026-000042", D("37.87"), "EUR", ""), "same bytes each time"
+    assert again.startswith("data:image/svg+xml;base64,")
+
+
 def test_a_template_without_the_amount_due_is_refused(reference: Path, tmp_path: Path) -> None:
     (reference / "templates").mkdir()
     (reference / "templates" / "invoice.html.j2").write_text("<p>Invoice {{ invoice.number }}</p>")

@@ -369,8 +369,8 @@ POOL_PARENT = """
 import os, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from squak_pipelines.invoicing.pdf import _end_with_parent
-pool = ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"), initializer=_end_with_parent,
+from squak_pipelines.workers import end_with_parent
+pool = ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"), initializer=end_with_parent,
                            initargs=(os.getpid(),))
 futures = [pool.submit(time.sleep, 300) for _ in range(2)]
 time.sleep(3)

@@ -77,3 +77,17 @@ def test_pg_type_mapping_keeps_money_numeric() -> None:
     assert pg_type(pa.timestamp("us", tz="UTC")) == "timestamptz"
     with pytest.raises(TypeError):
         pg_type(pa.list_(pa.int64()))
+
+
+@pytest.mark.postgres
+def test_a_large_postgres_load_refreshes_the_planner_statistics(pg_url: str, monkeypatch) -> None:
+    import squak_pipelines.warehouse as warehouse_module
+
+    warehouse = PostgresWarehouse(pg_url)
+    monkeypatch.setattr(warehouse_module, "ANALYZE_FROM_ROWS", 1_000)
+    rows = pa.table({"n": pa.array(range(5_000), pa.int64())})
+    warehouse.load("scratch.analyzed", rows)
+    estimate = warehouse.scalar("select reltuples from pg_class where oid = 'scratch.analyzed'::regclass")
+    assert estimate == 5_000, "the planner knows the table's size right after the load"
+    warehouse.load("scratch.small", rows.slice(0, 10))
+    assert warehouse.scalar("select reltuples from pg_class where oid = 'scratch.small'::regclass") == -1

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from multiprocessing import get_context
 from pathlib import Path
+
+from squak_pipelines.workers import map_in_workers
 
 PARALLEL_FROM = 16  # fewer documents than this are rendered in-process
 
@@ -102,35 +102,9 @@ def _write(job: PdfJob) -> str:
     return job.path.name
 
 
-def _end_with_parent(parent: int) -> None:
-    """Worker initializer: a worker whose parent died (killed, crashed) exits at once instead
-    of waiting for work that will never come."""
-    import threading
-    import time
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True, name="squak-parent-watch").start()
-
-
 def write_pdfs(jobs: list[PdfJob], workers: int | None = None) -> int:
-    """Write every job's PDF; with many jobs, in worker processes (spawned, so nothing of
-    the caller's open database connections is inherited)."""
-    if not jobs:
-        return 0
-    workers = workers or min(os.cpu_count() or 1, 4)
-    if len(jobs) < PARALLEL_FROM or workers < 2:
-        for job in jobs:
-            _write(job)
-        return len(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
-        for _ in pool.map(_write, jobs, chunksize=8):
-            pass
+    """Write every job's PDF; with many jobs, in worker processes (squak_pipelines.workers)."""
+    map_in_workers(_write, jobs, PARALLEL_FROM, workers)
     return len(jobs)
 
 

@@ -37,12 +37,12 @@ from squak_pipelines.cycles import (
     schedules_in_use,
 )
 from squak_pipelines.faults import fault_point
+from squak_pipelines.invoicing.batch import render_documents
 from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
-from squak_pipelines.invoicing.einvoice import make as make_einvoice
 from squak_pipelines.invoicing.pdf import PdfJob, pdf_complete, pdfs_wanted, write_pdfs
 from squak_pipelines.invoicing.promotions import load_coupons
-from squak_pipelines.invoicing.render import operator_of, render_html, render_json
+from squak_pipelines.invoicing.render import operator_of, render_json
 from squak_pipelines.invoicing.tables import SCHEMAS as TABLES
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
@@ -351,27 +351,8 @@ def bill_cycle(
         drafts = draft_invoices(warehouse, settings, month, finalize, today, account)
         report.drafts = len(drafts)
         draft_json = [render_json(i) for i in drafts]
-        for invoice, document in zip(drafts, draft_json, strict=True):
-            html = render_html(invoice, settings.reference_dir, data_dir=settings.data_dir)
-            _write_documents(out_dir / "drafts", invoice.key.replace(":", "_"), html, document)
-        with warehouse.transaction():
-            if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
-                # the second deletes the first's drafts instead of repeating their keys
-                warehouse.execute("lock table invoicing.drafts in exclusive mode")
-            warehouse.execute("delete from invoicing.drafts where substr(cycle, 1, 7) = :month "
-                              "and (account_id = :account or :account = '')",
-                              {"month": month, "account": account or ""})
-            warehouse.load(
-                "invoicing.drafts",
-                pa.table(
-                    {
-                        **_totals(drafts),
-                        "document": draft_json,
-                    },
-                    schema=TABLES["invoicing.drafts"],
-                ),
-                mode="append",
-            )
+        rendered = finalize and _drafts_stored(warehouse, month, account, drafts, draft_json)
+        _store_drafts(warehouse, settings, month, account, drafts, draft_json, render=not rendered)
         if finalize:
             from squak_pipelines.assurance.invoice_gate import RevenueAssuranceError, run_gate
 
@@ -393,6 +374,42 @@ def bill_cycle(
                 Decimal(report.tax_totals.get(invoice.currency, "0")) + invoice.tax_total
             )
     return report
+
+
+def _drafts_stored(warehouse: Warehouse, month: str, account: str | None, drafts: list[Invoice],
+                   documents: list[str]) -> bool:
+    """Whether invoicing.drafts already holds each of these drafts as it is now (the preview
+    run before this finalization, with nothing changed since; it may also hold drafts of
+    cycles still open): then their pages need not be rendered and written again."""
+    stored = warehouse.query_arrow(
+        "select invoice_key, document from invoicing.drafts where substr(cycle, 1, 7) = :month "
+        "and (account_id = :account or :account = '')", {"month": month, "account": account or ""})
+    mine = dict(zip(stored.column("invoice_key").to_pylist(), stored.column("document").to_pylist(),
+                    strict=True))
+    return all(mine.get(i.key) == d for i, d in zip(drafts, documents, strict=True))
+
+
+def _store_drafts(warehouse: Warehouse, settings: Settings, month: str, account: str | None,
+                  drafts: list[Invoice], documents: list[str], render: bool = True) -> None:
+    """The drafts' rows in place of the month's earlier drafts, and (`render`) their HTML and
+    JSON files."""
+    if render:
+        out_dir = settings.data_dir / "invoices" / month / "drafts"
+        pages = render_documents(drafts, settings.reference_dir, settings.data_dir)
+        for invoice, document, page in zip(drafts, documents, pages, strict=True):
+            _write_documents(out_dir, invoice.key.replace(":", "_"), page.html, document)
+    with warehouse.transaction():
+        if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
+            # the second deletes the first's drafts instead of repeating their keys
+            warehouse.execute("lock table invoicing.drafts in exclusive mode")
+        warehouse.execute("delete from invoicing.drafts where substr(cycle, 1, 7) = :month "
+                          "and (account_id = :account or :account = '')",
+                          {"month": month, "account": account or ""})
+        warehouse.load(
+            "invoicing.drafts",
+            pa.table({**_totals(drafts), "document": documents}, schema=TABLES["invoicing.drafts"]),
+            mode="append",
+        )
 
 
 def _record_run(warehouse: Warehouse, month: str, today: date, report: BillingReport) -> None:
@@ -546,9 +563,10 @@ def _finalize(
             )
         documents = [render_json(i) for i in todo]
         calls = appendix_calls(warehouse, [i.number for i in todo if _wants_appendix(i)])
-        pages = [render_html(i, settings.reference_dir, calls.get(i.number), settings.data_dir) for i in todo]
-        operator, taxes = operator_of(settings.reference_dir), tax_table(settings)
-        edocs = [make_einvoice(i, operator, taxes) for i in todo]
+        rendered = render_documents(todo, settings.reference_dir, settings.data_dir, calls,
+                                    tax_table(settings))
+        pages = [r.html for r in rendered]
+        edocs = [r.einvoice for r in rendered]
         report.einvoices = sum(1 for e in edocs if e.ubl and not e.errors)
         report.einvoice_blocked = {i.number: e.errors for i, e in zip(todo, edocs, strict=True)
                                    if e.errors and i.number}
