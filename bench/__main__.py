@@ -24,9 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,25 +42,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             raise argparse.ArgumentTypeError(f"size {item!r}: write CDRS:ACCOUNTS, e.g. 1000000:3000")
         sizes.append((int(cdrs.replace("_", "")), int(customers.replace("_", ""))))
     return sizes
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A database of the run's own on the benchmark's PostgreSQL server, dropped afterwards."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"squak_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as con:
-        con.execute(sa.text(f'create database "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as con:
-            con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
-                                "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
-            con.execute(sa.text(f'drop database if exists "{name}"'))
-        admin.dispose()
 
 
 def machine() -> dict[str, Any]:
@@ -116,7 +94,9 @@ def run_one(cdrs: int, customers: int, warehouse: str, work: Path, month: str | 
 
     started = time.perf_counter()
     if warehouse == "postgres":
-        with pg_database() as url:
+        from squak_pipelines.warehouse import throwaway_postgres
+
+        with throwaway_postgres(PG_ADMIN_URL, "squak_bench") as url:
             code = child(url)
     else:
         code = child(None)

@@ -420,3 +420,26 @@ def open_warehouse(settings: Settings | None = None) -> Warehouse:
     if settings.warehouse_kind == "duckdb":
         return DuckDBWarehouse(settings.duckdb_path)
     return PostgresWarehouse(settings.warehouse_url)
+
+
+@contextmanager
+def throwaway_postgres(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new database `<prefix>_<random>` on the server of `admin_url`, for a test or a
+    benchmark; its URL, and it is dropped (its sessions ended) afterwards. Raises what
+    connecting raises when the server is unreachable."""
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as con:
+            con.execute(sa.text(f'create database "{name}"'))
+    except Exception:
+        admin.dispose()
+        raise
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as con:
+            con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
+                                "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
+            con.execute(sa.text(f'drop database if exists "{name}"'))
+        admin.dispose()

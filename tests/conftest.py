@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.generate import GenerateOptions, generate
+from squak_pipelines.warehouse import throwaway_postgres
 
 # Every date rule reads Squak's clock: tests fix it, so none depends on the machine's date. The
 # default is a day after the demo month (2026-10) and the month after it have ended.
@@ -30,23 +29,12 @@ def _pg_unreachable(reason: str) -> None:
 
 @contextmanager
 def _throwaway_database() -> Iterator[str]:
-    try:
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as con:
-            con.execute(sa.text("select 1"))
-    except Exception as exc:
-        _pg_unreachable(str(exc).splitlines()[0])
-    name = f"squak_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as con:
-        con.execute(sa.text(f'create database "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as con:
-            con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
-                                "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
-            con.execute(sa.text(f'drop database if exists "{name}"'))
-        admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres(PG_ADMIN_URL, "squak_test"))
+        except Exception as exc:
+            _pg_unreachable(str(exc).splitlines()[0])
+        yield url
 
 
 @pytest.fixture(autouse=True)
