@@ -91,3 +91,32 @@ def test_a_large_postgres_load_refreshes_the_planner_statistics(pg_url: str, mon
     assert estimate == 5_000, "the planner knows the table's size right after the load"
     warehouse.load("scratch.small", rows.slice(0, 10))
     assert warehouse.scalar("select reltuples from pg_class where oid = 'scratch.small'::regclass") == -1
+
+
+BULK_CRASH = """
+import os, sys
+import pyarrow as pa
+from squak_pipelines.warehouse import DuckDBWarehouse
+warehouse = DuckDBWarehouse(sys.argv[1])
+with warehouse.bulk_session():
+    for day in range(3):
+        with warehouse.transaction():
+            warehouse.load("scratch.days", pa.table({"day": [day] * 200_000}), mode="append")
+    os._exit(9)  # killed before the session's checkpoint
+"""
+
+
+def test_a_bulk_session_keeps_every_commit_through_a_crash(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.duckdb"
+    result = subprocess.run([sys.executable, "-c", BULK_CRASH, str(path)], capture_output=True, text=True)
+    assert result.returncode == 9, result.stderr
+    assert path.with_name("w.duckdb.wal").stat().st_size > 0, "the commits went to the write-ahead log"
+    warehouse = DuckDBWarehouse(path)
+    assert warehouse.scalar("select count(*) from scratch.days") == 600_000, "replayed when reopened"
+    with warehouse.bulk_session():
+        warehouse.load("scratch.days", pa.table({"day": [3]}), mode="append")
+    assert not path.with_name("w.duckdb.wal").exists() or path.with_name("w.duckdb.wal").stat().st_size == 0
+    assert warehouse.scalar("select count(distinct day) from scratch.days") == 4

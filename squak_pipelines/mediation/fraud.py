@@ -101,7 +101,8 @@ night as (
     where n > $night_max),
 sweep as (
     select rid, account_id, lines, delta,
-           sum(delta) over (partition by account_id order by ts, delta rows unbounded preceding) as active
+           sum(delta) over (partition by account_id order by ts, delta, rid rows unbounded preceding)
+               as active
     from (
         select rid, account_id, lines, answer_utc as ts, 1 as delta
         from voice semi join crowded using (account_id) where answered

@@ -654,7 +654,7 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
     first = clock.first_cdr_day()
     refs = [r for r in scan_drops(settings, days) if r.day >= first]
     report = MediationReport()
-    with warehouse.session():
+    with warehouse.bulk_session():
         mediator = Mediator(warehouse, settings)  # migrates the warehouse first
         _hold_early_files(warehouse, settings, first, report)
         mediator.held = _recorded_files(warehouse, held=True)

@@ -159,7 +159,7 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
     """Rate each day (in order), replacing what was rated for it before."""
     plans = load_plans(settings.reference_dir / "plans")
     report = RatingReport()
-    with warehouse.session():
+    with warehouse.bulk_session():
         ensure_tables(warehouse)
         starts = cycle_starts(load_schedules(warehouse), min(days), max(days)) if days else None
         for day in sorted(days):
