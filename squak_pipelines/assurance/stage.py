@@ -107,8 +107,11 @@ def run_controls(
 def critical_controls_before_finalization(
     warehouse: Warehouse, settings: Settings, label: str
 ) -> list[ControlResult]:
-    """The critical controls that can judge a cycle before its invoices exist."""
-    return [r for r in run_controls(warehouse, settings, label, phase="draft") if r.critical]
+    """The critical controls that can judge a cycle before its invoices exist (only those
+    are evaluated: the others warn after finalization and would be thrown away here)."""
+    thresholds = load_thresholds(settings.reference_dir)
+    critical = tuple(name for name, values in thresholds.items() if values.get("critical"))
+    return [r for r in run_controls(warehouse, settings, label, phase="draft", names=critical) if r.critical]
 
 
 def run_assurance(
