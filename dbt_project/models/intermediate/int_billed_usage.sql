@@ -1,5 +1,6 @@
 -- Every invoiced event with the invoice that billed it; `late_usage` when it belongs to an
 -- earlier cycle than the invoice's.
+{{ config(materialized='table') }}  -- read several times (marts and tests): computed once
 select
     b.invoice_number,
     i.cycle,

@@ -4,6 +4,9 @@
 -- The prefix match is an equality join on each event's own leading digits (one candidate per
 -- prefix length a cost deck uses), not `like prefix || '%'`: a hash join on both warehouses,
 -- where the pattern join was a nested loop that filled PostgreSQL's disk at a million events.
+-- The candidates are a materialized CTE, so each event's prefixes exist before the cost
+-- decks are joined: PostgreSQL otherwise joined every event to every cost rate of its
+-- currency first and filtered by prefix afterwards (132 s at 1M events; 8 s this way).
 -- Materialized as a table: its tests and the marts read it without computing it again.
 {{ config(materialized='table') }}
 
@@ -19,7 +22,7 @@ prefix_lengths as (
     from {{ ref('stg_cost_rates') }}
 ),
 
-candidates as (
+candidates as materialized (
     select e.*, substr(e.digits, 1, l.n) as prefix
     from events e
     join prefix_lengths l on l.n <= length(e.digits)

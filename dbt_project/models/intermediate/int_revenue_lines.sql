@@ -2,6 +2,7 @@
 -- product, call type and destination); `rounding` is what the invoice's usage and discount
 -- lines, rounded one by one, differ from their events; credit notes count in their own cycle.
 -- Per invoice the rows add up to the invoice subtotal (tested).
+{{ config(materialized='table') }}  -- read several times (marts and tests): computed once
 with invoices as (
     select invoice_number, invoice_key, cycle, currency, account_id from {{ ref('stg_invoices') }}
 ),
