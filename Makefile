@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test ui lint bench clean fuzz doctor
+.PHONY: run test ui lint bench clean fuzz doctor workers
 
 # System packages: the PDF renderer's libraries (WeasyPrint: Pango, HarfBuzz's subsetter, a
 # font) and the headless Chromium Kaleido renders dashboard figures to images with.
@@ -43,6 +43,11 @@ ui: $(STAMP)
 ## Property-based fuzzing of every parser with many more examples than CI runs (random seeds).
 fuzz: $(STAMP)
 	SQUAK_FUZZ_EXAMPLES=$${SQUAK_FUZZ_EXAMPLES:-2000} SQUAK_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz_parsers.py
+
+## Two dagster-celery workers over RabbitMQ (SQUAK_CELERY_BROKER) for runs launched with
+## SQUAK_EXECUTOR=celery; PostgreSQL warehouse and dagster-postgres storage (deploy/README.md).
+workers: $(STAMP)
+	$(BIN)/squak workers --count $${WORKERS:-2}
 
 ## Check settings, warehouse, migrations and tools; prints what is wrong and the fix.
 doctor: $(STAMP)

@@ -286,6 +286,41 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     return 0  # not reached
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """Run dagster-celery workers in the foreground until interrupted."""
+    import signal
+    import time
+
+    from squak_pipelines.analytics.project import ensure_manifest
+    from squak_pipelines.celery_workers import start_workers, stop_workers
+    from squak_pipelines.instance import prepare_dagster_home
+    from squak_pipelines.scale_out import celery_broker
+
+    if settings.warehouse_kind == "duckdb" or not settings.dagster_pg_url:
+        print("warning: workers share the run's warehouse and Dagster storage; use PostgreSQL for "
+              "both (SQUAK_WAREHOUSE_URL, SQUAK_DAGSTER_PG_URL) when workers are on other machines",
+              file=sys.stderr)
+    home = prepare_dagster_home(settings)
+    os.environ.update(settings.dbt_env())
+    ensure_manifest(settings)  # once here, not raced by every worker's first import
+    signal.signal(signal.SIGTERM, _interrupted)  # stop the workers on `kill` too, not only Ctrl-C
+    workers = start_workers(home, args.count, args.concurrency, settings.data_dir / "logs")
+    broker = celery_broker().split("@")[-1]
+    print(f"==> {args.count} celery workers ({args.concurrency} step(s) each) on {broker}; logs in "
+          f"{settings.data_dir / 'logs'}; launch runs with SQUAK_EXECUTOR=celery; Ctrl-C stops them")
+    try:
+        while all(w.poll() is None for w in workers):
+            time.sleep(1)
+        print("error: a worker exited; see its log", file=sys.stderr)
+        return 1
+    finally:
+        stop_workers(workers)
+
+
 def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
     """List quarantined events, or record an analyst's release/confirmation."""
     from squak_pipelines.mediation.quarantine import decide
@@ -549,6 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
     migrate = sub.add_parser("migrate", help="apply the warehouse's pending migrations")
     migrate.set_defaults(func=cmd_migrate)
+    workers = sub.add_parser("workers", help="start dagster-celery workers (runs with SQUAK_EXECUTOR=celery)")
+    workers.add_argument("--count", type=int, default=2, help="worker processes (default 2)")
+    workers.add_argument("--concurrency", type=int, default=1, help="steps each worker runs at once")
+    workers.set_defaults(func=cmd_workers)
     ui = sub.add_parser("ui", help="start the Dagster UI over the same data")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

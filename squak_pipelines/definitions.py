@@ -12,6 +12,7 @@ from squak_pipelines.payments import defs as payments
 from squak_pipelines.rating import defs as rating
 from squak_pipelines.reference import defs as reference
 from squak_pipelines.resources import squak_resource
+from squak_pipelines.scale_out import executor
 
 # Daily stages in one job; invoices have monthly partitions and close in `invoicing_job`, and
 # payments follow the files customers' money arrives in (`payments_job`); the revenue-assurance
@@ -32,5 +33,5 @@ defs = dg.Definitions.merge(
     payments.defs,
     assurance.defs,
     analytics.defs,
-    dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}),
+    dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}, executor=executor()),
 )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from squak_pipelines.config import Settings
+from squak_pipelines.scale_out import pool_limit
 
 DEPLOY_DIR = Path(__file__).parent / "deploy"
 MANAGED_MARK = "# Managed by squak"
@@ -16,13 +16,19 @@ def prepare_dagster_home(settings: Settings) -> Path:
     """Create DAGSTER_HOME (default `<data dir>/dagster`) and its dagster.yaml.
 
     With SQUAK_DAGSTER_PG_URL set, run/event/schedule storage goes to PostgreSQL; without it
-    Dagster keeps its default local storage. A dagster.yaml written by hand is left alone.
+    Dagster keeps its default local storage. The warehouse pool's limit follows the warehouse
+    (scale_out.pool_limit). A dagster.yaml written by hand is left alone.
     """
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists() or target.read_text().startswith(MANAGED_MARK):
-        template = "dagster.postgres.yaml" if settings.dagster_pg_url else "dagster.local.yaml"
-        shutil.copyfile(DEPLOY_DIR / template, target)
+        target.write_text(instance_yaml(settings))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def instance_yaml(settings: Settings) -> str:
+    """The managed dagster.yaml for these settings."""
+    template = "dagster.postgres.yaml" if settings.dagster_pg_url else "dagster.local.yaml"
+    return (DEPLOY_DIR / template).read_text().replace("{pool_limit}", str(pool_limit(settings)))

@@ -125,6 +125,8 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
         if pid and host == socket.gethostname() and int(pid) != os.getpid() and not _alive(int(pid)):
             instance.report_run_failed(run, f"the squak process {pid} that ran it is gone (killed, crashed)")
+            # Its step may hold the warehouse pool's slot: free it, or the next run waits forever.
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             failed.append(run.run_id)
     return failed
 

@@ -128,6 +128,13 @@ class Warehouse(ABC):
         with self.session():
             yield self
 
+    def serialize(self, name: str) -> None:
+        """Inside a transaction: wait until no other transaction holds `name`, and hold it to
+        the commit, so concurrent runs (day partitions in parallel) take turns at a section
+        that reads what the other writes. PostgreSQL: a transaction-level advisory lock; the
+        DuckDB file admits one writing process anyway."""
+        return None
+
 
 
 class DuckDBWarehouse(Warehouse):
@@ -375,6 +382,9 @@ class PostgresWarehouse(Warehouse):
             return
         with self.engine.begin() as con:
             yield con
+
+    def serialize(self, name: str) -> None:
+        self.execute("select pg_advisory_xact_lock(hashtext(:name))", {"name": f"squak:{name}"})
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         with self._connection() as con:

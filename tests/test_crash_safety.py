@@ -12,25 +12,19 @@ import io
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from squak_pipelines.config import Settings
 from squak_pipelines.demo.generate import GenerateOptions, generate
-from squak_pipelines.schema import registry
-from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
 from tests.conftest import TEST_TODAY as TODAY
+from tests.stage_helpers import snapshot
 
 # Where the chain dies, in order: each killed run redoes what the one before rolled back.
 FAULTS = ("orders.before_commit", "mediation.before_commit@2", "rating.before_commit@3",
           "invoicing.before_commit", "delivery.after_send@2", "payments.before_commit@2")
-# Columns that carry the wall-clock time of the run (the clock's date with the real time).
-RUN_TIME = {"finalized_at", "updated_at", "recorded_at", "run_at", "created_at", "decided_at", "assigned_at",
-            "rated_at"}
-RUN_TIME_OF = {"payments.files": {"received_at"}, "payments.duplicates": {"received_at"},
-               "invoicing.deliveries": {"detail"}}
 OPTIONS = GenerateOptions(customers=30, cdrs=3000, seed=5)
 
 
@@ -38,29 +32,6 @@ def _chain(env: dict[str, str], fault: str | None = None) -> subprocess.Complete
     run_env = {**env, "SQUAK_FAULT": fault} if fault else env
     return subprocess.run([sys.executable, "-m", "tests.crash_chain"], env=run_env, capture_output=True,
                           text=True, timeout=600, cwd=Path(__file__).parent.parent)
-
-
-def _plain(value: object) -> object:
-    """One spelling of a value on either backend (UTC ISO times)."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return value
-
-
-def _snapshot(warehouse: Warehouse, data_dir: Path) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for name, t in registry().items():
-        cols = [c for c in t.columns.names if c not in RUN_TIME | RUN_TIME_OF.get(name, set())]
-        quoted = ", ".join(f'"{c}"' for c in cols)
-        rows = warehouse.query_arrow(f"select {quoted} from {name}").to_pylist()
-        text = [repr({k: _plain(v) for k, v in r.items()}).replace(str(data_dir), "<data>") for r in rows]
-        out[name] = sorted(text)
-    for folder in ("invoices", "outbox", "outgoing", "portal", "dunning", "print"):
-        root = data_dir / folder
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-        out[folder] = {str(p.relative_to(data_dir)): p.read_bytes().replace(str(data_dir).encode(), b"<data>")
-                       for p in files}
-    return out
 
 
 SCRIPT = "<script>alert(1)</script>"
@@ -101,9 +72,9 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
         data_dir, env = _data_dir(tmp_path_factory.mktemp("uninterrupted"))
     done = _chain(env)
     assert done.returncode == 0, done.stderr[-3000:]
-    snapshot = _snapshot(DuckDBWarehouse(Settings.from_env(env).duckdb_path), data_dir)
-    assert snapshot["outbox"] and snapshot["invoicing.invoices"], "the chain bills and e-mails"
-    return snapshot
+    tables = snapshot(DuckDBWarehouse(Settings.from_env(env).duckdb_path), data_dir)
+    assert tables["outbox"] and tables["invoicing.invoices"], "the chain bills and e-mails"
+    return tables
 
 
 def test_markup_and_formulas_in_customer_fields_stay_inert(uninterrupted: dict[str, object]) -> None:
@@ -139,6 +110,6 @@ def test_killed_in_every_stage_the_rerun_gives_the_uninterrupted_figures(
         PostgresWarehouse(env["SQUAK_WAREHOUSE_URL"])
     numbers = sorted(warehouse.query_arrow("select number from invoicing.invoices").column(0).to_pylist())
     assert [int(n[-6:]) for n in numbers] == list(range(1, len(numbers) + 1)), "no gaps in the numbers"
-    killed = _snapshot(warehouse, data_dir)
+    killed = snapshot(warehouse, data_dir)
     for name, expected in uninterrupted.items():
         assert killed[name] == expected, f"{name} differs after the crashes and the re-run"

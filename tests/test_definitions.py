@@ -50,3 +50,56 @@ def test_reference_sensor_runs_only_on_change(tmp_path: Path) -> None:
         assert isinstance(reference_files_sensor(ctx), dg.SkipReason)
         (ref / "tax_rates.csv").write_text("v2")
         assert isinstance(reference_files_sensor(ctx), dg.RunRequest)
+
+
+def test_every_step_that_opens_the_warehouse_is_in_its_pool() -> None:
+    """Concurrent runs queue for the DuckDB file in the `squak_warehouse` pool instead of failing
+    on its lock: every asset and check op of Squak's (all of them read or write the warehouse)."""
+    from squak_pipelines.scale_out import WAREHOUSE_POOL
+
+    graph = defs.resolve_asset_graph()
+    nodes = {node.assets_def for node in graph.asset_nodes if node.assets_def.is_executable}
+    ops = {a.op.name: a.op.pool for a in nodes}
+    assert len(ops) >= 10 and set(ops.values()) == {WAREHOUSE_POOL}, ops
+    checks = list(defs.asset_checks or [])
+    assert checks and all(check.op.pool == WAREHOUSE_POOL for check in checks), "the checks' own ops too"
+
+
+def test_executor_and_pool_limit_follow_the_environment(monkeypatch, tmp_path: Path) -> None:
+    import pytest
+
+    from squak_pipelines.config import Settings
+    from squak_pipelines.scale_out import executor, pool_limit
+
+    for kind, name in (("", "multiprocess"), ("in_process", "in_process"), ("celery", "squak_celery"),
+                       ("k8s", "k8s")):
+        monkeypatch.setenv("SQUAK_EXECUTOR", kind)
+        assert executor().name == name
+    monkeypatch.setenv("SQUAK_EXECUTOR", "dask")
+    with pytest.raises(ValueError, match="SQUAK_EXECUTOR='dask'"):
+        executor()
+    monkeypatch.setenv("SQUAK_CELERY_BROKER", "pyamqp://guest@broker.example:5672//")
+    monkeypatch.setenv("SQUAK_EXECUTOR", "celery")
+    assert executor().config_schema is not None
+    duck = Settings.from_env({"SQUAK_DATA_DIR": str(tmp_path)})
+    pg = Settings.from_env({"SQUAK_DATA_DIR": str(tmp_path), "SQUAK_WAREHOUSE_URL": "postgresql://u@h/db"})
+    monkeypatch.setenv("SQUAK_POOL_LIMIT", "6")
+    assert (pool_limit(duck), pool_limit(pg)) == (1, 6), "one writer on the DuckDB file"
+    assert defs.resolve_job_def("rating_job").tags.get("squak/in_day_order") == "rating"
+
+
+def test_the_kubernetes_values_name_what_the_code_uses() -> None:
+    """deploy/k8s/values.yaml loads Squak's definitions, with the executor, pool and run-queue
+    tag the code reads."""
+    import yaml
+
+    from squak_pipelines.scale_out import EXECUTORS, IN_DAY_ORDER_TAG
+
+    values = yaml.safe_load((Path(__file__).parent.parent / "deploy" / "k8s" / "values.yaml").read_text())
+    code = values["dagster-user-deployments"]["deployments"][0]
+    assert code["dagsterApiGrpcArgs"] == ["--module-name", "squak_pipelines.definitions"]
+    env = {item["name"]: item["value"] for item in code["env"]}
+    assert env["SQUAK_EXECUTOR"] in EXECUTORS and int(env["SQUAK_POOL_LIMIT"]) >= 1
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert [limit["key"] for limit in queue["tagConcurrencyLimits"]] == [IN_DAY_ORDER_TAG]

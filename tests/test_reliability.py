@@ -185,16 +185,18 @@ def test_orders_stage_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_a_run_left_by_a_killed_process_is_failed_not_queued_forever(tmp_path: Path) -> None:
-    import shutil
     import socket
 
     from dagster import DagsterInstance, DagsterRunStatus
     from dagster._core.storage.dagster_run import DagsterRun
 
-    from squak_pipelines.instance import DEPLOY_DIR
+    from squak_pipelines.config import Settings
+    from squak_pipelines.instance import instance_yaml
     from squak_pipelines.runner import HOST_TAG, PID_TAG, fail_dead_runs
+    from squak_pipelines.scale_out import WAREHOUSE_POOL
 
-    shutil.copyfile(DEPLOY_DIR / "dagster.local.yaml", tmp_path / "dagster.yaml")
+    settings = Settings.from_env({"SQUAK_DATA_DIR": str(tmp_path)})
+    (tmp_path / "dagster.yaml").write_text(instance_yaml(settings))
     instance = DagsterInstance.from_config(str(tmp_path))
     assert instance.run_monitoring_enabled, "the daemon fails runs whose worker died"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -203,7 +205,11 @@ def test_a_run_left_by_a_killed_process_is_failed_not_queued_forever(tmp_path: P
     for run_id, pid in (("dead0000", dead.pid), ("live0000", 1)):
         instance.add_run(DagsterRun(job_name="orders_job", run_id=run_id, status=DagsterRunStatus.STARTED,
                                     tags={PID_TAG: str(pid), HOST_TAG: host}))
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
+    assert storage.claim_concurrency_slot(WAREHOUSE_POOL, "dead0000", "mediated_cdrs").is_claimed
     assert fail_dead_runs(instance) == ["dead0000"]
+    assert not storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots, "the dead run's pool slot is free"
     assert instance.get_run_by_id("dead0000").status == DagsterRunStatus.FAILURE
     assert instance.get_run_by_id("live0000").status == DagsterRunStatus.STARTED, "pid 1 is alive"
 

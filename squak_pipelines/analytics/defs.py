@@ -10,6 +10,7 @@ from squak_pipelines.analytics.project import dbt_executable, dbt_project, ensur
 from squak_pipelines.analytics.sources import ensure_sources
 from squak_pipelines.config import Settings
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 _settings = Settings.from_env()
 # dbt's profiles.yml reads its connection from these variables, always derived from this
@@ -28,7 +29,7 @@ class LayerGroups(DagsterDbtTranslator):
         return f"warehouse_{fqn[1]}" if len(fqn) > 2 else "warehouse"
 
 
-@dbt_assets(manifest=_project.manifest_path, project=_project, name="squak_dbt_models",
+@dbt_assets(pool=WAREHOUSE_POOL, manifest=_project.manifest_path, project=_project, name="squak_dbt_models",
             dagster_dbt_translator=LayerGroups())
 def squak_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, squak: SquakResource):
     """Build and test the staging, intermediate and mart models (sources a stage has not

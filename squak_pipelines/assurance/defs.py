@@ -10,6 +10,7 @@ from squak_pipelines.assurance.stage import CONTROLS, run_assurance
 from squak_pipelines.assurance.thresholds import DEFAULTS
 from squak_pipelines.invoicing.defs import MONTHLY
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "assurance"
 CONTROLS_KEY = dg.AssetKey(["assurance", "controls"])
@@ -37,7 +38,7 @@ def _check_spec(control) -> dg.AssetCheckSpec:
     )
 
 
-@dg.asset(
+@dg.asset(pool=WAREHOUSE_POOL,
     key=CONTROLS_KEY,
     group_name=GROUP,
     kinds={"python"},
@@ -137,7 +138,7 @@ def _mart(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         *[
             dg.AssetSpec(

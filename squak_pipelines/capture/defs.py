@@ -7,11 +7,12 @@ from squak_pipelines.capture.drop_files import scan_drop_folder, to_table
 from squak_pipelines.quality.checks import gx_suite_check
 from squak_pipelines.reference.files import load_switches
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "capture"
 
 
-@dg.asset(key=["raw", "cdr_drop_files"], group_name=GROUP, kinds={"python"},
+@dg.asset(pool=WAREHOUSE_POOL, key=["raw", "cdr_drop_files"], group_name=GROUP, kinds={"python"},
           deps=[dg.AssetKey(["raw", "switches"])],
           description="Every CDR file in the drop folder: switch, format, size, content hash "
                       "and record count (the 'records in' of conservation).")

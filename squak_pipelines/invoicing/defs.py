@@ -9,6 +9,7 @@ import dagster as dg
 from squak_pipelines.invoicing.stage import bill_cycle, check_cycle
 from squak_pipelines.partitions import monthly
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "invoicing"
 MONTHLY = monthly()  # billing months, through the last that has ended
@@ -26,7 +27,7 @@ def _cycles(context: dg.AssetExecutionContext) -> list[str]:
     return sorted({key[:7] for key in context.partition_keys})
 
 
-@dg.asset(
+@dg.asset(pool=WAREHOUSE_POOL,
     key=DRAFTS,
     group_name=GROUP,
     kinds={"python", "html"},
@@ -74,7 +75,7 @@ def draft_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     )
 
 
-@dg.asset(
+@dg.asset(pool=WAREHOUSE_POOL,
     key=INVOICES,
     group_name=GROUP,
     kinds={"python", "html"},
@@ -150,7 +151,7 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
     )
 
 
-@dg.asset(
+@dg.asset(pool=WAREHOUSE_POOL,
     key=DOCUMENTS,
     group_name=GROUP,
     kinds={"python", "pdf"},
@@ -175,7 +176,7 @@ def invoice_documents(context: dg.AssetExecutionContext, squak: SquakResource) -
     )
 
 
-@dg.asset(
+@dg.asset(pool=WAREHOUSE_POOL,
     key=["invoicing", "deliveries"],
     group_name=GROUP,
     kinds={"python", "email"},

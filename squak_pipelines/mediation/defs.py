@@ -5,10 +5,12 @@ the drop-folder sensor."""
 import dagster as dg
 
 from squak_pipelines import clock
+from squak_pipelines.config import Settings
 from squak_pipelines.mediation.stage import backfill_hint, mediate, scan_drops
 from squak_pipelines.partitions import daily
 from squak_pipelines.quality.gx_suites import validate_dataframe
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL, mediation_backfill_policy
 
 GROUP = "mediation"
 # First day of CDR partitions: SQUAK_FIRST_CDR_DAY (for older traffic); last: today.
@@ -27,7 +29,7 @@ TABLES = {
 EVENTS = dg.AssetKey(["mediation", "events"])
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(
             ["mediation", name],
@@ -59,7 +61,7 @@ EVENTS = dg.AssetKey(["mediation", "events"])
         ),
     ],
     partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=mediation_backfill_policy(Settings.from_env()),
     can_subset=False,
 )
 def mediated_cdrs(context: dg.AssetExecutionContext, squak: SquakResource):

@@ -4,6 +4,7 @@ import dagster as dg
 
 from squak_pipelines.orders.stage import run_order_stage
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "orders"
 TABLES = {
@@ -18,7 +19,7 @@ TABLES = {
 }
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[dg.AssetSpec(["orders", name], description=text, group_name=GROUP, kinds={"python"},
                         deps=[dg.AssetKey(["raw", "products"])])
            for name, text in TABLES.items()],
@@ -46,7 +47,7 @@ def order_stage(context: dg.AssetExecutionContext, squak: SquakResource):
                                    metadata={"dagster/row_count": counts[name], **summary})
 
 
-@dg.asset_check(asset=dg.AssetKey(["orders", "services"]), blocking=True,
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=dg.AssetKey(["orders", "services"]), blocking=True,
                 description="No number is held by two services at the same moment.")
 def no_number_assigned_twice(squak: SquakResource) -> dg.AssetCheckResult:
     overlaps = squak.warehouse().query_df("""
@@ -62,7 +63,7 @@ def no_number_assigned_twice(squak: SquakResource) -> dg.AssetCheckResult:
         "examples": dg.MetadataValue.json(overlaps.astype(str).to_dict("records"))})
 
 
-@dg.asset_check(asset=dg.AssetKey(["orders", "services"]), blocking=True,
+@dg.asset_check(pool=WAREHOUSE_POOL, asset=dg.AssetKey(["orders", "services"]), blocking=True,
                 description="Every active service has a plan and its account a usable payment method.")
 def active_services_billable(squak: SquakResource) -> dg.AssetCheckResult:
     bad = squak.warehouse().query_df("""

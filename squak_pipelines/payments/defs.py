@@ -7,6 +7,7 @@ import dagster as dg
 
 from squak_pipelines.payments.stage import ledger_differences, payments_paid_twice, run_payments
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "payments"
 KEYS = {
@@ -22,7 +23,7 @@ KEYS = {
 LEDGER = dg.AssetKey(["payments", "ledger"])
 MATCHES = dg.AssetKey(["payments", "matches"])
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(
             dg.AssetKey(["payments", name]),

@@ -5,13 +5,14 @@ import dagster as dg
 
 from squak_pipelines.quality.gx_suites import validate_table
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 
 def gx_suite_check(asset_key: dg.AssetKey, table: str, suite: str, *, blocking: bool = True,
                    description: str | None = None) -> dg.AssetChecksDefinition:
     """An asset check that runs `expectations/<suite>.json` on `table`."""
 
-    @dg.asset_check(asset=asset_key, name=f"gx_{suite}", blocking=blocking,
+    @dg.asset_check(pool=WAREHOUSE_POOL, asset=asset_key, name=f"gx_{suite}", blocking=blocking,
                     description=description or f"Great Expectations suite `{suite}` on {table}")
     def _check(squak: SquakResource) -> dg.AssetCheckResult:
         outcome = validate_table(suite, squak.warehouse(), table)

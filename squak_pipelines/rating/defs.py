@@ -10,13 +10,14 @@ import dagster as dg
 from squak_pipelines.mediation.defs import DAILY
 from squak_pipelines.rating.stage import load_rating_checks, rate_days, suspense_days
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import IN_DAY_ORDER_TAG, WAREHOUSE_POOL
 
 GROUP = "rating"
 RATED = dg.AssetKey(["rating", "rated_events"])
 SUSPENSE = dg.AssetKey(["rating", "suspense"])
 
 
-@dg.multi_asset(
+@dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(RATED, group_name=GROUP, kinds={"python", "duckdb"},
                      deps=[dg.AssetKey(["mediation", "events"]), dg.AssetKey(["orders", "services"])],
@@ -106,7 +107,10 @@ def _zero_priced(warehouse, span, limits) -> dg.AssetCheckResult:
 
 rating_job = dg.define_asset_job(
     "rating_job", selection=dg.AssetSelection.groups(GROUP), partitions_def=DAILY,
-    description="Rate the mediated events of one or more days.")
+    description="Rate the mediated events of one or more days.",
+    # Allowances carry over from day to day: the run queue starts these runs one at a time,
+    # in the order they were queued (a backfill queues its days in order).
+    tags={IN_DAY_ORDER_TAG: "rating"})
 
 
 @dg.sensor(job=rating_job, minimum_interval_seconds=60,

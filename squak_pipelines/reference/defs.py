@@ -9,6 +9,7 @@ import dagster as dg
 from squak_pipelines.quality.checks import gx_suite_check
 from squak_pipelines.reference.files import REFERENCE_FILES
 from squak_pipelines.resources import SquakResource
+from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "reference"
 
@@ -16,7 +17,7 @@ GROUP = "reference"
 def _reference_asset(name: str) -> dg.AssetsDefinition:
     file_name, loader = REFERENCE_FILES[name]
 
-    @dg.asset(key=["raw", name], group_name=GROUP, kinds={"python", "csv"},
+    @dg.asset(pool=WAREHOUSE_POOL, key=["raw", name], group_name=GROUP, kinds={"python", "csv"},
               description=f"Operator reference file `reference/{file_name}`, validated and "
                           f"landed as `raw.{name}`.")
     def _asset(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
