@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from squak_pipelines.config import Settings
-from squak_pipelines.scale_out import pool_limit
+from squak_pipelines.scale_out import WAREHOUSE_POOL, pool_limit
 
 DEPLOY_DIR = Path(__file__).parent / "deploy"
 MANAGED_MARK = "# Managed by squak"
@@ -25,7 +25,21 @@ def prepare_dagster_home(settings: Settings) -> Path:
     if not target.exists() or target.read_text().startswith(MANAGED_MARK):
         target.write_text(instance_yaml(settings))
     os.environ["DAGSTER_HOME"] = str(home)
+    _set_up_storage(home)
     return home
+
+
+def _set_up_storage(home: Path) -> None:
+    """Create Dagster's storage and the warehouse pool's limit now, in one process: runs that
+    start together would race to create them (on PostgreSQL, Dagster's first use of a pool from
+    two runs at once fails one of them on a unique key)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        # Only when missing: a limit set by hand (`dagster instance concurrency set`) stays.
+        if WAREHOUSE_POOL not in storage.get_concurrency_keys():
+            storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
 
 
 def instance_yaml(settings: Settings) -> str:

@@ -282,7 +282,7 @@ class Mediator:
         with self.warehouse.transaction():
             # Runs of other days in parallel: one at a time from the key look-up to the commit,
             # so a record delivered on two days is kept once (by whichever day comes first).
-            self.warehouse.serialize("mediation.write")
+            self.warehouse.serialize("mediation writes")
             self._classify_and_write(prepared, report)
 
     def _classify_and_write(self, prepared: PreparedDay, report: MediationReport) -> None:
