@@ -7,9 +7,9 @@
   sends each step to `dagster-celery` workers over the broker SQUAK_CELERY_BROKER (RabbitMQ on
   this machine by default); `k8s` runs each step in its own Kubernetes pod (dagster-k8s, see
   deploy/README.md); `in_process` runs steps in the run's own process.
-- Day partitions of mediation are backfilled as one run over the range on DuckDB (its writes
-  are serialized anyway) and as runs of SQUAK_BACKFILL_DAYS_PER_RUN days (default 1) run in
-  parallel on PostgreSQL, whose mediation writes take turns (Warehouse.serialize). Rating
+- Day partitions of mediation are backfilled as one run over the range; on PostgreSQL,
+  SQUAK_BACKFILL_DAYS_PER_RUN=N makes it runs of N days that run in parallel, whose writes
+  take turns (Warehouse.serialize). (`dagster job backfill` always queues a run per day.) Rating
   backfills in one run, in day order, and its runs are queued one at a time in the order
   they were submitted: allowances carry over from one day of a cycle to the next.
 """
@@ -69,8 +69,9 @@ def executor() -> dg.ExecutorDefinition:
 
 
 def mediation_backfill_policy(settings: Settings) -> dg.BackfillPolicy:
-    """One run over the range on DuckDB; runs of a few days each, in parallel, on PostgreSQL."""
-    if settings.warehouse_kind == "duckdb":
+    """One run over the range (days in order, as `squak run`); on PostgreSQL with
+    SQUAK_BACKFILL_DAYS_PER_RUN=N, runs of N days that run in parallel."""
+    per_run = os.environ.get("SQUAK_BACKFILL_DAYS_PER_RUN")
+    if settings.warehouse_kind == "duckdb" or not per_run:
         return dg.BackfillPolicy.single_run()
-    per_run = max(1, int(os.environ.get("SQUAK_BACKFILL_DAYS_PER_RUN") or 1))
-    return dg.BackfillPolicy.multi_run(max_partitions_per_run=per_run)
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=max(1, int(per_run)))

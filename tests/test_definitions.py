@@ -86,6 +86,13 @@ def test_executor_and_pool_limit_follow_the_environment(monkeypatch, tmp_path: P
     monkeypatch.setenv("SQUAK_POOL_LIMIT", "6")
     assert (pool_limit(duck), pool_limit(pg)) == (1, 6), "one writer on the DuckDB file"
     assert defs.resolve_job_def("rating_job").tags.get("squak/in_day_order") == "rating"
+    from squak_pipelines.scale_out import mediation_backfill_policy
+
+    monkeypatch.setenv("SQUAK_BACKFILL_DAYS_PER_RUN", "3")
+    assert mediation_backfill_policy(duck) == dg.BackfillPolicy.single_run(), "days in order on the file"
+    assert mediation_backfill_policy(pg) == dg.BackfillPolicy.multi_run(max_partitions_per_run=3)
+    monkeypatch.delenv("SQUAK_BACKFILL_DAYS_PER_RUN")
+    assert mediation_backfill_policy(pg) == dg.BackfillPolicy.single_run()
 
 
 def test_the_kubernetes_values_name_what_the_code_uses() -> None:
