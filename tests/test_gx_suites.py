@@ -1,6 +1,6 @@
 import pandas as pd
 
-from squak_pipelines.quality.gx_suites import validate_dataframe, validate_table
+from squak_pipelines.quality.gx_suites import validate_dataframe, validate_frames, validate_table
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
 
 
@@ -30,6 +30,23 @@ def test_suite_reports_what_failed() -> None:
     assert failed == {("expect_column_values_to_be_in_set", "format"),
                       ("expect_column_values_to_match_regex", "sha256")}
     assert outcome.statistics["unsuccessful_expectations"] == 2
+
+
+def test_a_suite_validated_part_by_part_adds_up_its_parts() -> None:
+    """Large data is validated a part at a time: a failure in any part fails the suite, with the
+    unexpected values of every part counted."""
+    good = _files()
+    bad = _files(format=["cisco", "cisco"])
+    worse = _files(format=["avaya", "asterisk"], sha256=["a" * 64, "nothex"])
+    assert validate_frames("cdr_drop_files", [good, good]).success
+    outcome = validate_frames("cdr_drop_files", [good, bad, worse])
+    assert not outcome.success and outcome.statistics["parts"] == 3
+    by_column = {f["column"]: f for f in outcome.failures}
+    assert by_column["format"]["unexpected_count"] == 3
+    assert sorted(by_column["format"]["examples"]) == ["avaya", "cisco", "cisco"]
+    assert by_column["sha256"]["unexpected_count"] == 1
+    assert outcome.statistics["unsuccessful_expectations"] == 2
+    assert outcome.statistics["evaluated_expectations"] == 7
 
 
 def test_validate_table_on_duckdb(tmp_path) -> None:

@@ -524,3 +524,25 @@ def test_auto_detected_switch_format(tmp_path: Path, demo) -> None:
     (folder / "Master-20261005.csv").write_bytes(ASTERISK.encode("utf-8"))
     report = drop.run()
     assert (report.records_in, report.accepted + report.quarantined, report.rejected) == (4, 3, 1)
+
+
+def test_mediated_events_suite_runs_a_few_whole_days_at_a_time(demo, tmp_path: Path, monkeypatch) -> None:
+    """A month is validated a few days at a time (a 10M-CDR month in one DataFrame took 10 GiB);
+    the check covers every row, and a bad row in any part fails it."""
+    from squak_pipelines.mediation import defs as mediation_defs
+    from tests.stage_helpers import copy_demo, mediated
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    warehouse = DuckDBWarehouse(settings.duckdb_path)
+    days = mediated(warehouse, settings)
+    monkeypatch.setattr(mediation_defs, "GX_PART_ROWS", 800)
+    whole = mediation_defs.events_result(warehouse, days)
+    assert whole.passed and whole.metadata["rows"].value == warehouse.count("mediation.events")
+    assert whole.metadata["parts"].value > 3
+    warehouse.execute("update mediation.events set call_type = 'bogus' where event_key = "
+                      "(select max(event_key) from mediation.events where partition_day = :day)",
+                      {"day": max(days)})
+    broken = mediation_defs.events_result(warehouse, days)
+    assert not broken.passed
+    failures = broken.metadata["failures"].value
+    assert [(f["column"], f["unexpected_count"]) for f in failures] == [("call_type", 1)]

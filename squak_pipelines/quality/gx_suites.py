@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,15 @@ def _outcome(name: str, result: Any) -> SuiteOutcome:
 
 def validate_dataframe(name: str, frame: pd.DataFrame, folder: Path = EXPECTATIONS_DIR) -> SuiteOutcome:
     """Validate a DataFrame with the suite `expectations/<name>.json`."""
+    return validate_frames(name, [frame], folder)
+
+
+def validate_frames(name: str, frames: Iterable[pd.DataFrame],
+                    folder: Path = EXPECTATIONS_DIR) -> SuiteOutcome:
+    """Validate data too large for one DataFrame, a part at a time (each part's rows are held
+    only while it is validated). An expectation fails when it fails on any part; its counts
+    of unexpected values add up. (Row-to-row expectations, such as uniqueness, see one part:
+    give each part the rows they compare, e.g. whole days.)"""
     import great_expectations as gx
 
     ctx, suite = _context_and_suite(load_suite_definition(name, folder))
@@ -78,7 +88,30 @@ def validate_dataframe(name: str, frame: pd.DataFrame, folder: Path = EXPECTATIO
              .add_batch_definition_whole_dataframe("whole"))
     validation = ctx.validation_definitions.add(
         gx.ValidationDefinition(name=f"{name}-validation", data=batch, suite=suite))
-    return _outcome(name, validation.run(batch_parameters={"dataframe": frame}))
+    outcomes = [_outcome(name, validation.run(batch_parameters={"dataframe": frame})) for frame in frames]
+    return outcomes[0] if len(outcomes) == 1 else _combined(name, outcomes)
+
+
+def _combined(name: str, outcomes: list[SuiteOutcome]) -> SuiteOutcome:
+    """One outcome of a suite validated part by part."""
+    failures: dict[tuple[str, str], dict[str, Any]] = {}
+    for outcome in outcomes:
+        for failure in outcome.failures:
+            key = (failure["expectation"], failure["column"])
+            if key not in failures:
+                failures[key] = {**failure, "examples": list(failure["examples"])}
+                continue
+            merged = failures[key]
+            if isinstance(failure["unexpected_count"], int):
+                merged["unexpected_count"] = (merged["unexpected_count"] or 0) + failure["unexpected_count"]
+            merged["examples"] = (merged["examples"] + failure["examples"])[:5]
+    evaluated = max((o.statistics.get("evaluated_expectations", 0) for o in outcomes), default=0)
+    statistics = {"evaluated_expectations": evaluated, "successful_expectations": evaluated - len(failures),
+                  "unsuccessful_expectations": len(failures),
+                  "success_percent": 100.0 * (evaluated - len(failures)) / evaluated if evaluated else 100.0,
+                  "parts": len(outcomes)}
+    return SuiteOutcome(suite=name, success=all(o.success for o in outcomes), statistics=statistics,
+                        failures=list(failures.values()))
 
 
 def validate_table(name: str, warehouse: Warehouse, table: str,
