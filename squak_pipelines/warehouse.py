@@ -10,6 +10,7 @@ DuckDB file admits one writing process at a time (dbt runs in a subprocess).
 from __future__ import annotations
 
 import io
+import os
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -137,6 +138,20 @@ class Warehouse(ABC):
 
 
 
+DUCKDB_MEMORY_MIB = 4096  # DuckDB's own default is 80% of the machine, which it fills with cache
+
+
+def duckdb_config() -> dict[str, str]:
+    """DuckDB's memory limit: SQUAK_DUCKDB_MEMORY (e.g. `8GB`), else 4 GiB or 80% of the machine
+    if less. Beyond it DuckDB evicts cached pages and spills to disk; uncapped, a 10M-CDR
+    month's mediation held 10 GiB of cached pages."""
+    memory = os.environ.get("SQUAK_DUCKDB_MEMORY")
+    if not memory:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        memory = f"{min(DUCKDB_MEMORY_MIB, physical * 8 // 10)}MiB"
+    return {"memory_limit": memory}
+
+
 class DuckDBWarehouse(Warehouse):
     """The embedded default: one DuckDB file."""
 
@@ -162,7 +177,7 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        con = duckdb.connect(str(self.path), config=duckdb_config())
         try:
             yield con
         finally:

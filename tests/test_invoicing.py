@@ -322,7 +322,7 @@ def billed(request: pytest.FixtureRequest, tmp_path: Path, demo):
     return warehouse, settings
 
 
-def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
+def test_billing_cycle_preview_finalize_and_rerun(billed, monkeypatch, tmp_path: Path) -> None:
     warehouse, settings = billed
     assert cycles_to_bill(warehouse, settings, date(2026, 11, 25)) == ["2026-10"]
     preview = bill_cycle(warehouse, settings, "2026-10", finalize=False)
@@ -357,6 +357,14 @@ def test_billing_cycle_preview_finalize_and_rerun(billed) -> None:
         assert reader.metadata.title == "Invoice SQK-2026-000001"
         assert "SQK-2026-000001" in reader.pages[0].extract_text()
     assert 0 < final.call_detail_files <= len(numbers)
+    # Call detail is read a few invoices at a time: the same files whatever the part size.
+    from squak_pipelines.invoicing import call_detail
+
+    monkeypatch.setattr(call_detail, "PART_INVOICES", 7)
+    parts = tmp_path / "calls-in-parts"
+    assert call_detail.write_call_detail(warehouse, "2026-10", parts) == final.call_detail_files
+    assert {p.name: p.read_bytes() for p in parts.iterdir()} == {
+        n: b for n, b in before.items() if n.endswith("-calls.csv")}
     private = warehouse.query_df(
         "select i.number from invoicing.invoices i join orders.accounts a using (account_id) "
         "where a.privacy_mask = 'true' order by 1"
