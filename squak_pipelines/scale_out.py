@@ -1,6 +1,7 @@
 """How Squak's runs spread over processes and machines.
 
-- Every asset that writes the warehouse is in one Dagster concurrency pool, `squak_warehouse`.
+- Every asset and check op (each opens the warehouse) is in one Dagster concurrency pool,
+  `squak_warehouse`.
   Its limit is 1 on the DuckDB file (one writing process at a time, so concurrent runs queue
   for the file instead of failing on its lock) and SQUAK_POOL_LIMIT (default 4) on PostgreSQL.
 - The executor of every job: Dagster's multiprocess executor by default; `SQUAK_EXECUTOR=celery`
