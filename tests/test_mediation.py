@@ -527,7 +527,7 @@ def test_auto_detected_switch_format(tmp_path: Path, demo) -> None:
 
 
 def test_mediated_events_suite_runs_a_few_whole_days_at_a_time(demo, tmp_path: Path, monkeypatch) -> None:
-    """A month is validated a few days at a time (a 10M-CDR month in one DataFrame took 10 GiB);
+    """A month is validated a few days at a time (a 10M-CDR month in one DataFrame took 3.9 GiB);
     the check covers every row, and a bad row in any part fails it."""
     from squak_pipelines.mediation import defs as mediation_defs
     from tests.stage_helpers import copy_demo, mediated
