@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -65,14 +65,14 @@ def _install(month: Path, target: Path, **env: str) -> dict[str, str]:
             run_env.pop(name, None)
     settings = Settings.from_env(run_env)
     run_order_stage(open_warehouse(settings), settings)
-    with _instance(run_env, lambda: prepare_dagster_home(settings)):
-        pass  # storage created once, before the processes race to create it
+    with _dagster_env(run_env):
+        prepare_dagster_home(settings)  # storage created once, before the processes race to it
     return run_env
 
 
 @contextmanager
-def _instance(env: dict[str, str], prepare: Callable[[], object] = dict) -> Iterator[dg.DagsterInstance]:
-    """The Dagster instance of `env` (its home and storage variables set while in use)."""
+def _dagster_env(env: dict[str, str]) -> Iterator[None]:
+    """`env`'s Dagster home and storage variables, set while in use."""
     names = ("DAGSTER_HOME", "SQUAK_DAGSTER_PG_URL")
     saved = {name: os.environ.get(name) for name in names}
     try:
@@ -81,9 +81,7 @@ def _instance(env: dict[str, str], prepare: Callable[[], object] = dict) -> Iter
                 os.environ[name] = env[name]
             else:
                 os.environ.pop(name, None)
-        prepare()
-        with dg.DagsterInstance.get() as instance:
-            yield instance
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
@@ -92,12 +90,12 @@ def _instance(env: dict[str, str], prepare: Callable[[], object] = dict) -> Iter
                 os.environ[name] = value
 
 
-def _materialize(env: dict[str, str], log: Path, *partition: str) -> subprocess.Popen:
+def _materialize(env: dict[str, str], log: Path, partition: str) -> subprocess.Popen:
     """`dagster asset materialize` of the mediation assets for one day, or a range `a...b`."""
-    flag = "--partition-range" if "..." in partition[0] else "--partition"
+    flag = "--partition-range" if "..." in partition else "--partition"
     return subprocess.Popen(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "squak_pipelines.definitions",
-         "--select", MEDIATION, flag, partition[0]],
+         "--select", MEDIATION, flag, partition],
         env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
@@ -124,7 +122,7 @@ def _parallel(env: dict[str, str], logs: Path, helper: subprocess.Popen | None =
 
 def _step_windows(env: dict[str, str]) -> dict[str, tuple[float, float, str]]:
     """Per run: its day, when its mediation step started and ended, and where it ran."""
-    with _instance(env) as instance:
+    with _dagster_env(env), dg.DagsterInstance.get() as instance:
         out = {}
         for run in instance.get_runs():
             records = instance.all_logs(run.run_id)
