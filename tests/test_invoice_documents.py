@@ -219,17 +219,18 @@ def test_factur_x_pdf_carries_its_cii_and_is_reproducible(reference: Path, tmp_p
 
 def test_emails_and_portal_show_the_currency_minor_units(reference: Path, tmp_path: Path) -> None:
     from squak_pipelines.config import Settings
-    from squak_pipelines.invoicing.delivery import _message, publish_portal
+    from squak_pipelines.invoicing.delivery import publish_portal
+    from squak_pipelines.invoicing.mail import message
     from squak_pipelines.migrations import migrate
     from squak_pipelines.warehouse import DuckDBWarehouse
 
     inv = {"number": "SQK-2026-000001", "account_id": "A", "currency": "USD", "amount_due": D("31.760000"),
            "issue_date": date(2026, 12, 1), "due_date": date(2026, 12, 16), "html": "<p>x</p>",
            "document": "{}", "name": "Ada", "email": "ada@example.com"}
-    usd = _message(inv, tmp_path, "https://pay.example/x")
+    usd = message(inv, tmp_path, "https://pay.example/x")
     assert usd["Subject"] == "Your Squak invoice SQK-2026-000001: $31.76 due 2026-12-16"
     assert "Amount due: $31.76 by 2026-12-16" in usd.get_body(("plain",)).get_content()
-    jpy = _message({**inv, "currency": "JPY", "amount_due": D("4521.000000")}, tmp_path,
+    jpy = message({**inv, "currency": "JPY", "amount_due": D("4521.000000")}, tmp_path,
                    "https://pay.example/x")
     assert "¥4,521 due" in jpy["Subject"] and "4521.0" not in jpy.as_string()
 

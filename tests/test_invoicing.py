@@ -521,9 +521,14 @@ def test_delivery_by_email_portal_and_post_once(tmp_path: Path, demo, monkeypatc
     assert failed.failed == expected["email"] and failed.sent == 0
     assert failed.printed == expected["post"]
 
-    received = []
+    received, sessions = [], []
 
     class Collect:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            sessions.append(hostname)
+            session.host_name = hostname
+            return responses
+
         async def handle_DATA(self, server, session, envelope):
             received.append(envelope)
             return "250 OK"
@@ -538,6 +543,7 @@ def test_delivery_by_email_portal_and_post_once(tmp_path: Path, demo, monkeypatc
     finally:
         controller.stop()
     assert retried.sent == expected["email"] == len(received), "failed sends are retried"
+    assert len(sessions) == 1, "one SMTP connection per batch of messages, not one per message"
     assert (again.sent, again.failed, again.printed) == (0, 0, 0), "nothing is sent or printed twice"
     import email
 

@@ -14,19 +14,19 @@ An invoice whose EN 16931 e-invoice failed validation when it was finalized is n
 by any method: it is recorded `blocked` with the rules it breaks (`squak bill` printed them).
 Amounts are shown through money.format_money (the currency's minor units); emails carry the
 UBL e-invoice (and, for EUR, the PDF is itself Factur-X).
-`invoicing.deliveries` holds one row per invoice and method. A delivery marked `sending` is
-never retried automatically (it may have gone out); `failed` ones are retried next run.
+`invoicing.deliveries` holds one row per invoice and method. E-mails go in batches (mail.py):
+a batch is recorded `sending` in one commit, sent over one SMTP connection, and each outcome
+recorded in the next commit. A message recorded `sending` to an SMTP server is never retried
+automatically (it may have gone out); one bound for the outbox that is not there is written
+(files are written whole or not at all); `failed` ones are retried next run.
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import os
-import smtplib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from email.message import EmailMessage
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,13 +36,19 @@ from squak_pipelines.config import Settings
 from squak_pipelines.csv_export import escape_row
 from squak_pipelines.faults import fault_point
 from squak_pipelines.invoicing.einvoice import blocked_rules
-from squak_pipelines.invoicing.pdf import combine, pdfs_wanted, write_atomically
-from squak_pipelines.invoicing.render import operator_of
+from squak_pipelines.invoicing.mail import (
+    SEND_ERRORS,
+    build_messages,
+    channel,
+    outbox_path,
+    payment_link,
+    sender,
+)
+from squak_pipelines.invoicing.pdf import combine, pdfs_wanted
 from squak_pipelines.invoicing.tables import DELIVERIES
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import format_money
 from squak_pipelines.paths import inside
-from squak_pipelines.payments.links import payment_url
 from squak_pipelines.warehouse import Warehouse
 
 
@@ -74,25 +80,42 @@ def _status(warehouse: Warehouse) -> dict[tuple[str, str], dict]:
     return {(r["number"], r["method"]): r for r in rows}
 
 
-def _record(warehouse: Warehouse, number: str, method: str, status: str, attempts: int, detail: str) -> None:
-    """One message's state, committed before and after it is sent (at most once). One row by
-    parameterized statements, not a bulk load: a load's table and key checks cost four times
-    the commit itself, twice per message."""
+EMAIL_BATCH = 500  # messages built, then committed `sending` together, sent, and committed again
+
+
+@dataclass(frozen=True)
+class State:
+    """One delivery's row in invoicing.deliveries."""
+
+    number: str
+    method: str
+    status: str
+    attempts: int
+    detail: str
+
+
+def _record(warehouse: Warehouse, states: list[State]) -> None:
+    """The states of many deliveries, replacing their earlier rows, in one transaction."""
+    if not states:
+        return
     with warehouse.transaction():
-        warehouse.execute(
-            "delete from invoicing.deliveries where number = :n and method = :m", {"n": number, "m": method}
-        )
-        warehouse.execute(
-            "insert into invoicing.deliveries (number, method, status, attempts, detail, updated_at) "
-            "values (:n, :m, :s, :a, :d, :t)",
-            {"n": number, "m": method, "s": status, "a": attempts, "d": detail, "t": clock.now()},
-        )
+        for method in sorted({s.method for s in states}):
+            warehouse.execute("delete from invoicing.deliveries where method = :m and number = any(:n)",
+                              {"m": method, "n": [s.number for s in states if s.method == method]})
+        now = clock.now()
+        warehouse.load("invoicing.deliveries", pa.table({
+            "number": [s.number for s in states],
+            "method": [s.method for s in states],
+            "status": [s.status for s in states],
+            "attempts": [s.attempts for s in states],
+            "detail": [s.detail for s in states],
+            "updated_at": [now] * len(states),
+        }, schema=DELIVERIES), mode="append")
 
 
 def deliver_cycle(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryReport:
     """Publish, email and print the cycle's final invoices; safe to run again. One warehouse
-    session for the whole stage: each message's state is still committed before and after it
-    is sent, without opening (and checkpointing) the DuckDB file twice per message."""
+    session for the whole stage."""
     with warehouse.session():
         return _deliver(warehouse, settings, cycle)
 
@@ -102,43 +125,24 @@ def _deliver(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryRe
     report = DeliveryReport()
     invoices = _invoices(warehouse, cycle)
     done = _status(warehouse)
-    documents = settings.data_dir / "invoices" / cycle
+    blocked = []
     for inv in [i for i in invoices if i["einvoice_errors"]]:
         rules = ", ".join(blocked_rules(inv["einvoice_errors"])) or "EN 16931"
         report.blocked[inv["number"]] = rules
         method = inv["delivery_method"] or "email"
         if (inv["number"], method) not in done:
-            _record(warehouse, inv["number"], method, "blocked", 0,
-                    f"e-invoice invalid ({rules}): {inv['einvoice_errors']}"[:2000])
+            blocked.append(State(inv["number"], method, "blocked", 0,
+                                 f"e-invoice invalid ({rules}): {inv['einvoice_errors']}"[:2000]))
+    _record(warehouse, blocked)
     invoices = [i for i in invoices if not i["einvoice_errors"]]
     report.portal_accounts = publish_portal(warehouse, settings)
-    for inv in invoices:
-        if (inv["delivery_method"] or "email") != "email":
-            continue
-        previous = done.get((inv["number"], "email"))
-        if previous and previous["status"] == "sending" and _outbox_path(settings, inv["number"]).exists():
-            # Died between writing the message and recording it: the message is whole (written
-            # atomically), so it is confirmed, not written again.
-            where = f"outbox:{_outbox_path(settings, inv['number'])}"
-            _record(warehouse, inv["number"], "email", "outbox", previous["attempts"], where)
-            report.outbox += 1
-            continue
-        if previous and previous["status"] in ("sent", "outbox", "sending"):
-            continue  # at most once: a `sending` left by a crash mid-SMTP is for an operator to check
-        attempts = (previous["attempts"] if previous else 0) + 1
-        _record(warehouse, inv["number"], "email", "sending", attempts, "")
-        try:
-            where = send_email(inv, documents, settings)
-        except (OSError, smtplib.SMTPException, ValueError) as exc:
-            _record(warehouse, inv["number"], "email", "failed", attempts, f"{type(exc).__name__}: {exc}")
-            report.failed += 1
-            report.errors.append(f"{inv['number']}: {exc}")
-            continue
-        fault_point("delivery.after_send")
-        status = "outbox" if where.startswith("outbox:") else "sent"
-        _record(warehouse, inv["number"], "email", status, attempts, where)
-        report.outbox += status == "outbox"
-        report.sent += status == "sent"
+    by_email = [i for i in invoices if (i["delivery_method"] or "email") == "email"]
+    queue, confirmed = _emails_due(settings, by_email, done)
+    _record(warehouse, confirmed)
+    report.outbox += len(confirmed)
+    documents = settings.data_dir / "invoices" / cycle
+    for start in range(0, len(queue), EMAIL_BATCH):
+        _send_batch(warehouse, settings, documents, queue[start:start + EMAIL_BATCH], report)
     postal = [i for i in invoices if i["delivery_method"] == "post"]
     report.printed = print_batch(warehouse, settings, cycle, postal, done)
     if postal:
@@ -146,66 +150,61 @@ def _deliver(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryRe
     return report
 
 
-def _message(inv: dict, documents: Path, link: str, sender: str = "") -> EmailMessage:
-    if not inv["email"] or "@" not in inv["email"]:
-        raise ValueError(f"account {inv['account_id']} has no email address")
-    message = EmailMessage()
-    message["From"] = os.environ.get("SQUAK_SMTP_FROM") or sender or "billing@localhost"
-    message["To"] = inv["email"]
-    due = format_money(Decimal(inv["amount_due"]), inv["currency"])
-    message["Subject"] = f"Your Squak invoice {inv['number']}: {due} due {inv['due_date']}"
-    message.set_content(
-        f"Dear {inv['name']},\n\nyour invoice {inv['number']} is attached. Amount due: "
-        f"{due} by {inv['due_date']}.\nPay online: {link}\n"
-    )
-    message.add_alternative(inv["html"], subtype="html")
-    pdf = documents / f"{inv['number']}.pdf"
-    if pdf.exists():
-        message.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
-    message.add_attachment(
-        inv["document"].encode(), maintype="application", subtype="json", filename=f"{inv['number']}.json"
-    )
-    ubl = documents / f"{inv['number']}.xml"
-    if ubl.exists():  # the EN 16931 e-invoice (UBL 2.1)
-        message.add_attachment(ubl.read_bytes(), maintype="application", subtype="xml", filename=ubl.name)
-    calls = documents / f"{inv['number']}-calls.csv"
-    if calls.exists():
-        message.add_attachment(calls.read_bytes(), maintype="text", subtype="csv", filename=calls.name)
-    # Boundaries from the invoice number, not random: the same invoice gives the same bytes.
-    for i, part in enumerate(p for p in message.walk() if p.is_multipart()):
-        part.set_boundary(f"squak-{inv['number']}-{i}")
-    return message
+def _emails_due(settings: Settings, invoices: list[dict], done: dict[tuple[str, str], dict]
+                ) -> tuple[list[tuple[dict, int]], list[State]]:
+    """The e-mails to send now, each with its attempt number, and those a killed run wrote
+    but did not record (confirmed, not written again). At most once: a message recorded
+    `sending` to an SMTP server may have gone out, so it is left for an operator to check; one
+    bound for the outbox that is not there was never written (files are written atomically),
+    so it is written now, as the same attempt."""
+    queue, confirmed = [], []
+    for inv in invoices:
+        previous = done.get((inv["number"], "email"))
+        if previous is None or previous["status"] not in ("sent", "outbox", "sending"):
+            queue.append((inv, (previous["attempts"] if previous else 0) + 1))  # new, failed, unblocked
+        elif previous["status"] == "sending":
+            path = outbox_path(settings.data_dir, inv["number"])
+            if path.exists():
+                confirmed.append(State(inv["number"], "email", "outbox", previous["attempts"],
+                                       f"outbox:{path}"))
+            elif previous["detail"] == "outbox" and channel() == "outbox":
+                queue.append((inv, previous["attempts"]))
+    return queue, confirmed
 
 
-def _outbox_path(settings: Settings, number: str) -> Path:
-    return inside(settings.data_dir / "outbox", f"{number}.eml")
-
-
-def send_email(inv: dict, documents: Path, settings: Settings) -> str:
-    """Send one invoice; returns where it went (`smtp:host` or `outbox:path`)."""
-    message = _message(inv, documents, payment_link(inv, settings), operator_of(settings.reference_dir).email)
-    host = os.environ.get("SQUAK_SMTP_HOST", "")
-    if not host:
-        path = _outbox_path(settings, inv["number"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, bytes(message))
-        return f"outbox:{path}"
-    port = int(os.environ.get("SQUAK_SMTP_PORT", "25"))
-    with smtplib.SMTP(host, port, timeout=30) as smtp:
-        if os.environ.get("SQUAK_SMTP_TLS") == "1":
-            smtp.starttls()
-        if os.environ.get("SQUAK_SMTP_USER"):
-            smtp.login(os.environ["SQUAK_SMTP_USER"], os.environ.get("SQUAK_SMTP_PASSWORD", ""))
-        smtp.send_message(message)
-    return f"smtp:{host}:{port}"
-
-
-def payment_link(inv: dict, settings: Settings) -> str:
-    """The invoice's signed, expiring payment link (squak_pipelines/payments/links.py), as
-    printed on the invoice."""
-    amount = Decimal(inv["amount_due"])
-    return payment_url(inv["number"], amount, inv["currency"], inv["issue_date"], settings.data_dir,
-                       operator_of(settings.reference_dir).payment_link)
+def _send_batch(warehouse: Warehouse, settings: Settings, documents: Path, batch: list[tuple[dict, int]],
+                report: DeliveryReport) -> None:
+    """Build the batch's messages, record them `sending` (one commit), send them (one SMTP
+    connection), record each outcome (one commit)."""
+    attempts = {inv["number"]: n for inv, n in batch}
+    built = build_messages([inv for inv, _ in batch], documents, settings.data_dir, settings.reference_dir)
+    outcomes = [State(b.number, "email", "failed", attempts[b.number], b.error)
+                for b in built if b.data is None]
+    ready = [b for b in built if b.data is not None]
+    _record(warehouse, [State(b.number, "email", "sending", attempts[b.number], channel()) for b in ready])
+    try:
+        with sender(settings.data_dir) as send:
+            for b in ready:
+                try:
+                    where = send(b)
+                except SEND_ERRORS as exc:
+                    outcomes.append(State(b.number, "email", "failed", attempts[b.number],
+                                          f"{type(exc).__name__}: {exc}"))
+                    continue
+                fault_point("delivery.after_send")
+                status = "outbox" if where.startswith("outbox:") else "sent"
+                outcomes.append(State(b.number, "email", status, attempts[b.number], where))
+    except SEND_ERRORS as exc:  # no connection: none of the batch went out
+        tried = {o.number for o in outcomes}
+        outcomes += [State(b.number, "email", "failed", attempts[b.number], f"{type(exc).__name__}: {exc}")
+                     for b in ready if b.number not in tried]
+    _record(warehouse, outcomes)
+    for state in outcomes:
+        report.outbox += state.status == "outbox"
+        report.sent += state.status == "sent"
+        if state.status == "failed":
+            report.failed += 1
+            report.errors.append(f"{state.number}: {state.detail}")
 
 
 def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
@@ -226,6 +225,7 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         items = []
         for inv in invoices:
+            link = payment_link(inv, settings.data_dir, settings.reference_dir)
             inside(folder, f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
             calls = settings.data_dir / "invoices" / inv["cycle"] / f"{inv['number']}-calls.csv"
             detail = ""
@@ -241,7 +241,7 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
                 f"({html.escape(inv['cycle'])}): "
                 f"{html.escape(format_money(Decimal(inv['amount_due']), inv['currency']))} "
                 f"due {inv['due_date']}{detail} &middot; "
-                f'<a href="{html.escape(payment_link(inv, settings))}">pay now</a></li>'
+                f'<a href="{html.escape(link)}">pay now</a></li>'
             )
         name = html.escape(invoices[0]["name"] or account)
         (folder / "index.html").write_text(
