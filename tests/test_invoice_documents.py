@@ -252,6 +252,19 @@ def test_emails_and_portal_show_the_currency_minor_units(reference: Path, tmp_pa
     assert "$31.76 due 2026-12-16" in (portal / "A" / "index.html").read_text()
     assert "¥4,521 due 2026-12-16" in (portal / "B" / "index.html").read_text()
 
+    # A month's delivery refreshes the accounts billed that month and copies only its documents.
+    warehouse.load("invoicing.invoices", rows.slice(0, 1).set_column(
+        0, "number", pa.array(["SQK-2026-000003"])).set_column(2, "cycle", pa.array(["2026-12"])),
+        mode="append")
+    (portal / "A" / "SQK-2026-000001.html").write_text("kept")
+    (portal / "B" / "index.html").write_text("untouched")
+    assert publish_portal(warehouse, settings, "2026-12") == 1
+    index = (portal / "A" / "index.html").read_text()
+    assert "SQK-2026-000003" in index and "SQK-2026-000001" in index, "the page lists every invoice"
+    assert (portal / "A" / "SQK-2026-000003.html").read_text() == "<p>x</p>"
+    assert (portal / "A" / "SQK-2026-000001.html").read_text() == "kept"
+    assert (portal / "B" / "index.html").read_text() == "untouched"
+
 
 def test_credit_notes_reverse_charge_and_zero_decimal_currencies_are_valid(reference: Path) -> None:
     from dataclasses import replace

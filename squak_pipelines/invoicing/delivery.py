@@ -135,7 +135,7 @@ def _deliver(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryRe
                                  f"e-invoice invalid ({rules}): {inv['einvoice_errors']}"[:2000]))
     _record(warehouse, blocked)
     invoices = [i for i in invoices if not i["einvoice_errors"]]
-    report.portal_accounts = publish_portal(warehouse, settings)
+    report.portal_accounts = publish_portal(warehouse, settings, cycle)
     by_email = [i for i in invoices if (i["delivery_method"] or "email") == "email"]
     queue, confirmed = _emails_due(settings, by_email, done)
     _record(warehouse, confirmed)
@@ -207,14 +207,18 @@ def _send_batch(warehouse: Warehouse, settings: Settings, documents: Path, batch
             report.errors.append(f"{state.number}: {state.detail}")
 
 
-def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
-    """Each account's portal page lists all its final invoices (newest first)."""
+def publish_portal(warehouse: Warehouse, settings: Settings, month: str | None = None) -> int:
+    """Each account's portal page lists all its final invoices (newest first). With `month`,
+    the accounts billed that month are refreshed and that month's documents copied (earlier
+    months' documents were copied in their own month); returns the accounts refreshed."""
     rows = warehouse.query_arrow(
-        "select i.number, i.account_id, i.cycle, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
-        "a.name "
+        "select i.number, i.account_id, i.cycle, i.currency, i.amount_due, i.issue_date, i.due_date, "
+        "case when :month = '' or substr(i.cycle, 1, 7) = :month then i.html end as html, a.name "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
-        "where coalesce(i.einvoice_errors, '') = '' "
-        "order by i.account_id, i.cycle desc, i.number"
+        "where coalesce(i.einvoice_errors, '') = '' and (:month = '' or i.account_id in "
+        "(select account_id from invoicing.invoices where substr(cycle, 1, 7) = :month)) "
+        "order by i.account_id, i.cycle desc, i.number",
+        {"month": month or ""},
     ).to_pylist()
     by_account: dict[str, list[dict]] = {}
     for r in rows:
@@ -226,15 +230,17 @@ def publish_portal(warehouse: Warehouse, settings: Settings) -> int:
         items = []
         for inv in invoices:
             link = payment_link(inv, settings.data_dir, settings.reference_dir)
-            inside(folder, f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
             calls = settings.data_dir / "invoices" / inv["cycle"] / f"{inv['number']}-calls.csv"
-            detail = ""
             pdf = calls.with_name(f"{inv['number']}.pdf")
+            if inv["html"] is not None:  # this month's: its documents are copied now
+                inside(folder, f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
+                for document in (pdf, calls):
+                    if document.exists():
+                        (folder / document.name).write_bytes(document.read_bytes())
+            detail = ""
             if pdf.exists():
-                (folder / pdf.name).write_bytes(pdf.read_bytes())
                 detail += f' &middot; <a href="{html.escape(pdf.name)}">PDF</a>'
             if calls.exists():
-                (folder / calls.name).write_bytes(calls.read_bytes())
                 detail += f' &middot; <a href="{html.escape(calls.name)}">call detail (CSV)</a>'
             items.append(
                 f'<li><a href="{html.escape(inv["number"])}.html">{html.escape(inv["number"])}</a> '
