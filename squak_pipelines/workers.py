@@ -44,12 +44,40 @@ def end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="squak-parent-watch").start()
 
 
+class Workers:
+    """Worker processes shared by several maps: spawned on the first map big enough to need
+    them (at least `parallel_from` items), ended by `close` (use `shared_workers`)."""
+
+    def __init__(self, parallel_from: int, workers: int | None = None):
+        self.parallel_from = parallel_from
+        self.workers = workers or worker_count()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """`function` over `items`, in order (a module-level callable: it is pickled)."""
+        items = list(items)
+        if len(items) < self.parallel_from or self.workers < 2:
+            return [function(item) for item in items]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                             initializer=end_with_parent, initargs=(os.getpid(),))
+        chunk = max(1, min(64, len(items) // (self.workers * 4)))
+        return list(self._pool.map(function, items, chunksize=chunk))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
 @contextmanager
-def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """Spawned worker processes that end with this one."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
+def shared_workers(parallel_from: int, workers: int | None = None) -> Iterator[Workers]:
+    """Workers for a stage that maps in batches (one spawn, not one per batch)."""
+    pool = Workers(parallel_from, workers)
+    try:
         yield pool
+    finally:
+        pool.close()
 
 
 def map_in_workers(function: Callable[[T], R], items: Iterable[T], parallel_from: int,
@@ -57,10 +85,5 @@ def map_in_workers(function: Callable[[T], R], items: Iterable[T], parallel_from
     """`function` over `items`, in order: in worker processes when there are at least
     `parallel_from` items and more than one worker, else here. `function` must be a
     module-level callable (it is pickled)."""
-    items = list(items)
-    workers = workers or worker_count()
-    if len(items) < parallel_from or workers < 2:
-        return [function(item) for item in items]
-    chunk = max(1, min(64, len(items) // (workers * 4)))
-    with process_pool(min(workers, len(items))) as pool:
-        return list(pool.map(function, items, chunksize=chunk))
+    with shared_workers(parallel_from, workers) as pool:
+        return pool.map(function, items)

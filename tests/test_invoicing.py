@@ -675,3 +675,34 @@ def test_revenue_assurance_gate_blocks_finalization_of_leaks(
     monkeypatch.setattr(stage, "compose", real_compose)
     final = bill_cycle(warehouse, settings, "2026-10", finalize=True)
     assert final.gate.success and final.finalized == final.drafts
+
+
+def test_a_month_in_chunks_gives_what_one_piece_gives(tmp_path: Path, demo, monkeypatch) -> None:
+    """Drafts, final invoices, documents and e-mails made a few at a time (as at scale, where a
+    month's pages do not fit in memory at once) are the same rows and bytes as in one piece."""
+    from squak_pipelines.invoicing import delivery, stage
+    from squak_pipelines.invoicing.delivery import deliver_cycle
+    from squak_pipelines.invoicing.stage import write_documents
+    from tests.stage_helpers import snapshot
+
+    monkeypatch.setenv("SQUAK_PAYMENT_LINK_SECRET", "chunk-test-key")
+    monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")
+    monkeypatch.delenv("SQUAK_SMTP_HOST", raising=False)
+    outcomes = []
+    for name, chunk in (("whole", stage.CHUNK), ("chunked", 7)):
+        monkeypatch.setattr(stage, "CHUNK", chunk)
+        monkeypatch.setattr(delivery, "EMAIL_BATCH", chunk if name == "chunked" else delivery.EMAIL_BATCH)
+        settings = copy_demo(demo, tmp_path / name)
+        warehouse = DuckDBWarehouse(tmp_path / f"{name}.duckdb")
+        rated(warehouse, settings)
+        bill_cycle(warehouse, settings, "2026-10", finalize=False)
+        report = bill_cycle(warehouse, settings, "2026-10", finalize=True, documents=False)
+        write_documents(warehouse, settings, "2026-10")
+        deliver_cycle(warehouse, settings, "2026-10")
+        outcomes.append((report.finalized, report.einvoices, snapshot(warehouse, settings.data_dir)))
+    (whole_final, whole_valid, whole), (final, valid, chunked) = outcomes
+    assert final == whole_final > 7 * 3 and valid == whole_valid, "several chunks"
+    assert chunked.keys() == whole.keys()
+    for name in whole:
+        assert chunked[name] == whole[name], name
+    assert whole["outbox"] and whole["portal"] and whole["invoices"]

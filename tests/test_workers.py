@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from squak_pipelines.workers import map_in_workers, worker_count
+from squak_pipelines.workers import map_in_workers, shared_workers, worker_count
 from tests.test_invoice_documents import TAXES, _invoice, reference  # noqa: F401  (a fixture)
 
 
@@ -23,6 +23,25 @@ def test_map_in_workers_keeps_the_order_in_and_out_of_process(monkeypatch) -> No
     monkeypatch.setenv("SQUAK_WORKERS", "many")
     with pytest.raises(ValueError, match="SQUAK_WORKERS='many'"):
         worker_count()
+
+
+def _pid(_: int) -> int:
+    import os
+    import time
+
+    time.sleep(0.01)
+    return os.getpid()
+
+
+def test_shared_workers_are_spawned_once_for_many_maps() -> None:
+    """A stage that renders in chunks spawns its workers once, not once per chunk."""
+    import os
+
+    with shared_workers(parallel_from=10, workers=2) as workers:
+        assert set(workers.map(_pid, range(3))) == {os.getpid()}, "small maps stay in this process"
+        first = set(workers.map(_pid, range(40)))
+        second = set(workers.map(_pid, range(40)))
+    assert os.getpid() not in first and len(first | second) <= 2, "the same two processes"
 
 
 def test_invoices_rendered_in_workers_are_byte_identical(reference: Path, tmp_path: Path,  # noqa: F811

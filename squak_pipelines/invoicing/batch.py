@@ -17,7 +17,7 @@ from squak_pipelines.invoicing.compose import Invoice
 from squak_pipelines.invoicing.einvoice import EDocuments
 from squak_pipelines.invoicing.einvoice import make as make_einvoice
 from squak_pipelines.invoicing.render import operator_of, render_html
-from squak_pipelines.workers import map_in_workers
+from squak_pipelines.workers import Workers, map_in_workers
 
 PARALLEL_FROM = 64  # fewer invoices than this are rendered in the calling process
 
@@ -39,10 +39,13 @@ def _render(job: tuple[Invoice, list[dict] | None], reference_dir: Path | None, 
 
 def render_documents(invoices: list[Invoice], reference_dir: Path | None, data_dir: Path | None,
                      calls: dict[str, list[dict]] | None = None, taxes: dict[str, dict] | None = None,
-                     workers: int | None = None) -> list[Rendered]:
+                     workers: int | Workers | None = None) -> list[Rendered]:
     """Each invoice's page (with its call-detail appendix from `calls`, by number) and, when
-    `taxes` is given (final invoices), its e-invoices; in the invoices' order."""
+    `taxes` is given (final invoices), its e-invoices; in the invoices' order. `workers`: how
+    many processes, or shared `Workers` (a stage rendering in chunks spawns them once)."""
     calls = calls or {}
     jobs = [(invoice, calls.get(invoice.number or "")) for invoice in invoices]
     render = partial(_render, reference_dir=reference_dir, data_dir=data_dir, taxes=taxes)
+    if isinstance(workers, Workers):
+        return workers.map(render, jobs)
     return map_in_workers(render, jobs, PARALLEL_FROM, workers)

@@ -37,6 +37,7 @@ from squak_pipelines.csv_export import escape_row
 from squak_pipelines.faults import fault_point
 from squak_pipelines.invoicing.einvoice import blocked_rules
 from squak_pipelines.invoicing.mail import (
+    PARALLEL_FROM,
     SEND_ERRORS,
     build_messages,
     channel,
@@ -50,6 +51,7 @@ from squak_pipelines.migrations import migrate
 from squak_pipelines.money import format_money
 from squak_pipelines.paths import inside
 from squak_pipelines.warehouse import Warehouse
+from squak_pipelines.workers import Workers, shared_workers
 
 
 @dataclass
@@ -66,13 +68,21 @@ class DeliveryReport:
 
 def _invoices(warehouse: Warehouse, cycle: str) -> list[dict]:
     return warehouse.query_arrow(
-        "select i.number, i.account_id, i.currency, i.amount_due, i.issue_date, i.due_date, i.html, "
-        "i.document, i.einvoice_errors, a.name, a.email, a.delivery_method, a.street, a.city, a.state, "
+        "select i.number, i.account_id, i.currency, i.amount_due, i.issue_date, i.due_date, "
+        "i.einvoice_errors, a.name, a.email, a.delivery_method, a.street, a.city, a.state, "
         "a.postal_code, a.country "
         "from invoicing.invoices i left join orders.accounts a on a.account_id = i.account_id "
         "where substr(i.cycle, 1, 7) = :cycle order by i.number",
         {"cycle": cycle},
     ).to_pylist()
+
+
+def _stored(warehouse: Warehouse, numbers: list[str]) -> dict[str, dict]:
+    """The stored HTML and JSON of these invoices, by number (read a batch at a time: a month
+    of them does not fit in memory at scale)."""
+    rows = warehouse.query_arrow("select number, html, document from invoicing.invoices "
+                                 "where number = any(:numbers)", {"numbers": numbers}).to_pylist()
+    return {r["number"]: r for r in rows}
 
 
 def _status(warehouse: Warehouse) -> dict[tuple[str, str], dict]:
@@ -141,8 +151,9 @@ def _deliver(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryRe
     _record(warehouse, confirmed)
     report.outbox += len(confirmed)
     documents = settings.data_dir / "invoices" / cycle
-    for start in range(0, len(queue), EMAIL_BATCH):
-        _send_batch(warehouse, settings, documents, queue[start:start + EMAIL_BATCH], report)
+    with shared_workers(PARALLEL_FROM) as workers:
+        for start in range(0, len(queue), EMAIL_BATCH):
+            _send_batch(warehouse, settings, documents, queue[start:start + EMAIL_BATCH], report, workers)
     postal = [i for i in invoices if i["delivery_method"] == "post"]
     report.printed = print_batch(warehouse, settings, cycle, postal, done)
     if postal:
@@ -173,11 +184,13 @@ def _emails_due(settings: Settings, invoices: list[dict], done: dict[tuple[str, 
 
 
 def _send_batch(warehouse: Warehouse, settings: Settings, documents: Path, batch: list[tuple[dict, int]],
-                report: DeliveryReport) -> None:
+                report: DeliveryReport, workers: Workers) -> None:
     """Build the batch's messages, record them `sending` (one commit), send them (one SMTP
     connection), record each outcome (one commit)."""
     attempts = {inv["number"]: n for inv, n in batch}
-    built = build_messages([inv for inv, _ in batch], documents, settings.data_dir, settings.reference_dir)
+    stored = _stored(warehouse, list(attempts))
+    invoices = [{**inv, **stored[inv["number"]]} for inv, _ in batch]
+    built = build_messages(invoices, documents, settings.data_dir, settings.reference_dir, workers)
     outcomes = [State(b.number, "email", "failed", attempts[b.number], b.error)
                 for b in built if b.data is None]
     ready = [b for b in built if b.data is not None]
@@ -281,10 +294,11 @@ def print_batch(
         names = [f"batch-{cycle}.pdf" for _ in order]
     else:  # PDFs off (SQUAK_INVOICE_PDF=off): the print house gets each invoice's HTML
         starts = [""] * len(order)
-        names = []
-        for inv in order:
-            (folder / f"{inv['number']}.html").write_text(inv["html"], encoding="utf-8")
-            names.append(f"{inv['number']}.html")
+        names = [f"{inv['number']}.html" for inv in order]
+        for start in range(0, len(order), EMAIL_BATCH):
+            stored = _stored(warehouse, [inv["number"] for inv in order[start:start + EMAIL_BATCH]])
+            for number, row in stored.items():
+                (folder / f"{number}.html").write_text(row["html"], encoding="utf-8")
     with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["sequence", "invoice", "document", "first_page", "name", "street", "city", "state",

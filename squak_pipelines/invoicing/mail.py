@@ -24,7 +24,7 @@ from squak_pipelines.invoicing.render import operator_of
 from squak_pipelines.money import format_money
 from squak_pipelines.paths import inside
 from squak_pipelines.payments.links import payment_url
-from squak_pipelines.workers import map_in_workers
+from squak_pipelines.workers import Workers
 
 PARALLEL_FROM = 200  # fewer messages than this are built in the calling process
 SEND_ERRORS = (OSError, smtplib.SMTPException)
@@ -103,10 +103,11 @@ def _build(inv: dict, documents: Path, data_dir: Path, reference_dir: Path) -> B
     return Built(inv["number"], mail["From"], mail["To"], bytes(mail))
 
 
-def build_messages(invoices: list[dict], documents: Path, data_dir: Path, reference_dir: Path) -> list[Built]:
-    """The invoices' messages, in their order (worker processes share the work when many)."""
+def build_messages(invoices: list[dict], documents: Path, data_dir: Path, reference_dir: Path,
+                   workers: Workers) -> list[Built]:
+    """The invoices' messages, in their order (the workers share the work when there are many)."""
     build = partial(_build, documents=documents, data_dir=data_dir, reference_dir=reference_dir)
-    return map_in_workers(build, invoices, PARALLEL_FROM)
+    return workers.map(build, invoices)
 
 
 Send = Callable[[Built], str]  # sends one message, returns where it went; raises SEND_ERRORS

@@ -37,7 +37,7 @@ from squak_pipelines.cycles import (
     schedules_in_use,
 )
 from squak_pipelines.faults import fault_point
-from squak_pipelines.invoicing.batch import render_documents
+from squak_pipelines.invoicing.batch import PARALLEL_FROM, render_documents
 from squak_pipelines.invoicing.call_detail import appendix_calls, write_call_detail
 from squak_pipelines.invoicing.compose import Cycle, Invoice, ServicePeriod, compose
 from squak_pipelines.invoicing.pdf import PdfJob, pdf_complete, pdfs_wanted, write_pdfs
@@ -50,7 +50,9 @@ from squak_pipelines.paths import inside
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
+from squak_pipelines.workers import Workers, shared_workers
 
+CHUNK = 2000  # invoices rendered (and, final, stored) at a time: memory bounded at any size
 USAGE_SQL = """
 select r.account_id, r.currency, r.cycle, r.service, r.call_type, r.destination, r.discount_name,
        r.plan_id, r.band,
@@ -395,9 +397,12 @@ def _store_drafts(warehouse: Warehouse, settings: Settings, month: str, account:
     JSON files."""
     if render:
         out_dir = settings.data_dir / "invoices" / month / "drafts"
-        pages = render_documents(drafts, settings.reference_dir, settings.data_dir)
-        for invoice, document, page in zip(drafts, documents, pages, strict=True):
-            _write_documents(out_dir, invoice.key.replace(":", "_"), page.html, document)
+        with shared_workers(PARALLEL_FROM) as workers:
+            for start in range(0, len(drafts), CHUNK):
+                part = drafts[start:start + CHUNK]
+                pages = render_documents(part, settings.reference_dir, settings.data_dir, workers=workers)
+                for invoice, document, page in zip(part, documents[start:start + CHUNK], pages, strict=True):
+                    _write_documents(out_dir, invoice.key.replace(":", "_"), page.html, document)
     with warehouse.transaction():
         if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
             # the second deletes the first's drafts instead of repeating their keys
@@ -561,37 +566,10 @@ def _finalize(
             warehouse.load(
                 "invoicing.billed_events", keys.cast(TABLES["invoicing.billed_events"]), mode="append"
             )
-        documents = [render_json(i) for i in todo]
-        calls = appendix_calls(warehouse, [i.number for i in todo if _wants_appendix(i)])
-        rendered = render_documents(todo, settings.reference_dir, settings.data_dir, calls,
-                                    tax_table(settings))
-        pages = [r.html for r in rendered]
-        edocs = [r.einvoice for r in rendered]
-        report.einvoices = sum(1 for e in edocs if e.ubl and not e.errors)
-        report.einvoice_blocked = {i.number: e.errors for i, e in zip(todo, edocs, strict=True)
-                                   if e.errors and i.number}
-        warehouse.load(
-            "invoicing.invoices",
-            pa.table(
-                {
-                    "number": [i.number for i in todo],
-                    **_totals(todo),
-                    "issue_date": pa.array([date.fromisoformat(i.issue_date) for i in todo], pa.date32()),
-                    "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
-                    "previous_balance": money_array([i.previous_balance for i in todo]),
-                    "document": documents,
-                    "html": pages,
-                    "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
-                    "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
-                    "ubl": [e.ubl for e in edocs],
-                    "cii": [e.cii for e in edocs],
-                    "einvoice_errors": [e.errors for e in edocs],
-                },
-                schema=TABLES["invoicing.invoices"],
-            ),
-            mode="append",
-        )
-        warehouse.load("invoicing.invoice_lines", _lines_table(todo), mode="append")
+        taxes = tax_table(settings)
+        with shared_workers(PARALLEL_FROM) as workers:
+            for start in range(0, len(todo), CHUNK):
+                _store_final(warehouse, settings, todo[start:start + CHUNK], now, taxes, workers, report)
         if warehouse.table_exists("invoicing.credit_notes"):
             warehouse.query_arrow_with(
                 "update invoicing.credit_notes c set applied_to = b.invoice_number from {billed} b "
@@ -613,6 +591,43 @@ def _finalize(
         report.numbers = [i.number for i in todo if i.number]
 
 
+def _store_final(warehouse: Warehouse, settings: Settings, todo: list[Invoice], now: datetime,
+                 taxes: dict[str, dict], workers: Workers, report: BillingReport) -> None:
+    """Render and store a chunk of numbered invoices (inside the finalizing transaction): a
+    chunk's pages, e-invoices and call-detail appendices are in memory at a time, not the
+    month's."""
+    documents = [render_json(i) for i in todo]
+    calls = appendix_calls(warehouse, [i.number for i in todo if _wants_appendix(i)])
+    rendered = render_documents(todo, settings.reference_dir, settings.data_dir, calls, taxes, workers)
+    pages = [r.html for r in rendered]
+    edocs = [r.einvoice for r in rendered]
+    report.einvoices += sum(1 for e in edocs if e.ubl and not e.errors)
+    report.einvoice_blocked.update({i.number: e.errors for i, e in zip(todo, edocs, strict=True)
+                                    if e.errors and i.number})
+    warehouse.load(
+        "invoicing.invoices",
+        pa.table(
+            {
+                "number": [i.number for i in todo],
+                **_totals(todo),
+                "issue_date": pa.array([date.fromisoformat(i.issue_date) for i in todo], pa.date32()),
+                "due_date": pa.array([date.fromisoformat(i.due_date) for i in todo], pa.date32()),
+                "previous_balance": money_array([i.previous_balance for i in todo]),
+                "document": documents,
+                "html": pages,
+                "html_sha256": [hashlib.sha256(page.encode()).hexdigest() for page in pages],
+                "finalized_at": pa.array([now] * len(todo), pa.timestamp("us", tz="UTC")),
+                "ubl": [e.ubl for e in edocs],
+                "cii": [e.cii for e in edocs],
+                "einvoice_errors": [e.errors for e in edocs],
+            },
+            schema=TABLES["invoicing.invoices"],
+        ),
+        mode="append",
+    )
+    warehouse.load("invoicing.invoice_lines", _lines_table(todo), mode="append")
+
+
 def write_documents(warehouse: Warehouse, settings: Settings, month: str) -> tuple[int, int]:
     """HTML, JSON, PDF and call-detail CSV of every final invoice of the billing month;
     returns the PDFs rendered and the call-detail files written."""
@@ -629,19 +644,24 @@ def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) ->
     finalized: the same bytes on every run, whatever templates change later. A missing PDF is
     rendered from the stored HTML (reproducibly; `SQUAK_INVOICE_PDF=off` skips PDFs, for
     operators who send HTML only); returns how many PDFs were rendered."""
-    rows = warehouse.query_arrow(
-        "select number, issue_date, document, html, ubl, cii from invoicing.invoices "
-        "where substr(cycle, 1, 7) = :month order by number",
-        {"month": month},
-    ).to_pylist()
+    numbers = warehouse.query_arrow(
+        "select number from invoicing.invoices where substr(cycle, 1, 7) = :month order by number",
+        {"month": month})["number"].to_pylist()
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for row in rows:
-        write_stored_documents(out_dir, row)
-        pdf = inside(out_dir, f"{row['number']}.pdf")
-        if pdfs_wanted() and not pdf_complete(pdf):
-            jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"], row["cii"] or ""))
-    return write_pdfs(jobs)
+    rendered = 0
+    for start in range(0, len(numbers), CHUNK):  # a chunk of stored documents in memory at a time
+        rows = warehouse.query_arrow(
+            "select number, issue_date, document, html, ubl, cii from invoicing.invoices "
+            "where number = any(:numbers) order by number", {"numbers": numbers[start:start + CHUNK]},
+        ).to_pylist()
+        jobs = []
+        for row in rows:
+            write_stored_documents(out_dir, row)
+            pdf = inside(out_dir, f"{row['number']}.pdf")
+            if pdfs_wanted() and not pdf_complete(pdf):
+                jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"], row["cii"] or ""))
+        rendered += write_pdfs(jobs)
+    return rendered
 
 
 def write_stored_documents(out_dir: Path, row: dict) -> None:
