@@ -12,7 +12,7 @@ import pandas as pd
 from squak_pipelines.assurance.controls import Scope, amounts_text, empty_findings, findings, money
 from squak_pipelines.invoicing.compose import service_lines
 from squak_pipelines.invoicing.stage import account_cycles, periods_for
-from squak_pipelines.money import minor_units
+from squak_pipelines.money import MICROS, minor_units, to_micros
 from squak_pipelines.rating.plans import Plan, load_plans
 
 TWICE_SQL = """
@@ -78,29 +78,36 @@ def duplicate_billing(scope: Scope) -> tuple[bool, str, dict[str, Any], pd.DataF
             r = by_key.get(f["record"])
             if r is not None:
                 f.update(account_id=r.account_id, currency=r.currency, amount=money(r.final_charge))
-    recurring = _service_lines(scope)
-    recurring = recurring[recurring["kind"] == "recurring"]
-    extra = 0
-    for service_id, lines in recurring.groupby("service_id", sort=True):
-        months = Decimal(0)
-        for r in lines.itertuples():
-            months += money(r.quantity)
-            if months > 1 + QUANTITY_TOLERANCE * len(lines):
-                extra += 1
-                found.append(
-                    {
-                        "kind": "recurring_charge_billed_twice",
-                        "record": f"{r.number}#{r.line_no}",
-                        "account_id": r.account_id,
-                        "currency": r.currency,
-                        "amount": money(r.amount),
-                        "detail": f"service {service_id} already charged for the whole cycle",
-                    }
-                )
+    over = _recurring_over_a_month(_service_lines(scope))
+    for r in over.itertuples():
+        found.append(
+            {
+                "kind": "recurring_charge_billed_twice",
+                "record": f"{r.number}#{r.line_no}",
+                "account_id": r.account_id,
+                "currency": r.currency,
+                "amount": money(r.amount),
+                "detail": f"service {r.service_id} already charged for the whole cycle",
+            }
+        )
+    extra = len(over)
     figures = {"events_billed_twice": len(twice), "recurring_charges_billed_twice": extra}
     limit = int(scope.limits("duplicate_billing")["max_duplicates"])
     summary = f"{len(twice)} events and {extra} recurring charges billed twice"
     return len(found) <= limit, summary, figures, findings(found) if found else empty_findings()
+
+
+def _recurring_over_a_month(lines: pd.DataFrame) -> pd.DataFrame:
+    """The recurring lines that take a service past one month in the cycle: each service's
+    quantities added up in line order (exact integer micro-months, one pass over all services),
+    beyond 1 + QUANTITY_TOLERANCE per line for rounding."""
+    recurring = lines[(lines["kind"] == "recurring") & lines["service_id"].notna()]
+    recurring = recurring.sort_values("service_id", kind="stable")
+    months = recurring["quantity"].map(lambda value: to_micros(money(value))).astype("int64")
+    running = months.groupby(recurring["service_id"]).cumsum()
+    allowed = MICROS + recurring.groupby("service_id")["service_id"].transform("size") * to_micros(
+        QUANTITY_TOLERANCE)
+    return recurring[running > allowed]
 
 
 def _expected_service_charges(scope: Scope, plans: dict[str, Plan]) -> list[dict]:
