@@ -45,6 +45,7 @@ def escape_table(table: pa.Table) -> pa.Table:
     return table
 
 
-def write_csv(table: pa.Table, path: Path) -> None:
-    """An Arrow table as a spreadsheet-safe CSV file."""
-    pacsv.write_csv(escape_table(table), path)
+def write_csv(table: pa.Table, path: Path, escaped: bool = False) -> None:
+    """An Arrow table as a spreadsheet-safe CSV file (`escaped`: escape_table was applied
+    already, e.g. once to a table written as many slices)."""
+    pacsv.write_csv(table if escaped else escape_table(table), path)

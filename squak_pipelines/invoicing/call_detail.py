@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from squak_pipelines.csv_export import write_csv
+from squak_pipelines.csv_export import escape_table, write_csv
 from squak_pipelines.paths import inside
 from squak_pipelines.warehouse import Warehouse
 
@@ -63,10 +63,10 @@ def _write_part(table: pa.Table, folder: Path) -> int:
     values = np.asarray(pc.dictionary_encode(numbers).indices.to_numpy(zero_copy_only=False))
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])  # rows are sorted by invoice
     ends = np.r_[starts[1:], len(values)]
-    detail = _iso_times(table.drop_columns(["invoice_number"]))
+    detail = escape_table(_iso_times(table.drop_columns(["invoice_number"])))  # once for the part
     for start, end in zip(starts, ends, strict=True):
         name = f"{numbers[int(start)].as_py()}-calls.csv"
-        write_csv(detail.slice(start, end - start), inside(folder, name))
+        write_csv(detail.slice(start, end - start), inside(folder, name), escaped=True)
     return len(starts)
 
 
