@@ -34,7 +34,7 @@ run: $(STAMP)
 ## Run the whole test suite (DuckDB, and PostgreSQL when reachable; required under CI=true), on
 ## SQUAK_TEST_WORKERS processes (default 2; 1 runs it in one process).
 test: $(STAMP)
-	$(BIN)/python -m pytest $$( [ "$${SQUAK_TEST_WORKERS:-2}" = 1 ] || echo "-n $${SQUAK_TEST_WORKERS:-2}" )
+	$(BIN)/python -m pytest --durations=15 $$( [ "$${SQUAK_TEST_WORKERS:-2}" = 1 ] || echo "-n $${SQUAK_TEST_WORKERS:-2}" )
 
 ## Dagster UI on http://127.0.0.1:3000 over the data `make run` produced.
 ui: $(STAMP)

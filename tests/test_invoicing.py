@@ -680,6 +680,9 @@ def test_revenue_assurance_gate_blocks_finalization_of_leaks(
 def test_a_month_in_chunks_gives_what_one_piece_gives(tmp_path: Path, demo, monkeypatch) -> None:
     """Drafts, final invoices, documents and e-mails made a few at a time (as at scale, where a
     month's pages do not fit in memory at once) are the same rows and bytes as in one piece."""
+    import shutil
+
+    from squak_pipelines.config import Settings
     from squak_pipelines.invoicing import delivery, stage
     from squak_pipelines.invoicing.delivery import deliver_cycle
     from squak_pipelines.invoicing.stage import write_documents
@@ -688,13 +691,16 @@ def test_a_month_in_chunks_gives_what_one_piece_gives(tmp_path: Path, demo, monk
     monkeypatch.setenv("SQUAK_PAYMENT_LINK_SECRET", "chunk-test-key")
     monkeypatch.setenv("SQUAK_INVOICE_PDF", "off")
     monkeypatch.delenv("SQUAK_SMTP_HOST", raising=False)
+    settings = copy_demo(demo, tmp_path / "whole")
+    rated(DuckDBWarehouse(tmp_path / "whole.duckdb"), settings)  # rated once, billed twice
+    shutil.copytree(tmp_path / "whole", tmp_path / "chunked")
+    shutil.copy(tmp_path / "whole.duckdb", tmp_path / "chunked.duckdb")
     outcomes = []
     for name, chunk in (("whole", stage.CHUNK), ("chunked", 7)):
         monkeypatch.setattr(stage, "CHUNK", chunk)
         monkeypatch.setattr(delivery, "EMAIL_BATCH", chunk if name == "chunked" else delivery.EMAIL_BATCH)
-        settings = copy_demo(demo, tmp_path / name)
+        settings = Settings.from_env({"SQUAK_DATA_DIR": str(tmp_path / name)})
         warehouse = DuckDBWarehouse(tmp_path / f"{name}.duckdb")
-        rated(warehouse, settings)
         bill_cycle(warehouse, settings, "2026-10", finalize=False)
         report = bill_cycle(warehouse, settings, "2026-10", finalize=True, documents=False)
         write_documents(warehouse, settings, "2026-10")
