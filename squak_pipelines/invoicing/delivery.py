@@ -169,6 +169,7 @@ def _emails_due(settings: Settings, invoices: list[dict], done: dict[tuple[str, 
     bound for the outbox that is not there was never written (files are written atomically),
     so it is written now, as the same attempt."""
     queue, confirmed = [], []
+    to_outbox = channel() == "outbox"
     for inv in invoices:
         previous = done.get((inv["number"], "email"))
         if previous is None or previous["status"] not in ("sent", "outbox", "sending"):
@@ -178,7 +179,7 @@ def _emails_due(settings: Settings, invoices: list[dict], done: dict[tuple[str, 
             if path.exists():
                 confirmed.append(State(inv["number"], "email", "outbox", previous["attempts"],
                                        f"outbox:{path}"))
-            elif previous["detail"] == "outbox" and channel() == "outbox":
+            elif previous["detail"] == "outbox" and to_outbox:
                 queue.append((inv, previous["attempts"]))
     return queue, confirmed
 
@@ -194,7 +195,8 @@ def _send_batch(warehouse: Warehouse, settings: Settings, documents: Path, batch
     outcomes = [State(b.number, "email", "failed", attempts[b.number], b.error)
                 for b in built if b.data is None]
     ready = [b for b in built if b.data is not None]
-    _record(warehouse, [State(b.number, "email", "sending", attempts[b.number], channel()) for b in ready])
+    where_to = channel()
+    _record(warehouse, [State(b.number, "email", "sending", attempts[b.number], where_to) for b in ready])
     try:
         with sender(settings.data_dir) as send:
             for b in ready:

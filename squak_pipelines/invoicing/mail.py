@@ -140,4 +140,3 @@ def sender(data_dir: Path) -> Iterator[Send]:
             return f"smtp:{host}:{port}"
 
         yield over_smtp
-
