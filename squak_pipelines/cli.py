@@ -346,6 +346,30 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cdr(args: argparse.Namespace, settings: Settings) -> int:
+    """Print mediated records with their raw lines, read back from the archived drop files."""
+    from squak_pipelines.mediation.raw_records import RecordNotFound, show
+    from squak_pipelines.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    status = 0
+    for key in args.keys:
+        try:
+            records = show(warehouse, settings.data_dir, settings.cdr_drop_dir, key)
+        except RecordNotFound as exc:
+            print(f"squak cdr show: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        for r in records:
+            print(f"{r.event_key}  {r.outcome} ({r.table}), partition {r.partition_day}")
+            print(f"  {r.source_file} line {r.source_line} (sha256 {r.source_sha256}), "
+                  f"read from {r.found_in}")
+            print(f"  {r.raw_line}" if r.raw_line is not None else "  (raw line not available)")
+            if r.raw_line is None:
+                status = 2
+    return status
+
+
 def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.rating.plans import PlanFileError
     from squak_pipelines.rating.quote import EventsFileError, explain, quote, write_csv
@@ -550,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--note", default="", help="why")
     quarantine.add_argument("--limit", type=int, default=50)
     quarantine.set_defaults(func=cmd_quarantine)
+    cdr = sub.add_parser("cdr", help="show mediated records with their raw lines")
+    cdr.add_argument("action", choices=["show"])
+    cdr.add_argument("keys", nargs="+", help="event keys (as in mediation.events.event_key)")
+    cdr.set_defaults(func=cmd_cdr)
     bill = sub.add_parser("bill", help="draft and finalize billing cycles' invoices")
     bill.add_argument("--cycle", help="YYYY-MM (default: every ended cycle not yet billed, oldest first)")
     bill.add_argument("--account", help="only this account")

@@ -85,6 +85,18 @@ def _views(warehouse: Warehouse) -> None:
                           "on orders.services (number, active_from)")
 
 
+def _keys_indexed_once(warehouse: Warehouse) -> None:
+    """On DuckDB, drop the unique indexes of keys another table's index already holds
+    (`Table.registered_in`): mediation's events, quarantine and B-legs, whose keys are all in
+    `mediation.event_keys`. Each index was an in-memory ART maintained on every append."""
+    if warehouse.kind != "duckdb":
+        return
+    for t in registry().values():
+        if t.registered_in:
+            for key in t.unique:
+                warehouse.execute(f"drop index if exists {t.schema_name}.{t.index_name(key)}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "declared tables and columns", _create_declared_tables),
     Migration(2, "unique keys", _unique_keys),
@@ -98,6 +110,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "invoices customers and auditors accept: services' parent_service_id (add-ons end "
                  "with their line), e-invoice columns of invoices and credit notes",
               lambda wh: (_create_declared_tables(wh), _unique_keys(wh))),
+    Migration(7, "mediation's keys indexed once: events, quarantine and B-legs through "
+                 "mediation.event_keys (DuckDB)",
+              _keys_indexed_once),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -45,6 +45,12 @@ class Table:
     transaction). DuckDB's unique indexes refuse that once the index has been read back from
     the file (its "over-eager constraint checking"), so on DuckDB the keys of these tables are
     checked by `Warehouse.load` inside the writing transaction instead; PostgreSQL indexes all.
+
+    `registered_in` names the table whose unique index already holds this table's keys, written
+    in the same transaction as this table's rows (mediation's `event_keys` register holds the key
+    of every accepted, quarantined and B-leg record). On DuckDB, where a unique index is an
+    in-memory ART that every append maintains, such a key is not indexed twice; PostgreSQL
+    indexes it anyway.
     """
 
     name: str
@@ -52,6 +58,7 @@ class Table:
     columns: pa.Schema
     unique: tuple[tuple[str, ...], ...] = ()
     rewritten: bool = False
+    registered_in: str = ""
 
     def __post_init__(self) -> None:
         names = set(self.columns.names)
@@ -78,15 +85,16 @@ class Table:
 
     def indexed(self, kind: str) -> tuple[tuple[str, ...], ...]:
         """The keys a unique index enforces on this backend (the others `load` checks)."""
-        return () if self.rewritten and kind == "duckdb" else self.unique
+        return () if (self.rewritten or self.registered_in) and kind == "duckdb" else self.unique
 
 
 def table(name: str, description: str, columns: Iterable[tuple[str, pa.DataType]] | pa.Schema,
-          unique: Iterable[str | tuple[str, ...]] = (), rewritten: bool = False) -> Table:
+          unique: Iterable[str | tuple[str, ...]] = (), rewritten: bool = False,
+          registered_in: str = "") -> Table:
     """Declare a table; `unique` lists keys, each a column or a tuple of columns."""
     schema = columns if isinstance(columns, pa.Schema) else pa.schema(list(columns))
     keys = tuple((k,) if isinstance(k, str) else tuple(k) for k in unique)
-    return Table(name, description, schema, keys, rewritten)
+    return Table(name, description, schema, keys, rewritten, registered_in)
 
 
 def schemas(tables: Iterable[Table]) -> dict[str, pa.Schema]:

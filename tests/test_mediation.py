@@ -514,6 +514,35 @@ def test_quarantine_cli(tmp_path: Path, demo, capsys) -> None:
     assert (row["decision"], row["decided_by"], row["note"]) == ("confirmed_fraud", "ana", "IRSF")
 
 
+def test_cdr_show_reads_each_record_back_from_the_archived_file(tmp_path: Path, demo, capsys,
+                                                                 monkeypatch) -> None:
+    from squak_pipelines.cli import main
+
+    settings, _ = demo
+    drop = Drop(tmp_path / "squak", settings, DuckDBWarehouse(tmp_path / "squak" / "warehouse.duckdb"))
+    first = canon("show-1", "+442079400199", "2026-10-12T09:00:00Z", calling="+442079400101")
+    irsf = canon("show-2", "+881612345678", "2026-10-12T15:00:00Z", calling="+442079400102")
+    drop.write("cdr_sqk-lon1_20261012.csv", [first, irsf, first])  # the repeat is line 4
+    (drop.folder / "cdr_sqk-lon1_20261012.csv.gz").write_bytes(
+        gzip.compress((drop.folder / "cdr_sqk-lon1_20261012.csv").read_bytes().replace(b"show-2", b"show-3")))
+    drop.run()
+    stored = drop.df("select count(*) as n from mediation.events where raw_line is not null")["n"][0]
+    assert stored == 0, "accepted rows keep their line by reference, not a copy"
+    key = drop.df("select event_key from mediation.events where native_id = 'show-1'")["event_key"][0]
+    held = drop.df("select event_key from mediation.quarantine where native_id = 'show-2'")["event_key"][0]
+    for path in drop.folder.iterdir():  # the drop folder cleaned: the archive still has every file
+        path.unlink()
+    monkeypatch.setenv("SQUAK_DATA_DIR", str(drop.settings.data_dir))
+    assert main(["cdr", "show", key, held]) == 0
+    out = capsys.readouterr().out
+    assert out.count(first) == 4, "the record, its repeat in the file, its two in the gzip copy"
+    assert "line 2 " in out and "line 4 " in out and "accepted (mediation.events)" in out
+    assert "duplicate (mediation.duplicates)" in out and "read from archive" in out
+    assert irsf in out and "quarantined (mediation.quarantine)" in out
+    assert main(["cdr", "show", "sqk-lon1:nope"]) == 2
+    assert "no mediated record has the event key 'sqk-lon1:nope'" in capsys.readouterr().err
+
+
 def test_auto_detected_switch_format(tmp_path: Path, demo) -> None:
     settings, _ = demo
     drop = Drop(tmp_path / "squak", settings, DuckDBWarehouse(tmp_path / "w.duckdb"))

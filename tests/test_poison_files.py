@@ -7,6 +7,7 @@ import gzip
 
 import pytest
 
+from squak_pipelines.mediation.raw_records import show
 from tests.test_mediation import CANON_HEADER, Drop, canon
 from tests.test_mediation import drop as drop
 
@@ -83,8 +84,11 @@ def test_card_numbers_in_cdrs_are_redacted_before_they_are_stored(drop: Drop) ->
         text = drop.df(f"select * from mediation.{table}").astype(str).to_csv()
         clean = text.replace("[REDACTED CARD NUMBER]", "")
         assert "4111" not in clean, f"a card number reached mediation.{table}"
-    assert "[REDACTED CARD NUMBER]" in drop.df("select raw_line from mediation.events "
-                                               "where native_id like '%pan-1%'")["raw_line"].iloc[0]
+    key = drop.df("select event_key from mediation.events where native_id like '%pan-1%'")
+    key = key["event_key"].iloc[0]
+    [record] = show(drop.warehouse, drop.settings.data_dir, drop.settings.cdr_drop_dir, key)
+    assert "[REDACTED CARD NUMBER]" in record.raw_line and "4111" not in record.raw_line, \
+        "the line read back from the archive is redacted too"
 
 
 def test_a_file_name_that_looks_like_a_card_number_is_still_accounted(drop: Drop) -> None:

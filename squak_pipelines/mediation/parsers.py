@@ -136,7 +136,7 @@ def read_bytes(path: Path) -> bytes:
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
-def _as_utf8(data: bytes) -> tuple[bytes, str]:
+def as_utf8(data: bytes) -> tuple[bytes, str]:
     """The file as UTF-8 (validated by Arrow); anything that is not UTF-8 is read as
     Latin-1 (switches that write ISO-8859-1 names)."""
     try:
@@ -220,7 +220,7 @@ def _main_width(fmt: str, lines: list[bytes]) -> int:
 def parse_file(path: Path, fmt: str | None, layout: Layout | None = None) -> ParsedFile:
     """Parse one CDR file (plain or gzip) in the given format (None: detect), or in the
     switch's layout file when it has one (`layouts.py`)."""
-    data, encoding = _as_utf8(read_bytes(path))
+    data, encoding = as_utf8(read_bytes(path))
     fmt = detect_format(data) if fmt in (None, "", "auto") and layout is None else (fmt or "custom")
     if fmt not in FORMATS and layout is None:
         raise FileFormatError(f"{path.name}: unknown format {fmt!r}")

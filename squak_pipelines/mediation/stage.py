@@ -41,6 +41,7 @@ from squak_pipelines.mediation.layouts import Layout, layout_path, load_layout
 from squak_pipelines.mediation.normalize import Switch, normalize
 from squak_pipelines.mediation.numbering import NumberingPlan, load_dialing_rules
 from squak_pipelines.mediation.parsers import FileFormatError, ParsedFile, parse_file, read_bytes
+from squak_pipelines.mediation.raw_records import archive
 from squak_pipelines.mediation.tables import FILES_SCHEMA, TABLE_SCHEMAS
 from squak_pipelines.migrations import migrate
 from squak_pipelines.orders.lookup import owners_at
@@ -177,6 +178,7 @@ class Mediator:
         self.fraud = FraudRules.load(ref / "fraud_rules.yaml")
         self.limits = Limits.load(ref)
         self.reference_dir = ref
+        self.data_dir = settings.data_dir
         self.layouts: dict[str, Layout] = {}
         self.held: set[tuple[str, str]] = set()  # (name, sha256) of files held before_first_day
         self.has_orders = warehouse.table_exists("orders.services")
@@ -219,6 +221,7 @@ class Mediator:
                 )
                 redelivered += records
                 continue
+            archive(ref.path, ref.sha256, self.data_dir)  # its lines are read back from here
             try:
                 layout = self._layout(ref.switch.layout) if ref.switch.layout else None
                 parsed = parse_file(ref.path, ref.switch.format, layout)
@@ -261,7 +264,8 @@ class Mediator:
                     }
                 )
             )
-            good = events.filter(pc.invert(bad)).drop_columns(["reject_reason", "reject_field"])
+            # A good record's line is kept by reference (file hash and line), not in its row.
+            good = events.filter(pc.invert(bad)).drop_columns(["reject_reason", "reject_field", "raw_line"])
             good = good.append_column("file_order", pa.array([order] * good.num_rows, pa.int32()))
             batches.append(good.append_column("local_minute", _local_minute(good, ref.switch.timezone)))
             file_rows.append({**base, "status": "processed", "records_in": parsed.records_in})
@@ -343,7 +347,7 @@ class Mediator:
                     "duplicate_of": pc.take(
                         dup["duplicate_of"], pc.index_in(duplicates["rid"], value_set=dup["rid"])
                     ),
-                    "raw_line": duplicates["raw_line"],
+                    "raw_line": pa.nulls(duplicates.num_rows, pa.string()),
                     "partition_day": pa.array([day] * duplicates.num_rows, pa.date32()),
                 }
             )
@@ -591,9 +595,11 @@ EVENT_COLUMNS = (
 
 
 def _with_day(events: pa.Table, day: date) -> pa.Table:
-    """The event columns in the declared order, with the partition day."""
+    """The event columns in the declared order, with the partition day (`raw_line` null: the
+    line is read back from the archived file, see `raw_records`)."""
     n = events.num_rows
     table = events.append_column("partition_day", pa.array([day] * n, pa.date32()))
+    table = table.append_column("raw_line", pa.nulls(n, pa.string()))
     return table.select(list(EVENT_COLUMNS))
 
 
