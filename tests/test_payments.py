@@ -53,6 +53,20 @@ def test_link_secret_from_environment_or_a_private_key_file(tmp_path: Path, monk
     assert link_secret(tmp_path) == b"from-env"
 
 
+def test_processes_creating_the_link_key_at_once_all_get_the_same_complete_key(
+        tmp_path: Path, monkeypatch) -> None:
+    """Invoice renderers run in several processes; the first to need the key creates it."""
+    import multiprocessing
+
+    monkeypatch.delenv("SQUAK_PAYMENT_LINK_SECRET", raising=False)
+    for attempt in range(5):
+        folder = tmp_path / str(attempt)
+        with multiprocessing.get_context("fork").Pool(4) as pool:
+            keys = pool.map(link_secret, [folder] * 16)
+        assert len(set(keys)) == 1 and len(keys[0]) == 44, "one key, whole, for everyone"
+        assert [p.name for p in (folder / "secrets").iterdir()] == ["payment-link.key"], "no leftovers"
+
+
 CAMT053 = """<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">
   <BkToCstmrStmt>

@@ -11,6 +11,7 @@ or expired token is refused with the reason.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -52,11 +53,23 @@ def link_secret(data_dir: Path) -> bytes:
         return secret.encode()
     path = data_dir / "secrets" / "payment-link.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _create_key(path)
+    return path.read_bytes().strip()
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key whole, then link it into place: when several processes (invoice
+    renderers) create it at once, one key wins and every process reads that one, complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(base64.b64encode(os.urandom(32)))
-    return path.read_bytes().strip()
+        with contextlib.suppress(FileExistsError):  # another process's key won: that one is used
+            os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def expiry(issue_date: date) -> datetime:
