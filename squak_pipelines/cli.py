@@ -362,11 +362,13 @@ def cmd_cdr(args: argparse.Namespace, settings: Settings) -> int:
             continue
         for r in records:
             print(f"{r.event_key}  {r.outcome} ({r.table}), partition {r.partition_day}")
-            print(f"  {r.source_file} line {r.source_line} (sha256 {r.source_sha256}), "
-                  f"read from {r.found_in}")
-            print(f"  {r.raw_line}" if r.raw_line is not None else "  (raw line not available)")
+            print(f"  {r.source_file} line {r.source_line} (sha256 {r.source_sha256})"
+                  + (f", read from {r.found_in}" if r.raw_line is not None else ""))
             if r.raw_line is None:
+                print(f"  raw line not available: {r.found_in}")
                 status = 2
+            else:
+                print(f"  {r.raw_line}")
     return status
 
 

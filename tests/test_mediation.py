@@ -541,6 +541,12 @@ def test_cdr_show_reads_each_record_back_from_the_archived_file(tmp_path: Path, 
     assert irsf in out and "quarantined (mediation.quarantine)" in out
     assert main(["cdr", "show", "sqk-lon1:nope"]) == 2
     assert "no mediated record has the event key 'sqk-lon1:nope'" in capsys.readouterr().err
+    for path in (drop.settings.data_dir / "archive").rglob("*"):  # rewritten in place
+        if path.is_file():
+            path.write_bytes(path.read_bytes() + b"\n")
+    assert main(["cdr", "show", key]) == 2
+    out = capsys.readouterr().out
+    assert "was changed after it was mediated" in out and first not in out
 
 
 def test_auto_detected_switch_format(tmp_path: Path, demo) -> None:

@@ -3,7 +3,8 @@
 Every record the parsers accept is one physical line of its file, so `(source_sha256,
 source_line)` names it exactly. Mediation archives each file it reads under its content hash
 (`<data dir>/archive/cdr/ab/abcd…`, a hard link to the drop file where the file system allows,
-else a copy), so the line can be read back after the drop folder is cleaned, and events,
+else a copy), so the line can be read back after the drop folder is cleaned (a file is checked
+against its hash before a line is read: one rewritten in place is reported, not trusted), and events,
 quarantine, B-legs and duplicates do not carry a copy of the line in every row (their
 `raw_line` column stays for rows mediated before, and is null since). Rejected lines keep
 their text: a line that did not parse may not be readable back the same way.
@@ -108,14 +109,20 @@ def _line_of(row: dict, data_dir: Path, cdr_drop_dir: Path) -> tuple[str | None,
         return row["raw_line"], "stored row"
     candidates = [(archived_path(data_dir, row["source_sha256"]), "archive"),
                   (cdr_drop_dir / row["source_file"], "drop folder")]
+    changed = []
     for path, where in candidates:
         if not path.is_file():
             continue
-        if where == "drop folder" and not _same_content(path, row["source_sha256"]):
+        # A hard-linked archive entry shares the drop file's inode: a drop file rewritten in
+        # place changes it too, and then its lines are not the ones mediated.
+        if not _same_content(path, row["source_sha256"]):
+            changed.append(where)
             continue
         return redact(read_line(path, int(row["source_line"]))), where
-    return None, (f"file {row['source_file']} (sha256 {row['source_sha256'][:12]}…) is in neither "
-                  f"{archive_dir(data_dir)} nor the drop folder")
+    if changed:
+        return None, (f"the file was changed after it was mediated (the {' and '.join(changed)} copy "
+                      f"no longer has sha256 {row['source_sha256'][:12]}…): its line is not shown")
+    return None, f"the file is in neither {archive_dir(data_dir)} nor the drop folder"
 
 
 def _same_content(path: Path, sha256: str) -> bool:
