@@ -44,6 +44,7 @@ from squak_pipelines.invoicing.pdf import PdfJob, pdf_complete, pdfs_wanted, wri
 from squak_pipelines.invoicing.promotions import load_coupons
 from squak_pipelines.invoicing.render import operator_of, render_json
 from squak_pipelines.invoicing.tables import SCHEMAS as TABLES
+from squak_pipelines.memory import release_freed_memory
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
 from squak_pipelines.paths import inside
@@ -355,6 +356,8 @@ def bill_cycle(
         draft_json = [render_json(i) for i in drafts]
         rendered = finalize and _drafts_stored(warehouse, month, account, drafts, draft_json)
         _store_drafts(warehouse, settings, month, account, drafts, draft_json, render=not rendered)
+        del draft_json  # stored; finalizing renders each invoice's own (numbered) document
+        release_freed_memory()
         if finalize:
             from squak_pipelines.assurance.invoice_gate import RevenueAssuranceError, run_gate
 
@@ -403,6 +406,7 @@ def _store_drafts(warehouse: Warehouse, settings: Settings, month: str, account:
                 pages = render_documents(part, settings.reference_dir, settings.data_dir, workers=workers)
                 for invoice, document, page in zip(part, documents[start:start + CHUNK], pages, strict=True):
                     _write_documents(out_dir, invoice.key.replace(":", "_"), page.html, document)
+                release_freed_memory()
     with warehouse.transaction():
         if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
             # the second deletes the first's drafts instead of repeating their keys
@@ -570,6 +574,7 @@ def _finalize(
         with shared_workers(PARALLEL_FROM) as workers:
             for start in range(0, len(todo), CHUNK):
                 _store_final(warehouse, settings, todo[start:start + CHUNK], now, taxes, workers, report)
+                release_freed_memory()  # the chunk's pages and e-invoices, freed, back to the system
         if warehouse.table_exists("invoicing.credit_notes"):
             warehouse.query_arrow_with(
                 "update invoicing.credit_notes c set applied_to = b.invoice_number from {billed} b "
@@ -661,6 +666,8 @@ def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) ->
             if pdfs_wanted() and not pdf_complete(pdf):
                 jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"], row["cii"] or ""))
         rendered += write_pdfs(jobs)
+        del rows, jobs
+        release_freed_memory()
     return rendered
 
 
