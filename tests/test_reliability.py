@@ -288,10 +288,10 @@ def test_common_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
 
     data = tmp_path / "squak"
     data.mkdir()
-    env = {**os.environ, "SQUAK_DATA_DIR": str(data), "SQUAK_DUCKDB_LOCK_WAIT": "2"}
+    env = {**os.environ, "SQUAK_DATA_DIR": str(data)}
     env.pop("SQUAK_WAREHOUSE_URL", None)
     script = (f"import duckdb, time\nc = duckdb.connect({str(data / 'warehouse.duckdb')!r})\n"
-              "print('held', flush=True)\ntime.sleep(120)")
+              "print('held', flush=True)\ntime.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
