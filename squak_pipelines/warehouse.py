@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -139,25 +138,6 @@ class Warehouse(ABC):
 
 
 
-def _open_duckdb(path: Path) -> Any:
-    """Open the file, waiting while another process holds its lock (up to
-    SQUAK_DUCKDB_LOCK_WAIT seconds, default 60), as a database's busy timeout does. Dagster's
-    pool already gives the file to one step at a time; this covers a process that is still
-    letting go of it as the next one starts."""
-    import duckdb
-
-    deadline = time.monotonic() + float(os.environ.get("SQUAK_DUCKDB_LOCK_WAIT") or 60)
-    pause = 0.05
-    while True:
-        try:
-            return duckdb.connect(str(path), config=duckdb_config())
-        except duckdb.IOException as exc:
-            if "Could not set lock" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 1.0)
-
-
 DUCKDB_MEMORY_MIB = 4096  # DuckDB's own default is 80% of the machine, which it fills with cache
 
 
@@ -194,8 +174,10 @@ class DuckDBWarehouse(Warehouse):
         if self._held is not None:
             yield self._held
             return
+        import duckdb
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = _open_duckdb(self.path)
+        con = duckdb.connect(str(self.path), config=duckdb_config())
         try:
             yield con
         finally:

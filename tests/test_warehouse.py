@@ -120,30 +120,3 @@ def test_a_bulk_session_keeps_every_commit_through_a_crash(tmp_path: Path) -> No
         warehouse.load("scratch.days", pa.table({"day": [3]}), mode="append")
     assert not path.with_name("w.duckdb.wal").exists() or path.with_name("w.duckdb.wal").stat().st_size == 0
     assert warehouse.scalar("select count(distinct day) from scratch.days") == 4
-
-
-def test_a_duckdb_file_held_by_another_process_is_waited_for(tmp_path: Path, monkeypatch) -> None:
-    """Like a database's busy timeout: the lock of a process letting go of the file is waited
-    for (SQUAK_DUCKDB_LOCK_WAIT), then a clear error."""
-    import subprocess
-    import sys
-
-    path = tmp_path / "held.duckdb"
-    DuckDBWarehouse(path).execute("create table t as select 1 as x")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-        "time.sleep(float(sys.argv[2])); con.close()"), str(path), "1.5"], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    assert DuckDBWarehouse(path).scalar("select x from t") == 1, "read once the holder let go"
-    holder.wait()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-        "time.sleep(float(sys.argv[2]))"), str(path), "30"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setenv("SQUAK_DUCKDB_LOCK_WAIT", "0.5")
-        with pytest.raises(Exception, match="Could not set lock"):
-            DuckDBWarehouse(path).scalar("select x from t")
-    finally:
-        holder.kill()
-        holder.wait()
