@@ -132,7 +132,11 @@ class ParsedFile:
 
 
 def read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+    return decompressed(path.read_bytes())
+
+
+def decompressed(data: bytes) -> bytes:
+    """A file's content as delivered, gunzipped when it is gzip."""
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from squak_pipelines.card_numbers import redact
-from squak_pipelines.mediation.parsers import as_utf8, physical_lines, read_bytes
+from squak_pipelines.mediation.parsers import as_utf8, decompressed, physical_lines
 from squak_pipelines.warehouse import Warehouse
 
 # Where a record with an event key is kept, and what its row says about it.
@@ -47,7 +47,7 @@ class RawRecord:
     source_sha256: str
     source_line: int
     partition_day: str
-    raw_line: str | None  # None when neither the archive nor the drop folder has the file
+    raw_line: str | None  # None when no copy of the file with its mediated content is left
     found_in: str  # where the line was read: archive, drop folder, stored row, or why not
 
 
@@ -74,12 +74,13 @@ def archive(path: Path, sha256: str, data_dir: Path) -> Path:
     return target
 
 
-def read_line(path: Path, line: int) -> str:
-    """Physical line `line` (1-based) of a drop file, split and decoded as the parsers do."""
-    data, _ = as_utf8(read_bytes(path))
+def read_line(content: bytes, name: str, line: int) -> str:
+    """Physical line `line` (1-based) of a drop file's content, split and decoded as the
+    parsers do."""
+    data, _ = as_utf8(decompressed(content))
     lines = physical_lines(data)
     if not 1 <= line <= len(lines):
-        raise ValueError(f"{path.name} has {len(lines)} lines, not line {line}")
+        raise ValueError(f"{name} has {len(lines)} lines, not line {line}")
     return lines[line - 1].as_py()
 
 
@@ -115,15 +116,13 @@ def _line_of(row: dict, data_dir: Path, cdr_drop_dir: Path) -> tuple[str | None,
             continue
         # A hard-linked archive entry shares the drop file's inode: a drop file rewritten in
         # place changes it too, and then its lines are not the ones mediated.
-        if not _same_content(path, row["source_sha256"]):
+        content = path.read_bytes()  # read once: checked against its hash, then its line
+        if hashlib.sha256(content).hexdigest() != row["source_sha256"]:
             changed.append(where)
             continue
-        return redact(read_line(path, int(row["source_line"]))), where
+        return redact(read_line(content, path.name, int(row["source_line"]))), where
     if changed:
         return None, (f"the file was changed after it was mediated (the {' and '.join(changed)} copy "
                       f"no longer has sha256 {row['source_sha256'][:12]}…): its line is not shown")
     return None, f"the file is in neither {archive_dir(data_dir)} nor the drop folder"
 
-
-def _same_content(path: Path, sha256: str) -> bool:
-    return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
