@@ -2,12 +2,17 @@
 
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
 from squak_pipelines.config import Settings
 from squak_pipelines.migrations import migrate
 from squak_pipelines.warehouse import Warehouse, open_warehouse
+
+TURN_TAKEN = "warehouse turn taken"
+TURN_RELEASED = "warehouse turn released"
 
 
 class SquakResource(dg.ConfigurableResource):
@@ -20,6 +25,22 @@ class SquakResource(dg.ConfigurableResource):
     def settings(self) -> Settings:
         return Settings.from_env({"SQUAK_DATA_DIR": self.data_dir,
                                   "SQUAK_WAREHOUSE_URL": self.warehouse_url})
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["SquakResource"]:
+        """A run's step holds the warehouse's turn from its start to its end (DuckDB: one
+        process at a time on the file, also where Dagster's pool let two steps through at
+        once). Sensors and schedules only read, briefly, and never wait for a turn."""
+        log = context.log
+        if context.dagster_run is None or log is None:
+            yield self
+            return
+        with open_warehouse(self.settings).turn(waiting=log.info) as waited:
+            log.debug(f"{TURN_TAKEN} after {waited:.1f} s")
+            try:
+                yield self
+            finally:
+                log.debug(TURN_RELEASED)
 
     def warehouse(self) -> Warehouse:
         """The warehouse, migrated to the declared tables (a no-op query when up to date)."""

@@ -4,6 +4,8 @@
   `squak_warehouse`.
   Its limit is 1 on the DuckDB file (one writing process at a time, so concurrent runs queue
   for the file instead of failing on its lock) and SQUAK_POOL_LIMIT (default 4) on PostgreSQL.
+  On DuckDB each step also holds the file's turn (file_turn), because Dagster's local storage
+  can give the pool's one slot to two steps that claim it at the same instant.
 - The executor of every job: Dagster's multiprocess executor by default; `SQUAK_EXECUTOR=celery`
   sends each step to `dagster-celery` workers over the broker SQUAK_CELERY_BROKER (RabbitMQ on
   this machine by default); `k8s` runs each step in its own Kubernetes pod (dagster-k8s, see

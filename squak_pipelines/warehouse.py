@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from squak_pipelines.config import Settings
+from squak_pipelines.file_turn import file_turn
 from squak_pipelines.schema import STAGE_SCHEMAS, sql_type
 
 LoadMode = Literal["replace", "append"]
@@ -129,6 +130,13 @@ class Warehouse(ABC):
         with self.session():
             yield self
 
+    @contextmanager
+    def turn(self, waiting: Callable[[str], None] | None = None) -> Iterator[float]:
+        """This process's turn at the warehouse for a whole unit of work (a Dagster step);
+        yields the seconds waited. DuckDB: one process at a time on the file (file_turn);
+        PostgreSQL takes concurrent writers, so no wait."""
+        yield 0.0
+
     def serialize(self, name: str) -> None:
         """Inside a transaction: wait until no other transaction holds `name`, and hold it to
         the commit, so concurrent runs (day partitions in parallel) take turns at a section
@@ -182,6 +190,11 @@ class DuckDBWarehouse(Warehouse):
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def turn(self, waiting: Callable[[str], None] | None = None) -> Iterator[float]:
+        with file_turn(self.path, waiting) as waited:
+            yield waited
 
     @contextmanager
     def session(self) -> Iterator[Warehouse]:

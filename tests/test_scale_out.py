@@ -2,7 +2,8 @@
 where one serial run over the same days ends.
 
 - DuckDB: runs of the multiprocess executor in parallel processes; their steps take turns on
-  the warehouse file through the `squak_warehouse` pool (no lock errors, no overlap).
+  the warehouse file (the `squak_warehouse` pool, and the file's turn each step holds where
+  the pool on Dagster's local storage lets two through at once): no lock errors, no overlap.
 - PostgreSQL: the same runs with SQUAK_EXECUTOR=celery, their steps executed by two
   `dagster-celery` workers (`squak workers`) over RabbitMQ, with dagster-postgres storage.
 """
@@ -28,6 +29,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.demo.generate import GenerateOptions, generate
 from squak_pipelines.mediation.stage import mediate
 from squak_pipelines.orders.stage import run_order_stage
+from squak_pipelines.resources import TURN_RELEASED, TURN_TAKEN
 from squak_pipelines.warehouse import open_warehouse
 from tests.conftest import _throwaway_database
 from tests.stage_helpers import table_rows
@@ -136,6 +138,19 @@ def _step_windows(env: dict[str, str]) -> dict[str, tuple[float, float, str]]:
         return out
 
 
+def _turns(env: dict[str, str]) -> list[tuple[float, float, str]]:
+    """Every step's hold on the warehouse: when it took its turn, when it let go, its run."""
+    with _dagster_env(env), dg.DagsterInstance.get() as instance:
+        out = []
+        for run in instance.get_runs():
+            logs = [r for r in instance.all_logs(run.run_id) if r.user_message]
+            taken = [r.timestamp for r in logs if r.user_message.startswith(TURN_TAKEN)]
+            released = [r.timestamp for r in logs if r.user_message == TURN_RELEASED]
+            assert len(taken) == len(released) >= 1, [r.user_message for r in logs]
+            out += [(t, r, run.run_id) for t, r in zip(sorted(taken), sorted(released), strict=True)]
+        return sorted(out)
+
+
 # Where a record was read: a record delivered in the files of two days is mediated once, and
 # which delivery is kept follows the order the days are mediated in (the order files arrive).
 PROVENANCE = {"source_file", "source_sha256", "source_line", "partition_day", "raw_line", "duplicate_of"}
@@ -173,10 +188,10 @@ def test_day_partitions_in_parallel_processes_take_turns_on_duckdb(month: Path, 
 
     parallel = _install(month, tmp_path / "parallel")
     _parallel(parallel, tmp_path / "logs")
-    windows = sorted(_step_windows(parallel).values())
-    assert len(windows) == len(DAYS), "one run per day"
-    for (_, end, _), (start, _, _) in itertools.pairwise(windows):
-        assert start >= end, "the warehouse pool lets one step at a time write the DuckDB file"
+    turns = _turns(parallel)
+    assert len({run for _, _, run in turns}) == len(DAYS), "one run per day"
+    for (_, end, _), (start, _, _) in itertools.pairwise(turns):
+        assert start >= end, f"one step at a time holds the DuckDB file: {turns}"
     assert _outcome(parallel) == _outcome(serial)
 
 
