@@ -372,6 +372,38 @@ def cmd_cdr(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    """Explain an invoice line (its events) or an event (what priced it, where it was billed)."""
+    from squak_pipelines.csv_export import write_csv
+    from squak_pipelines.invoicing import explain as ex
+    from squak_pipelines.rating.plans import PlanFileError, load_plans
+    from squak_pipelines.warehouse import open_warehouse
+
+    if bool(args.event) == bool(args.invoice) or (args.invoice and args.line is None):
+        print("squak explain: give --invoice NUMBER --line N, or --event KEY", file=sys.stderr)
+        return 2
+    try:
+        plans = load_plans(settings.reference_dir / "plans")
+    except PlanFileError as exc:
+        print(f"squak explain: {exc}", file=sys.stderr)
+        return 2
+    banded = sorted(p.plan_id for p in plans.values() if p.show_bands)
+    warehouse = open_warehouse(settings)
+    try:
+        if args.event:
+            print(ex.describe_event(ex.explain_event(warehouse, args.event, settings.reference_dir, banded)))
+            return 0
+        found = ex.explain_line(warehouse, args.invoice, args.line, banded)
+    except ex.ExplainError as exc:
+        print(f"squak explain: {exc}", file=sys.stderr)
+        return 2
+    print(ex.describe_line(found, args.limit))
+    if args.out and found.events.num_columns:
+        write_csv(found.events, Path(args.out))
+        print(f"wrote {found.events.num_rows:,} rows to {args.out}")
+    return 0 if found.adds_up else 1
+
+
 def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.rating.plans import PlanFileError
     from squak_pipelines.rating.quote import EventsFileError, explain, quote, write_csv
@@ -580,6 +612,13 @@ def build_parser() -> argparse.ArgumentParser:
     cdr.add_argument("action", choices=["show"])
     cdr.add_argument("keys", nargs="+", help="event keys (as in mediation.events.event_key)")
     cdr.set_defaults(func=cmd_cdr)
+    explain = sub.add_parser("explain", help="explain an invoice line (its events) or an event's price")
+    explain.add_argument("--invoice", help="final invoice number, e.g. SQK-2026-000123")
+    explain.add_argument("--line", type=int, help="line number on that invoice")
+    explain.add_argument("--event", help="event key: its CDR, rating trace and invoice line")
+    explain.add_argument("--out", help="write the line's events to this CSV")
+    explain.add_argument("--limit", type=int, default=20, help="events printed (default 20)")
+    explain.set_defaults(func=cmd_explain)
     bill = sub.add_parser("bill", help="draft and finalize billing cycles' invoices")
     bill.add_argument("--cycle", help="YYYY-MM (default: every ended cycle not yet billed, oldest first)")
     bill.add_argument("--account", help="only this account")

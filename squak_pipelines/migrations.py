@@ -113,6 +113,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "mediation's keys indexed once: events, quarantine and B-legs through "
                  "mediation.event_keys (DuckDB)",
               _keys_indexed_once),
+    Migration(8, "invoice lines name the usage they sum: cycle, service, band, discount_name, late "
+                 "(`squak explain`)",
+              _create_declared_tables),
 )
 LATEST = MIGRATIONS[-1].version
 

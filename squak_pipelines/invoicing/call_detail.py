@@ -2,7 +2,8 @@
 
 Called numbers keep all but their last four digits masked (`XXXX`) for accounts that asked
 for privacy (`orders.accounts.privacy_mask`). Amounts are decimal strings; rows are in
-call order, so the files are the same on every run.
+call order, so the files are the same on every run. Each call names the deck file and row
+that priced it (`squak explain --event KEY` shows the rest of its price).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ CALL_DETAIL_SQL = f"""
 select b.invoice_number, r.start_utc, r.answer_utc, r.service, r.call_type, r.calling_number,
        {MASKED_CALLED_NUMBER},
        r.destination, r.band, r.billsec, r.charged_units, r.allowance_used, r.rate,
-       r.charge, r.discount, r.final_charge, r.event_key
+       r.charge, r.discount, r.final_charge, r.event_key, r.deck_file, r.deck_line
 from invoicing.billed_events b
 join {{numbers}} n on n.number = b.invoice_number
 join invoicing.invoices i on i.number = b.invoice_number

@@ -95,6 +95,12 @@ class Line:
     base: Decimal | None = None  # taxable base of a tax line
     applies_to: str = ""  # scope of a promotion line (all, recurring, one_time, usage)
     seconds: int = 0  # charged seconds of a voice usage line (its quantity in minutes is rounded)
+    # The usage a usage, discount or adjustment line sums (`squak explain` finds its events):
+    cycle: str = ""  # the usage's cycle (usage and adjustment lines)
+    service: str = ""  # voice, sms, ... (usage lines)
+    band: str = ""  # the time band, where the plan shows a line per band
+    discount_name: str = ""  # the plan discount a discount line sums
+    late: bool = False  # usage of an earlier cycle (late usage and its discounts)
 
 
 @dataclass
@@ -265,6 +271,10 @@ def usage_lines(usage: list[dict], cycle: Cycle, currency: str,
                 allowance_used=(Decimal(allowance) / 60 if voice else Decimal(allowance)).quantize(
                     Decimal("0.0001")),
                 seconds=units if voice else 0,
+                cycle=u["cycle"],
+                service=u["service"],
+                band=u["band"],
+                late=late,
             )
         )
     discounts: dict[tuple[str, str, bool], Decimal] = {}
@@ -274,7 +284,8 @@ def usage_lines(usage: list[dict], cycle: Cycle, currency: str,
             discounts[key] = discounts.get(key, ZERO) + Decimal(u["discount"])
     for (name, call_type, late), amount in sorted(discounts.items()):
         label = f"{name} ({call_type} usage{', late' if late else ''})"
-        lines.append(Line("discount", label, -round_to_currency(amount, currency), call_type=call_type))
+        lines.append(Line("discount", label, -round_to_currency(amount, currency), call_type=call_type,
+                          discount_name=name, late=late))
     return lines
 
 
@@ -286,6 +297,7 @@ def adjustment_lines(adjustments: list[dict], currency: str) -> list[Line]:
             f"Re-rating adjustment to {a['cycle']} usage ({int(a['calls'])} calls)",
             round_to_currency(Decimal(a["difference"]), currency),
             calls=int(a["calls"]),
+            cycle=a["cycle"],
         )
         for a in sorted(adjustments, key=lambda x: x["cycle"])
         if round_to_currency(Decimal(a["difference"]), currency) != 0

@@ -117,6 +117,7 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
             "invoice_totals": dg.MetadataValue.json({r.cycle: r.totals for r in reports}),
             "tax_totals": dg.MetadataValue.json({r.cycle: r.tax_totals for r in reports}),
             "documents": dg.MetadataValue.path(str(reports[-1].documents)),
+            "explain": dg.MetadataValue.md(_explain_hint(warehouse, [r.cycle for r in reports])),
         }
     )
     off = warehouse.query_df(
@@ -149,6 +150,21 @@ def final_invoices(context: dg.AssetExecutionContext, squak: SquakResource):
         passed=gaps.empty,
         metadata={"series": dg.MetadataValue.json(series.astype(str).to_dict("records"))},
     )
+
+
+def _explain_hint(warehouse, months: list[str]) -> str:
+    """How to trace any amount of these invoices, shown on the biggest usage line."""
+    rows = warehouse.query_arrow(
+        "select i.number, l.line_no, l.description, l.amount from invoicing.invoice_lines l "
+        "join invoicing.invoices i on i.invoice_key = l.invoice_key where l.kind = 'usage' "
+        "and substr(i.cycle, 1, 7) = any(:months) order by l.amount desc, i.number, l.line_no limit 1",
+        {"months": months}).to_pylist()
+    if not rows:
+        return "No usage lines."
+    top = rows[0]
+    return (f"Any line's events: `squak explain --invoice NUMBER --line N`; an event's price: "
+            f"`squak explain --event KEY`. The biggest usage line, {top['description']} "
+            f"({top['amount']}): `squak explain --invoice {top['number']} --line {top['line_no']}`")
 
 
 @dg.asset(pool=WAREHOUSE_POOL,

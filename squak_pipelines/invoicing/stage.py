@@ -320,6 +320,11 @@ def _lines_table(invoices: list[Invoice]) -> pa.Table:
             "tax_id": get("tax_id"),
             "base": money_array(get("base")),
             "applies_to": get("applies_to"),
+            "cycle": get("cycle"),
+            "service": get("service"),
+            "band": get("band"),
+            "discount_name": get("discount_name"),
+            "late": get("late"),
         },
         schema=TABLES["invoicing.invoice_lines"],
     )

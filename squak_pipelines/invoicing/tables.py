@@ -22,7 +22,8 @@ TABLES = (
         ("invoice_key", _S), ("line_no", INT), ("kind", _S), ("description", _S), ("quantity", _D),
         ("unit", _S), ("unit_price", _D), ("amount", _D), ("service_id", _S), ("call_type", _S),
         ("destination", _S), ("calls", INT), ("allowance_used", _D), ("tax_id", _S), ("base", _D),
-        ("applies_to", _S)], unique=[("invoice_key", "line_no")]),
+        ("applies_to", _S), ("cycle", _S), ("service", _S), ("band", _S), ("discount_name", _S),
+        ("late", BOOL)], unique=[("invoice_key", "line_no")]),
     table("invoicing.drafts", "Draft invoices of open or unfinalized cycles (replaced on each draft run).", [
         ("invoice_key", _S), ("account_id", _S), ("cycle", _S), ("currency", _S), ("subtotal", _D),
         ("tax_total", _D), ("total", _D), ("amount_due", _D), ("document", _S)],
