@@ -404,6 +404,41 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if found.adds_up else 1
 
 
+def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-price a closed cycle under proposed plans or decks; report revenue and margin."""
+    from squak_pipelines.cycles import CycleError
+    from squak_pipelines.rating.plans import PlanFileError
+    from squak_pipelines.rating.what_if import Proposal, WhatIfError, what_if
+    from squak_pipelines.rating.what_if_report import store, summary, write_report
+    from squak_pipelines.warehouse import open_warehouse
+
+    decks = {}
+    for item in args.deck or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            print(f"squak what-if: --deck wants CURRENT_NAME=PROPOSED_FILE, got {item!r}", file=sys.stderr)
+            return 2
+        decks[name] = Path(path)
+    if not args.plan and not decks:
+        print("squak what-if: give a proposal: --plan PLAN.yaml and/or --deck NAME=FILE.csv", file=sys.stderr)
+        return 2
+    proposal = Proposal(tuple(Path(p) for p in args.plan or []), decks)
+    scenario = args.name or "+".join([Path(p).stem for p in args.plan or []] + sorted(decks))
+    warehouse = open_warehouse(settings)
+    try:
+        result = what_if(warehouse, settings.reference_dir, args.cycle, proposal)
+    except (WhatIfError, PlanFileError, CycleError) as exc:
+        print(f"squak what-if: {exc}", file=sys.stderr)
+        return 2
+    folder = Path(args.out) if args.out else settings.data_dir / "what-if" / f"{args.cycle}-{scenario}"
+    files = write_report(result, folder, events_csv=args.events_csv)
+    rows = store(warehouse, result, scenario)
+    print(summary(result, args.top))
+    print(f"scenario {scenario!r}: {rows:,} rows in rating.what_if (dbt mart what_if_impact); "
+          f"report in {folder} ({', '.join(p.name for p in files)})")
+    return 0
+
+
 def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.rating.plans import PlanFileError
     from squak_pipelines.rating.quote import EventsFileError, explain, quote, write_csv
@@ -612,6 +647,17 @@ def build_parser() -> argparse.ArgumentParser:
     cdr.add_argument("action", choices=["show"])
     cdr.add_argument("keys", nargs="+", help="event keys (as in mediation.events.event_key)")
     cdr.set_defaults(func=cmd_cdr)
+    whatif = sub.add_parser("what-if", help="re-price a closed cycle under proposed plans or decks")
+    whatif.add_argument("--cycle", required=True, help="a closed (billed) cycle, YYYY-MM")
+    whatif.add_argument("--plan", action="append", help="proposed plan YAML replacing the plan of its "
+                        "plan_id (repeatable)")
+    whatif.add_argument("--deck", action="append", metavar="NAME=FILE",
+                        help="proposed deck replacing the current deck file NAME in every plan (repeatable)")
+    whatif.add_argument("--name", help="scenario name (default: from the proposal's file names)")
+    whatif.add_argument("--out", help="report folder (default <data dir>/what-if/<cycle>-<scenario>)")
+    whatif.add_argument("--events-csv", action="store_true", help="also write every event's before/after")
+    whatif.add_argument("--top", type=int, default=10, help="most affected accounts shown")
+    whatif.set_defaults(func=cmd_what_if)
     explain = sub.add_parser("explain", help="explain an invoice line (its events) or an event's price")
     explain.add_argument("--invoice", help="final invoice number, e.g. SQK-2026-000123")
     explain.add_argument("--line", type=int, help="line number on that invoice")

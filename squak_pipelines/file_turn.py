@@ -66,7 +66,9 @@ def _take(lock: Path, waiting: Callable[[str], None] | None) -> float:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if waiting is not None:
-                    waiting(f"waiting for {lock.name[:-5]}: in use by process {_holder(fd) or '?'}")
+                    holder = _holder(fd)
+                    waiting(f"waiting for {lock.name[:-5]}: in use by "
+                            + (f"process {holder}" if holder.isdigit() else "another process"))
                 fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

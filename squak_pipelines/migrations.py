@@ -116,6 +116,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "invoice lines name the usage they sum: cycle, service, band, discount_name, late "
                  "(`squak explain`)",
               _create_declared_tables),
+    Migration(9, "tariff what-if results: rating.what_if", _create_declared_tables),
 )
 LATEST = MIGRATIONS[-1].version
 

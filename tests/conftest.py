@@ -94,6 +94,30 @@ def invoiced(request: pytest.FixtureRequest, tmp_path: Path, demo):
     return warehouse, settings
 
 
+@pytest.fixture(scope="session", params=["duckdb", "postgres"])
+def billed_demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, demo):
+    """The demo with its cost decks loaded, rated and October billed, once per session and
+    warehouse, for tests that only read what was billed (explain, what-if)."""
+    from squak_pipelines.invoicing.stage import bill_cycle
+    from squak_pipelines.reference.files import load_cost_rates
+    from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
+    from tests.stage_helpers import copy_demo, rated
+
+    root = tmp_path_factory.mktemp(f"billed_{request.param}")
+    settings = copy_demo(demo, root / "squak")
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+        if request.param == "duckdb":
+            warehouse = DuckDBWarehouse(root / "w.duckdb")
+        else:
+            warehouse = PostgresWarehouse(stack.enter_context(_throwaway_database()))
+        patch.setenv("SQUAK_INVOICE_PDF", "off")
+        patch.setenv("SQUAK_TODAY", "2026-11-01")
+        rated(warehouse, settings)
+        warehouse.load("raw.cost_rates", load_cost_rates(settings.reference_dir / "cost_rates.csv"))
+        bill_cycle(warehouse, settings, "2026-10", finalize=True)
+        yield warehouse, settings
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long end-to-end tests (`slow`) first, so the workers of `make test` share them
     instead of one worker finishing them alone at the end."""

@@ -145,12 +145,13 @@ def test_the_schedule_requests_the_month_that_has_just_ended(tmp_path: Path, mon
     schedule = repo.get_schedule_def("close_cycle_schedule")
     resources = {"squak": squak_resource(Settings.from_env())}
     at = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
-    result = schedule.evaluate_tick(dg.build_schedule_context(
-        scheduled_execution_time=at, resources=resources, repository_def=repo))
+    with dg.build_schedule_context(scheduled_execution_time=at, resources=resources,
+                                   repository_def=repo) as context:
+        result = schedule.evaluate_tick(context)
     assert [r.partition_key for r in result.run_requests] == ["2026-11-01"]
-    quiet = schedule.evaluate_tick(dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 12, 2, 6, 0, tzinfo=UTC), resources=resources,
-        repository_def=repo))
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 2, 6, 0, tzinfo=UTC),
+                                   resources=resources, repository_def=repo) as context:
+        quiet = schedule.evaluate_tick(context)
     assert not quiet.run_requests and "no billing cycle ended" in quiet.skip_message
 
 

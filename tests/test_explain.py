@@ -4,7 +4,6 @@ it and the invoice line that billed it."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 from collections import Counter
@@ -25,34 +24,12 @@ from squak_pipelines.money import round_to_currency
 from squak_pipelines.rating.plans import load_plans
 
 
-@pytest.fixture(scope="module", params=["duckdb", "postgres"])
-def invoiced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, demo):
-    """The demo rated and October billed, once per warehouse for this module (read-only)."""
-    from squak_pipelines.invoicing.stage import bill_cycle
-    from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse
-    from tests.conftest import _throwaway_database
-    from tests.stage_helpers import copy_demo, rated
-
-    root = tmp_path_factory.mktemp(f"explain_{request.param}")
-    settings = copy_demo(demo, root / "squak")
-    with pytest.MonkeyPatch.context() as patch, contextlib.ExitStack() as stack:
-        if request.param == "duckdb":
-            warehouse = DuckDBWarehouse(root / "w.duckdb")
-        else:
-            warehouse = PostgresWarehouse(stack.enter_context(_throwaway_database()))
-        patch.setenv("SQUAK_INVOICE_PDF", "off")
-        patch.setenv("SQUAK_TODAY", "2026-11-01")
-        rated(warehouse, settings)
-        bill_cycle(warehouse, settings, "2026-10", finalize=True)
-        yield warehouse, settings
-
-
 def _banded(settings) -> list[str]:
     return sorted(p.plan_id for p in load_plans(settings.reference_dir / "plans").values() if p.show_bands)
 
 
-def test_every_usage_line_lists_the_events_that_add_up_to_it(invoiced) -> None:
-    warehouse, settings = invoiced
+def test_every_usage_line_lists_the_events_that_add_up_to_it(billed_demo) -> None:
+    warehouse, settings = billed_demo
     banded = _banded(settings)
     lines = warehouse.query_arrow(
         "select i.number, l.line_no, l.kind, l.amount from invoicing.invoice_lines l "
@@ -77,8 +54,8 @@ def test_every_usage_line_lists_the_events_that_add_up_to_it(invoiced) -> None:
     assert set(on_lines.values()) == {1}
 
 
-def test_a_line_not_priced_from_events_says_what_it_is(invoiced) -> None:
-    warehouse, settings = invoiced
+def test_a_line_not_priced_from_events_says_what_it_is(billed_demo) -> None:
+    warehouse, settings = billed_demo
     row = warehouse.query_arrow(
         "select i.number, l.line_no, l.amount from invoicing.invoice_lines l "
         "join invoicing.invoices i on i.invoice_key = l.invoice_key where l.kind = 'recurring' "
@@ -88,8 +65,8 @@ def test_a_line_not_priced_from_events_says_what_it_is(invoiced) -> None:
     assert "not priced from events" in describe_line(found)
 
 
-def test_an_event_shows_what_priced_it_and_the_line_that_billed_it(invoiced) -> None:
-    warehouse, settings = invoiced
+def test_an_event_shows_what_priced_it_and_the_line_that_billed_it(billed_demo) -> None:
+    warehouse, settings = billed_demo
     banded = _banded(settings)
     row = warehouse.query_arrow(
         "select b.invoice_number, r.event_key, r.deck_file, r.deck_line, r.rate, r.final_charge "
@@ -107,8 +84,8 @@ def test_an_event_shows_what_priced_it_and_the_line_that_billed_it(invoiced) -> 
     assert f"{row['deck_file']} line {row['deck_line']}" in text and row["invoice_number"] in text
 
 
-def test_an_event_in_suspense_says_why(invoiced) -> None:
-    warehouse, settings = invoiced
+def test_an_event_in_suspense_says_why(billed_demo) -> None:
+    warehouse, settings = billed_demo
     key = warehouse.scalar("select min(event_key) from rating.suspense")
     assert key is not None
     found = explain_event(warehouse, key, settings.reference_dir, [])
@@ -123,9 +100,9 @@ def _cli(settings, *args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("invoiced", ["duckdb"], indirect=True)
-def test_the_command_line_explains_and_refuses_in_one_line(invoiced, monkeypatch, tmp_path: Path) -> None:
-    warehouse, settings = invoiced
+@pytest.mark.parametrize("billed_demo", ["duckdb"], indirect=True)
+def test_the_command_line_explains_and_refuses_in_one_line(billed_demo, monkeypatch, tmp_path: Path) -> None:
+    warehouse, settings = billed_demo
     monkeypatch.setenv("SQUAK_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("SQUAK_WAREHOUSE_URL", f"duckdb:///{warehouse.path}")
     row = warehouse.query_arrow(

@@ -40,8 +40,9 @@ def test_processes_asking_at_once_hold_the_file_one_after_another(tmp_path: Path
     pids = {pid for _, _, pid, _ in held}
     waits = [message for _, _, _, said in held for message in said]
     assert len(waits) >= 3, "all but the first waited, and were told so"
-    assert all(m.startswith("waiting for squak.duckdb: in use by process ") for m in waits), waits
-    assert {int(m.rsplit(" ", 1)[1]) for m in waits} <= pids
+    assert all(m.startswith("waiting for squak.duckdb: in use by ") for m in waits), waits
+    # The holder's pid, unless it was asked in the instant between its lock and its writing it.
+    assert {int(m.rsplit(" ", 1)[1]) for m in waits if m[-1].isdigit()} <= pids
 
 
 def _locked_elsewhere(path: Path) -> bool:

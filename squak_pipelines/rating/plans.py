@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -246,20 +247,23 @@ def load_deck(path: Path, bands: tuple[str, ...], limits: Limits | None = None) 
     return rows
 
 
-def _deck_path(plan_path: Path, text: str) -> Path:
+def _deck_path(plan_path: Path, text: str, bases: tuple[Path, ...] = ()) -> Path:
     """Deck paths are relative to the plan's folder, or to its parent (reference/plans ->
-    reference/decks)."""
+    reference/decks), or to one of `bases` (a proposal's plan outside reference/)."""
     candidate = Path(text)
     if candidate.is_absolute():
         return candidate
-    for base in (plan_path.parent, plan_path.parent.parent):
+    for base in (plan_path.parent, plan_path.parent.parent, *bases):
         if (base / candidate).exists():
             return base / candidate
     return plan_path.parent / candidate
 
 
-def load_plan(path: Path, limits: Limits | None = None) -> Plan:
-    """Load and validate one plan YAML with its decks (bounds: `reference/limits.yaml`)."""
+def load_plan(path: Path, limits: Limits | None = None, replaced: Mapping[str, Path] | None = None,
+              bases: tuple[Path, ...] = ()) -> Plan:
+    """Load and validate one plan YAML with its decks (bounds: `reference/limits.yaml`).
+    `replaced` replaces deck files by name (a what-if's proposed deck); `bases`: more folders
+    deck paths may be relative to."""
     limits = limits or Limits.load(path.parent.parent)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -292,7 +296,8 @@ def load_plan(path: Path, limits: Limits | None = None) -> Plan:
     for service, deck_file in decks.items():
         if service not in SERVICES:
             _fail(path, None, "decks", f"unknown service {service!r}")
-        rows.extend(load_deck(_deck_path(path, str(deck_file)), bands, limits))
+        deck_path = _deck_path(path, str(deck_file), bases)
+        rows.extend(load_deck((replaced or {}).get(deck_path.name, deck_path), bands, limits))
     unique = {(r.file, r.line): r for r in rows}  # a file named twice is read once
     return Plan(
         plan_id=str(doc["plan_id"]), name=str(doc.get("name", doc["plan_id"])), currency=currency,
@@ -368,12 +373,12 @@ def _discounts(path: Path, docs: list[dict[str, Any]]) -> list[Discount]:
     return out
 
 
-def load_plans(plans_dir: Path) -> dict[str, Plan]:
-    """Every plan in a folder of YAML files, by plan id."""
+def load_plans(plans_dir: Path, replaced: Mapping[str, Path] | None = None) -> dict[str, Plan]:
+    """Every plan in a folder of YAML files, by plan id (`replaced`: see load_plan)."""
     plans: dict[str, Plan] = {}
     limits = Limits.load(plans_dir.parent)
     for path in sorted(plans_dir.glob("*.y*ml")):
-        plan = load_plan(path, limits)
+        plan = load_plan(path, limits, replaced)
         if plan.plan_id in plans:
             _fail(path, None, "plan_id",
                   f"duplicate plan id {plan.plan_id!r} (also {plans[plan.plan_id].source})")

@@ -30,5 +30,12 @@ TABLES = (
               ("event_key", _S), ("partition_day", DATE), ("account_id", _S), ("currency", _S),
               ("cycle", _S), ("billed_charge", MONEY), ("rerated_charge", MONEY), ("difference", MONEY),
               ("invoice_number", _S)]),
+    table("rating.what_if", "Tariff what-if results (`squak what-if`): per scenario, cycle, currency, "
+          "account, plan and destination, the events and their revenue billed and under the proposal, "
+          "with their wholesale cost; a scenario's rows are replaced when it is run again.", [
+              ("scenario", _S), ("cycle", _S), ("created_at", _TS), ("currency", _S), ("account_id", _S),
+              ("plan_id", _S), ("destination", _S), ("events", INT), ("changed", INT),
+              ("unpriced_before", INT), ("unpriced_after", INT), ("revenue_before", MONEY),
+              ("revenue_after", MONEY), ("cost", MONEY)], rewritten=True),
 )
 SCHEMAS: dict[str, pa.Schema] = schemas(TABLES)
