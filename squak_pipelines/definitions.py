@@ -20,7 +20,7 @@ from squak_pipelines.scale_out import executor
 billing_cycle_job = dg.define_asset_job(
     "billing_cycle_job",
     selection=dg.AssetSelection.all()
-    - dg.AssetSelection.groups("invoicing", "payments", "assurance", "reporting"),
+    - dg.AssetSelection.groups("invoicing", "payments", "assurance", "reporting", "what_if"),
     description="The daily billing pipeline, stage after stage (invoices: invoicing_job).")
 
 defs = dg.Definitions.merge(

@@ -128,3 +128,28 @@ def test_the_command_line_reports_and_refuses_in_one_line(billed_demo, monkeypat
                           (("--cycle", "2026-10", "--plan", str(tmp_path / "none.yaml")), "not found")):
         code, _, err = run(*args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("billed_demo", ["duckdb"], indirect=True)
+def test_the_dagster_job_takes_the_proposal_as_run_config(billed_demo, tmp_path: Path) -> None:
+    import dagster as dg
+
+    from squak_pipelines.rating.defs import what_if_results
+    from squak_pipelines.resources import SquakResource
+
+    warehouse, settings = billed_demo
+    squak = SquakResource(data_dir=str(settings.data_dir), warehouse_url=f"duckdb:///{warehouse.path}")
+    plan = str(settings.reference_dir / "plans" / "BIZ-UK.yaml")
+    config = {"ops": {"rating__what_if": {"config": {"cycle": "2026-10", "plans": [plan],
+                                                      "scenario": "uk-as-is"}}}}
+    result = dg.materialize([what_if_results], resources={"squak": squak}, run_config=config)
+    assert result.success
+    metadata = result.asset_materializations_for_node("rating__what_if")[0].metadata
+    assert metadata["scenario"].value == "uk-as-is" and metadata["events"].value > 0
+    delta = warehouse.scalar("select sum(revenue_after - revenue_before) from rating.what_if "
+                             "where scenario = 'uk-as-is'")
+    assert delta == 0
+    failed = dg.materialize([what_if_results], resources={"squak": squak}, raise_on_error=False,
+                            run_config={"ops": {"rating__what_if": {"config": {"cycle": "2026-12",
+                                                                               "plans": [plan]}}}})
+    assert not failed.success

@@ -6,6 +6,7 @@ import json
 from datetime import date
 
 import dagster as dg
+from pydantic import Field
 
 from squak_pipelines.mediation.defs import DAILY
 from squak_pipelines.rating.stage import load_rating_checks, rate_days, suspense_days
@@ -137,4 +138,59 @@ def suspense_rerating_sensor(context: dg.SensorEvaluationContext, squak: SquakRe
     return [dg.RunRequest(partition_key=day, run_key=f"rerate:{day}:{state[:16]}") for day in days]
 
 
-defs = dg.Definitions(assets=[rated_events], jobs=[rating_job], sensors=[suspense_rerating_sensor])
+WHAT_IF = dg.AssetKey(["rating", "what_if"])
+
+
+class WhatIfConfig(dg.Config):
+    """A tariff proposal for a closed cycle (the same as `squak what-if`'s options)."""
+
+    cycle: str = Field(description="A closed (billed) cycle, YYYY-MM.")
+    plans: list[str] = Field(default_factory=list,
+                             description="Proposed plan YAMLs, each replacing the plan of its plan_id.")
+    decks: dict[str, str] = Field(default_factory=dict,
+                                  description="Current deck file name -> proposed deck file.")
+    scenario: str = Field(default="", description="Scenario name (default: from the file names).")
+
+
+@dg.asset(pool=WAREHOUSE_POOL, key=WHAT_IF, group_name="what_if", kinds={"python", "plotly"},
+          deps=[RATED, dg.AssetKey(["raw", "cost_rates"])],
+          description="Tariff what-if: a closed cycle's events re-priced under a proposal with the "
+                      "production engine (billed data untouched); revenue and margin per scenario, "
+                      "account, plan and destination. Run `what_if_job` with run config.")
+def what_if_results(context: dg.AssetExecutionContext, config: WhatIfConfig, squak: SquakResource):
+    from pathlib import Path
+
+    from squak_pipelines.cycles import CycleError
+    from squak_pipelines.rating.plans import PlanFileError
+    from squak_pipelines.rating.what_if import Proposal, WhatIfError, what_if
+    from squak_pipelines.rating.what_if_report import store, summary, write_report
+
+    proposal = Proposal(tuple(Path(p) for p in config.plans), {k: Path(v) for k, v in config.decks.items()})
+    scenario = config.scenario or "+".join([Path(p).stem for p in config.plans] + sorted(config.decks))
+    if not scenario:
+        raise dg.Failure(description="give a proposal: run config `plans` and/or `decks`")
+    warehouse = squak.warehouse()
+    try:
+        result = what_if(warehouse, squak.settings.reference_dir, config.cycle, proposal)
+    except (WhatIfError, PlanFileError, CycleError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+    folder = squak.settings.data_dir / "what-if" / f"{config.cycle}-{scenario}"
+    files = write_report(result, folder)
+    rows = store(warehouse, result, scenario)
+    context.log.info(summary(result))
+    totals = result.by()
+    return dg.MaterializeResult(metadata={
+        "scenario": scenario, "cycle": config.cycle, "events": result.events.num_rows, "rows": rows,
+        "revenue": dg.MetadataValue.json(totals.astype(str).to_dict("records")),
+        "most_affected": dg.MetadataValue.json(result.most_affected().astype(str).to_dict("records")),
+        "figure": dg.MetadataValue.path(str(folder / "impact.html")),
+        "files": dg.MetadataValue.json([p.name for p in files]),
+        "seconds": round(result.seconds, 2)})
+
+
+what_if_job = dg.define_asset_job(
+    "what_if_job", selection=dg.AssetSelection.assets(WHAT_IF),
+    description="Re-price a closed cycle under a proposal (run config: cycle, plans, decks, scenario).")
+
+defs = dg.Definitions(assets=[rated_events, what_if_results], jobs=[rating_job, what_if_job],
+                      sensors=[suspense_rerating_sensor])
