@@ -158,6 +158,10 @@ def table(runs: list[dict[str, Any]]) -> list[str]:
             flag = "" if s["success"] else " FAILED"
             out.append(f"{head}| {s['stage']}{flag} | {s['seconds']:,.1f} | {rows} | {rate} | "
                        f"{s['peak_rss_mib']:,} |")
+        if run.get("what_if"):
+            w = run["what_if"]
+            out.append(f"{head}| what-if (beside rating, not in the total) | {w['seconds']:,.1f} | "
+                       f"{w['events']:,} events | {w['events_per_second']:,} | {w['peak_rss_mib']:,} |")
         if run.get("stages"):
             out.append(f"{head}| **total** | **{run['total_seconds']:,.1f}** | | | "
                        f"**{run['peak_rss_mib']:,}** (children {run.get('children_peak_rss_mib', 0):,}) |")

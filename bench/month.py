@@ -126,9 +126,41 @@ def run_month(data_dir: Path, cdrs: int, customers: int, month: str | None,
     from squak_pipelines.warehouse import open_warehouse
 
     warehouse = open_warehouse(settings)
+    if figures["success"]:
+        figures["what_if"] = what_if_figures(settings, warehouse, options.month, figures["stages"], say)
     figures["outcome"] = {name: _scalar(warehouse, sql) for name, sql in OUTCOME_SQL.items()
                           if warehouse.table_exists(sql.rsplit(" from ", 1)[1].split()[0].rstrip(")"))}
     return figures
+
+
+def what_if_figures(settings, warehouse, month: str, stages: list[dict[str, Any]],
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """The tariff what-if on the billed month beside rating: every deck's first rate raised by
+    10% (each deck file replaced), re-priced with the production engine."""
+    import tempfile
+
+    from squak_pipelines.rating.what_if import Proposal, what_if
+
+    decks = sorted((settings.reference_dir / "decks").glob("*.csv"))
+    with tempfile.TemporaryDirectory(prefix="squak-what-if-") as folder:
+        replaced = {}
+        for deck in decks:
+            lines = deck.read_text(encoding="utf-8").splitlines()
+            at = lines[0].split(",").index("rate")
+            first = lines[1].split(",")
+            first[at] = str((Decimal(first[at]) * Decimal("1.1")).quantize(Decimal("0.0001")))
+            out = Path(folder) / deck.name
+            out.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
+            replaced[deck.name] = out
+        result, seconds, peak = _measured(lambda: what_if(warehouse, settings.reference_dir, month,
+                                                          Proposal(decks=replaced)))
+    events = result.events.num_rows
+    rating = next((s["seconds"] for s in stages if s["stage"] == "rating"), None)
+    say(f"  what-if    {seconds:8.1f} s, {events / seconds:,.0f} events/s, peak RSS {peak:,.0f} MiB "
+        f"(rating: {rating:.1f} s)" if rating else "")
+    return {"seconds": round(seconds, 2), "events": events, "events_per_second": round(events / seconds),
+            "changed": int(result.by()["changed"].sum()), "peak_rss_mib": round(peak),
+            "rating_seconds": rating}
 
 
 def run_stages(settings, say: Callable[[str], None]) -> list[dict[str, Any]]:

@@ -42,6 +42,9 @@ def test_bench_runs_a_50k_month_through_every_stage(tmp_path: Path) -> None:
     assert outcome["mediated_events"] + outcome["quarantined"] + outcome["rejected_records"] \
         + outcome["duplicates"] <= run["counts"]["cdr_records"]
     assert "| **total** |" in result.stdout
+    what_if = run["what_if"]  # the tariff what-if on the billed month, beside rating
+    assert what_if["events"] > 0 and what_if["changed"] > 0 and what_if["rating_seconds"] > 0
+    assert "what-if (beside rating" in result.stdout
 
 
 def _run(warehouse: str, cdrs: int, seconds: float, charge: str = "10.50") -> dict:
