@@ -54,11 +54,13 @@ def test_reference_sensor_runs_only_on_change(tmp_path: Path) -> None:
 
 def test_every_step_that_opens_the_warehouse_is_in_its_pool() -> None:
     """Concurrent runs queue for the DuckDB file in the `squak_warehouse` pool instead of failing
-    on its lock: every asset and check op of Squak's (all of them read or write the warehouse)."""
+    on its lock: every asset and check op of Squak's (all of them read or write the warehouse;
+    the rule files' observations read files only)."""
     from squak_pipelines.scale_out import WAREHOUSE_POOL
 
     graph = defs.resolve_asset_graph()
-    nodes = {node.assets_def for node in graph.asset_nodes if node.assets_def.is_executable}
+    nodes = {node.assets_def for node in graph.asset_nodes
+             if node.assets_def.is_executable and not node.is_observable}
     ops = {a.op.name: a.op.pool for a in nodes}
     assert len(ops) >= 10 and set(ops.values()) == {WAREHOUSE_POOL}, ops
     checks = list(defs.asset_checks or [])
@@ -110,3 +112,62 @@ def test_the_kubernetes_values_name_what_the_code_uses() -> None:
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert [limit["key"] for limit in queue["tagConcurrencyLimits"]] == [IN_DAY_ORDER_TAG]
+
+
+LINEAGE = """
+import json, time
+started = time.perf_counter()
+import dagster as dg
+from squak_pipelines.definitions import defs
+graph = defs.resolve_asset_graph()
+seconds = time.perf_counter() - started
+print(json.dumps({
+    "seconds": seconds,
+    "observable": sorted(k.to_user_string() for k in graph.observable_asset_keys),
+    "parents": {k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
+                for k in graph.get_all_asset_keys()},
+}))
+"""
+
+
+def test_a_fresh_shell_loads_the_lineage_from_rule_files_to_rated_events(tmp_path: Path) -> None:
+    """No venv on PATH, no Dagster home: what `dagster dev -w workspace.yaml` loads in a new shell."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SQUAK_DATA_DIR": str(tmp_path / "squak")}
+    done = subprocess.run([sys.executable, "-c", LINEAGE], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"definitions loaded in {found['seconds']:.1f} s")  # a figure, not an assertion
+    rules = {"reference/rate_plans", "reference/rate_decks", "reference/tax_table", "reference/fraud_rules"}
+    assert rules <= set(found["observable"])
+    parents = found["parents"]
+    assert "raw/cdr_drop_files" in parents["mediation/events"], "capture feeds mediation"
+    assert "reference/fraud_rules" in parents["mediation/events"]
+    assert {"reference/rate_plans", "reference/rate_decks"} <= set(parents["rating/rated_events"])
+    assert "reference/tax_table" in parents["raw/tax_rates"]
+
+
+def test_the_rule_files_sensor_records_a_new_data_version_when_a_deck_changes(tmp_path: Path, demo) -> None:
+    from tests.stage_helpers import copy_demo
+
+    settings = copy_demo(demo, tmp_path / "squak")
+    resource = SquakResource(data_dir=str(settings.data_dir), warehouse_url=settings.warehouse_url)
+    sensor = defs.resolve_sensor_def("rule_files_sensor")
+    with dg.build_sensor_context(resources={"squak": resource}) as ctx:
+        first = sensor.evaluate_tick(ctx)
+    versions = {e.asset_key.to_user_string(): e.tags["dagster/data_version"] for e in first.asset_events}
+    assert set(versions) == {"reference/rate_plans", "reference/rate_decks", "reference/tax_table",
+                             "reference/fraud_rules"}
+    with dg.build_sensor_context(resources={"squak": resource}, cursor=first.cursor) as ctx:
+        assert not sensor.evaluate_tick(ctx).asset_events, "nothing changed"
+    deck = sorted((settings.reference_dir / "decks").glob("*.csv"))[0]
+    deck.write_text(deck.read_text() + "\n")
+    with dg.build_sensor_context(resources={"squak": resource}, cursor=first.cursor) as ctx:
+        changed = sensor.evaluate_tick(ctx).asset_events
+    assert [e.asset_key.to_user_string() for e in changed] == ["reference/rate_decks"]
+    assert changed[0].tags["dagster/data_version"] != versions["reference/rate_decks"]

@@ -20,6 +20,8 @@ UPSTREAM = [
     dg.AssetKey(["rating", "rated_events"]),
     dg.AssetKey(["orders", "services"]),
     dg.AssetKey(["raw", "tax_rates"]),
+    dg.AssetKey(["reference", "tax_table"]),  # e-invoices read the tax table's file
+    dg.AssetKey(["reference", "rate_plans"]),  # recurring and one-time fees
 ]
 
 

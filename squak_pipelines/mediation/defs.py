@@ -36,7 +36,8 @@ EVENTS = dg.AssetKey(["mediation", "events"])
             description=text,
             group_name=GROUP,
             kinds={"python", "duckdb"},
-            deps=[dg.AssetKey(["orders", "services"]), dg.AssetKey(["raw", "switches"])],
+            deps=[dg.AssetKey(["orders", "services"]), dg.AssetKey(["raw", "switches"]),
+                  dg.AssetKey(["raw", "cdr_drop_files"]), dg.AssetKey(["reference", "fraud_rules"])],
         )
         for name, text in TABLES.items()
     ],

@@ -16,17 +16,20 @@ from squak_pipelines.scale_out import IN_DAY_ORDER_TAG, WAREHOUSE_POOL
 GROUP = "rating"
 RATED = dg.AssetKey(["rating", "rated_events"])
 SUSPENSE = dg.AssetKey(["rating", "suspense"])
+PRICES = [dg.AssetKey(["reference", "rate_plans"]), dg.AssetKey(["reference", "rate_decks"])]
+RATING_INPUTS = [dg.AssetKey(["mediation", "events"]), dg.AssetKey(["orders", "services"]),
+                 dg.AssetKey(["orders", "accounts"]), *PRICES]
 
 
 @dg.multi_asset(pool=WAREHOUSE_POOL,
     specs=[
         dg.AssetSpec(RATED, group_name=GROUP, kinds={"python", "duckdb"},
-                     deps=[dg.AssetKey(["mediation", "events"]), dg.AssetKey(["orders", "services"])],
+                     deps=RATING_INPUTS,
                      description="Every billable event priced for its account and plan, with the "
                                  "breakdown: prefix, destination, band, deck row and date, charged "
                                  "seconds, allowance, connect fee, rate, discount, final charge."),
         dg.AssetSpec(SUSPENSE, group_name=GROUP, kinds={"python", "duckdb"},
-                     deps=[dg.AssetKey(["mediation", "events"]), dg.AssetKey(["orders", "services"])],
+                     deps=RATING_INPUTS,
                      description="Events that could not be rated (unknown_account, no_plan, no_rate), "
                                  "kept with the reason and re-rated when the order or rate arrives."),
     ],
@@ -153,7 +156,8 @@ class WhatIfConfig(dg.Config):
 
 
 @dg.asset(pool=WAREHOUSE_POOL, key=WHAT_IF, group_name="what_if", kinds={"python", "plotly"},
-          deps=[RATED, dg.AssetKey(["raw", "cost_rates"])],
+          deps=[RATED, SUSPENSE, dg.AssetKey(["raw", "cost_rates"]), dg.AssetKey(["invoicing", "invoices"]),
+                *PRICES],
           description="Tariff what-if: a closed cycle's events re-priced under a proposal with the "
                       "production engine (billed data untouched); revenue and margin per scenario, "
                       "account, plan and destination. Run `what_if_job` with run config.")

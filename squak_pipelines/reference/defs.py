@@ -6,18 +6,23 @@ import hashlib
 
 import dagster as dg
 
+from squak_pipelines.config import Settings
 from squak_pipelines.quality.checks import gx_suite_check
 from squak_pipelines.reference.files import REFERENCE_FILES
+from squak_pipelines.reference.versions import RULE_FILES, rules_version
 from squak_pipelines.resources import SquakResource
 from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "reference"
+DATA_VERSION_TAG = "dagster/data_version"  # the tag an observation's data version is recorded in
 
 
 def _reference_asset(name: str) -> dg.AssetsDefinition:
     file_name, loader = REFERENCE_FILES[name]
 
-    @dg.asset(pool=WAREHOUSE_POOL, key=["raw", name], group_name=GROUP, kinds={"python", "csv"},
+    source = [dg.AssetKey(["reference", "tax_table"])] if name == "tax_rates" else []
+
+    @dg.asset(pool=WAREHOUSE_POOL, key=["raw", name], group_name=GROUP, kinds={"python", "csv"}, deps=source,
               description=f"Operator reference file `reference/{file_name}`, validated and "
                           f"landed as `raw.{name}`.")
     def _asset(context: dg.AssetExecutionContext, squak: SquakResource) -> dg.MaterializeResult:
@@ -31,6 +36,44 @@ def _reference_asset(name: str) -> dg.AssetsDefinition:
         })
 
     return _asset
+
+
+def _rules_source(name: str) -> dg.SourceAsset:
+    """The operator's rule files as an observable source asset: its data version is their content."""
+    _, text = RULE_FILES[name]
+
+    @dg.observable_source_asset(key=["reference", name], group_name=GROUP, description=text)
+    def _observe() -> dg.ObserveResult:
+        # Files only, never the warehouse: no resource, so no wait for the warehouse's turn.
+        version, files = rules_version(Settings.from_env().reference_dir, name)
+        return dg.ObserveResult(data_version=dg.DataVersion(version),
+                                metadata={"files": dg.MetadataValue.json(files)})
+
+    return _observe
+
+
+RULE_SOURCES = {name: _rules_source(name) for name in RULE_FILES}
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Observes the rate plans, rate decks, tax table and fraud rules: a changed file "
+                       "is a new data version of its source asset (on by default: it only records).")
+def rule_files_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
+    import json
+
+    seen = json.loads(context.cursor) if context.cursor else {}
+    now, events = {}, []
+    for name in RULE_FILES:
+        version, files = rules_version(squak.settings.reference_dir, name)
+        now[name] = version
+        if seen.get(name) != version:
+            events.append(dg.AssetObservation(
+                asset_key=dg.AssetKey(["reference", name]), tags={DATA_VERSION_TAG: version},
+                metadata={"files": dg.MetadataValue.json(files)}))
+    context.update_cursor(json.dumps(now, sort_keys=True))
+    if not events:
+        return dg.SkipReason("rule files unchanged")
+    return dg.SensorResult(asset_events=events)
 
 
 reference_assets = [_reference_asset(name) for name in REFERENCE_FILES]
@@ -53,9 +96,9 @@ def reference_files_sensor(context: dg.SensorEvaluationContext, squak: SquakReso
 
 
 defs = dg.Definitions(
-    assets=reference_assets,
+    assets=[*reference_assets, *RULE_SOURCES.values()],
     asset_checks=[gx_suite_check(dg.AssetKey(["raw", "tax_rates"]), "raw.tax_rates",
                                  "reference_tax_rates")],
     jobs=[reference_job],
-    sensors=[reference_files_sensor],
+    sensors=[reference_files_sensor, rule_files_sensor],
 )
