@@ -8,6 +8,7 @@ from squak_pipelines.capture import defs as capture
 from squak_pipelines.invoicing import defs as invoicing
 from squak_pipelines.mediation import defs as mediation
 from squak_pipelines.orders import defs as orders
+from squak_pipelines.ownership import owned
 from squak_pipelines.payments import defs as payments
 from squak_pipelines.rating import defs as rating
 from squak_pipelines.reference import defs as reference
@@ -34,4 +35,4 @@ defs = dg.Definitions.merge(
     assurance.defs,
     analytics.defs,
     dg.Definitions(jobs=[billing_cycle_job], resources={"squak": squak_resource()}, executor=executor()),
-)
+).map_asset_specs(func=owned)  # every stage's owner and `squak/stage` tag (ownership.py)

@@ -152,6 +152,15 @@ def test_a_fresh_shell_loads_the_lineage_from_rule_files_to_rated_events(tmp_pat
     assert "reference/tax_table" in parents["raw/tax_rates"]
 
 
+def test_every_asset_has_its_stage_owner_and_tag() -> None:
+    from squak_pipelines.ownership import OWNERS
+
+    graph = defs.resolve_asset_graph()
+    for node in graph.asset_nodes:
+        assert node.owners == [OWNERS[node.group_name]], (node.key, node.owners)
+        assert node.tags["squak/stage"] == node.group_name and node.kinds, node.key
+
+
 def test_the_rule_files_sensor_records_a_new_data_version_when_a_deck_changes(tmp_path: Path, demo) -> None:
     from tests.stage_helpers import copy_demo
 

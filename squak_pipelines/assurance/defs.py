@@ -92,7 +92,8 @@ def assurance_controls(context: dg.AssetExecutionContext, squak: SquakResource):
 
 
 ASSURANCE_TABLES = [
-    dg.AssetSpec(dg.AssetKey(["assurance", name]), deps=[CONTROLS_KEY], group_name=GROUP, description=text)
+    dg.AssetSpec(dg.AssetKey(["assurance", name]), deps=[CONTROLS_KEY], group_name=GROUP, description=text,
+                 kinds={"table"})
     for name, text in (
         (
             "findings",

@@ -252,7 +252,8 @@ def close_cycle_schedule(context: dg.ScheduleEvaluationContext, squak: SquakReso
 
 # Tables written together with the final invoices, declared so dbt's sources show their lineage.
 INVOICE_TABLES = [
-    dg.AssetSpec(dg.AssetKey(["invoicing", name]), deps=[INVOICES], group_name=GROUP, description=text)
+    dg.AssetSpec(dg.AssetKey(["invoicing", name]), deps=[INVOICES], group_name=GROUP, description=text,
+                 kinds={"table"})
     for name, text in (
         ("invoice_lines", "Lines of the final invoices (written with invoicing/invoices)."),
         ("billed_events", "Which invoice billed each rated event (written with invoicing/invoices)."),

@@ -38,21 +38,21 @@ def _reference_asset(name: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def _rules_source(name: str) -> dg.SourceAsset:
-    """The operator's rule files as an observable source asset: its data version is their content."""
-    _, text = RULE_FILES[name]
+@dg.multi_observable_source_asset(
+    specs=[dg.AssetSpec(["reference", name], group_name=GROUP, description=text, kinds={"yaml" if
+                        name in ("rate_plans", "fraud_rules") else "csv"})
+           for name, (_, text) in RULE_FILES.items()],
+    can_subset=True)
+def rule_files(context: dg.AssetExecutionContext):
+    """The operator's rule files as observable source assets: a data version is their content.
+    Files only, never the warehouse: no resource, so no wait for the warehouse's turn."""
+    reference_dir = Settings.from_env().reference_dir
+    for key in sorted(context.selected_asset_keys):
+        version, files = rules_version(reference_dir, key.path[-1])
+        yield dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(version),
+                               metadata={"files": dg.MetadataValue.json(files)})
 
-    @dg.observable_source_asset(key=["reference", name], group_name=GROUP, description=text)
-    def _observe() -> dg.ObserveResult:
-        # Files only, never the warehouse: no resource, so no wait for the warehouse's turn.
-        version, files = rules_version(Settings.from_env().reference_dir, name)
-        return dg.ObserveResult(data_version=dg.DataVersion(version),
-                                metadata={"files": dg.MetadataValue.json(files)})
 
-    return _observe
-
-
-RULE_SOURCES = {name: _rules_source(name) for name in RULE_FILES}
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -96,7 +96,7 @@ def reference_files_sensor(context: dg.SensorEvaluationContext, squak: SquakReso
 
 
 defs = dg.Definitions(
-    assets=[*reference_assets, *RULE_SOURCES.values()],
+    assets=[*reference_assets, rule_files],
     asset_checks=[gx_suite_check(dg.AssetKey(["raw", "tax_rates"]), "raw.tax_rates",
                                  "reference_tax_rates")],
     jobs=[reference_job],
