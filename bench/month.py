@@ -27,20 +27,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-# The rows each stage works on, counted in the warehouse once it has run: (unit, SQL).
-STAGE_ROWS: dict[str, tuple[str, str]] = {
-    "orders": ("services", "select count(*) from orders.services"),
-    "capture": ("CDR files", "select count(*) from raw.cdr_drop_files"),
-    "mediation": ("CDR records", "select coalesce(sum(records_in), 0) from mediation.files"),
-    "rating": ("events", "select (select count(*) from rating.rated_events) "
-                         "+ (select count(*) from rating.suspense)"),
-    "invoicing": ("invoices", "select count(*) from invoicing.invoices"),
-    "payments": ("payments", "select count(*) from payments.payments"),
-    "assurance": ("rated events", "select count(*) from rating.rated_events"),
-    "models": ("rated events", "select count(*) from rating.rated_events"),
-    "reporting": ("invoices", "select count(*) from invoicing.invoices"),
-}
-
 # What the month came to: identical on every warehouse, before and after a change.
 OUTCOME_SQL: dict[str, str] = {
     "mediated_events": "select count(*) from mediation.events",
@@ -168,7 +154,7 @@ def run_stages(settings, say: Callable[[str], None]) -> list[dict[str, Any]]:
     import dagster as dg
 
     from squak_pipelines.cli import _demo_customers_pay, _load_definitions
-    from squak_pipelines.runner import STAGES, StageDays, run_stage
+    from squak_pipelines.runner import STAGE_ROWS, STAGES, StageDays, run_stage
     from squak_pipelines.warehouse import open_warehouse
 
     defs = _load_definitions(settings)

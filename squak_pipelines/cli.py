@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -127,13 +128,31 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     days_for = StageDays(settings)
 
-    reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs",
-                           days_for=days_for)
+    with _progress_bars():
+        reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs",
+                               days_for=days_for)
     finished = all(r.success for r in reports) and len(reports) == len(STAGES)
-    _summary(settings, reports, finished)
+    _summary(settings, reports, finished, verbose=getattr(args, "verbose", False))
     ok = _verdict(settings, reports, finished)
     instance.dispose()
     return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _progress_bars():
+    """Long work's progress (`squak.progress`) drawn on stderr while the stages run."""
+    import logging
+
+    from squak_pipelines.progress import LOGGER, ProgressBar
+
+    bar = ProgressBar(sys.stderr)
+    LOGGER.addHandler(bar)
+    LOGGER.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(bar)
+        bar.close()
 
 
 def _verdict(settings: Settings, reports, finished: bool) -> bool:
@@ -233,19 +252,29 @@ def _receivables_table(warehouse) -> None:
         print(f"      {currency:<5}{total:>12,.2f}{paid:>12,.2f}{rate:>7}{cells}")
 
 
-def _summary(settings: Settings, reports, ok: bool) -> None:
+def _summary(settings: Settings, reports, ok: bool, verbose: bool = False) -> None:
+    """Each stage's result, time and what it worked on; receivables; where to look. Every
+    table's row count with `--verbose`."""
+    from squak_pipelines.runner import STAGE_ROWS
     from squak_pipelines.warehouse import open_warehouse
 
     print("==> Summary")
     warehouse = open_warehouse(settings)
+    for report in reports:
+        unit, sql = STAGE_ROWS.get(report.stage.key, ("", ""))
+        count = warehouse.scalar(sql) if sql and report.success else None
+        figure = f"{count:,} {unit}" if count is not None else ""
+        print(f"    {report.stage.key:<10} {'ok' if report.success else 'FAILED':<7}"
+              f"{report.seconds:8.1f} s   {figure}")
     where = settings.duckdb_path if settings.warehouse_kind == "duckdb" else "PostgreSQL"
-    print(f"    warehouse: {where}")
-    sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
-           "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'invoicing', 'payments', "
-           "'assurance', 'staging', 'intermediate', 'marts') "
-           "order by table_schema, table_name")
-    for table in warehouse.query_df(sql)["t"]:
-        print(f"      {table:<40} {warehouse.count(table):>10,} rows")
+    print(f"    warehouse: {where}" + ("" if verbose else " (row counts of every table: --verbose)"))
+    if verbose:
+        sql = ("select table_schema || '.' || table_name as t from information_schema.tables "
+               "where table_schema in ('raw', 'orders', 'mediation', 'rating', 'invoicing', 'payments', "
+               "'assurance', 'staging', 'intermediate', 'marts') "
+               "order by table_schema, table_name")
+        for table in warehouse.query_df(sql)["t"]:
+            print(f"      {table:<40} {warehouse.count(table):>10,} rows")
     _receivables_table(warehouse)
     print(f"    data directory: {settings.data_dir}")
     print(f"      stage logs:      {settings.data_dir / 'logs'}")
@@ -632,9 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(make run does this once the month is invoiced)")
     gen.set_defaults(func=cmd_generate)
     run = sub.add_parser("run", help="run the billing pipeline over the data directory")
+    run.add_argument("--verbose", action="store_true", help="end with every table's row count")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="generate the demo data, then run the pipeline")
     generation_options(demo)
+    demo.add_argument("--verbose", action="store_true", help="end with every table's row count")
     demo.set_defaults(func=cmd_demo)
     quarantine = sub.add_parser("quarantine", help="review events held by fraud screening")
     quarantine.add_argument("action", choices=["list", "release", "confirm"])

@@ -45,6 +45,21 @@ STAGES: tuple[Stage, ...] = (
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
+# What each stage works on, counted in the warehouse once it has run: (unit, SQL).
+STAGE_ROWS: dict[str, tuple[str, str]] = {
+    "reference": ("tax rates", "select count(*) from raw.tax_rates"),
+    "orders": ("services", "select count(*) from orders.services"),
+    "capture": ("CDR files", "select count(*) from raw.cdr_drop_files"),
+    "mediation": ("CDR records", "select coalesce(sum(records_in), 0) from mediation.files"),
+    "rating": ("events", "select (select count(*) from rating.rated_events) "
+                         "+ (select count(*) from rating.suspense)"),
+    "invoicing": ("invoices", "select count(*) from invoicing.invoices"),
+    "payments": ("payments", "select count(*) from payments.payments"),
+    "assurance": ("rated events", "select count(*) from rating.rated_events"),
+    "models": ("rated events", "select count(*) from rating.rated_events"),
+    "reporting": ("invoices", "select count(*) from invoicing.invoices"),
+}
+
 
 @dataclass
 class StageReport:
@@ -79,6 +94,7 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
             log_dir.mkdir(parents=True, exist_ok=True)
             log = stack.enter_context((log_dir / f"{stage.key}.log").open("w", encoding="utf-8"))
             stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(_progress_into(log))
         result = job.execute_in_process(instance=instance, run_config=QUIET,
                                         raise_on_error=False, tags=tags)
     report = StageReport(stage=stage, success=result.success,
@@ -98,6 +114,23 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
             str(e.step_failure_data.error.message).strip() for e in failures if e.step_failure_data
         ) or "the run failed"
     return report
+
+
+@contextlib.contextmanager
+def _progress_into(log: Any):
+    """The stage's progress lines (`squak.progress`) written to its log as it runs."""
+    import logging
+
+    from squak_pipelines.progress import LOGGER
+
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
 
 
 PID_TAG, HOST_TAG = "squak/pid", "squak/host"

@@ -50,6 +50,7 @@ from squak_pipelines.invoicing.tables import DELIVERIES
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import format_money
 from squak_pipelines.paths import inside
+from squak_pipelines.progress import Progress
 from squak_pipelines.warehouse import Warehouse
 from squak_pipelines.workers import Workers, shared_workers
 
@@ -151,9 +152,11 @@ def _deliver(warehouse: Warehouse, settings: Settings, cycle: str) -> DeliveryRe
     _record(warehouse, confirmed)
     report.outbox += len(confirmed)
     documents = settings.data_dir / "invoices" / cycle
+    progress = Progress("invoice e-mails", len(queue), "e-mails")
     with shared_workers(PARALLEL_FROM) as workers:
         for start in range(0, len(queue), EMAIL_BATCH):
             _send_batch(warehouse, settings, documents, queue[start:start + EMAIL_BATCH], report, workers)
+            progress.advance(len(queue[start:start + EMAIL_BATCH]))
     postal = [i for i in invoices if i["delivery_method"] == "post"]
     report.printed = print_batch(warehouse, settings, cycle, postal, done)
     if postal:

@@ -48,6 +48,7 @@ from squak_pipelines.memory import release_freed_memory
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
 from squak_pipelines.paths import inside
+from squak_pipelines.progress import Progress
 from squak_pipelines.rating.plans import load_plans
 from squak_pipelines.reference.files import load_tax_rates
 from squak_pipelines.warehouse import Warehouse
@@ -405,6 +406,7 @@ def _store_drafts(warehouse: Warehouse, settings: Settings, month: str, account:
     JSON files."""
     if render:
         out_dir = settings.data_dir / "invoices" / month / "drafts"
+        progress = Progress("draft invoices", len(drafts), "invoices")
         with shared_workers(PARALLEL_FROM) as workers:
             for start in range(0, len(drafts), CHUNK):
                 part = drafts[start:start + CHUNK]
@@ -412,6 +414,7 @@ def _store_drafts(warehouse: Warehouse, settings: Settings, month: str, account:
                 for invoice, document, page in zip(part, documents[start:start + CHUNK], pages, strict=True):
                     _write_documents(out_dir, invoice.key.replace(":", "_"), page.html, document)
                 release_freed_memory()
+                progress.advance(len(part))
     with warehouse.transaction():
         if warehouse.kind == "postgres":  # two runs drafting at once: one after the other, so
             # the second deletes the first's drafts instead of repeating their keys
@@ -576,10 +579,12 @@ def _finalize(
                 "invoicing.billed_events", keys.cast(TABLES["invoicing.billed_events"]), mode="append"
             )
         taxes = tax_table(settings)
+        progress = Progress("final invoices", len(todo), "invoices")
         with shared_workers(PARALLEL_FROM) as workers:
             for start in range(0, len(todo), CHUNK):
                 _store_final(warehouse, settings, todo[start:start + CHUNK], now, taxes, workers, report)
                 release_freed_memory()  # the chunk's pages and e-invoices, freed, back to the system
+                progress.advance(len(todo[start:start + CHUNK]))
         if warehouse.table_exists("invoicing.credit_notes"):
             warehouse.query_arrow_with(
                 "update invoicing.credit_notes c set applied_to = b.invoice_number from {billed} b "
@@ -659,6 +664,7 @@ def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) ->
         {"month": month})["number"].to_pylist()
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = 0
+    progress = Progress("invoice documents", len(numbers), "invoices")
     for start in range(0, len(numbers), CHUNK):  # a chunk of stored documents in memory at a time
         rows = warehouse.query_arrow(
             "select number, issue_date, document, html, ubl, cii from invoicing.invoices "
@@ -671,6 +677,7 @@ def _rewrite_final_documents(warehouse: Warehouse, month: str, out_dir: Path) ->
             if pdfs_wanted() and not pdf_complete(pdf):
                 jobs.append(PdfJob(pdf, row["html"], row["issue_date"], row["number"], row["cii"] or ""))
         rendered += write_pdfs(jobs)
+        progress.advance(len(rows))
         del rows, jobs
         release_freed_memory()
     return rendered

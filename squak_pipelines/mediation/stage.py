@@ -45,6 +45,7 @@ from squak_pipelines.mediation.raw_records import archive
 from squak_pipelines.mediation.tables import FILES_SCHEMA, TABLE_SCHEMAS
 from squak_pipelines.migrations import migrate
 from squak_pipelines.orders.lookup import owners_at
+from squak_pipelines.progress import Progress
 from squak_pipelines.reference.files import load_switches
 from squak_pipelines.warehouse import Warehouse
 
@@ -680,6 +681,7 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
                 items.append((ref, ref.sha256 in known))
                 known.add(ref.sha256)
             plan.append((day, items))
+        progress = Progress("mediation", len(plan), "days")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="squak-parse") as pool:
             ahead = pool.submit(mediator.prepare_day, *plan[0]) if plan else None
             for index, (day, _) in enumerate(plan):
@@ -687,6 +689,7 @@ def mediate(warehouse: Warehouse, settings: Settings, days: list[date] | None = 
                 ahead = pool.submit(mediator.prepare_day, *plan[index + 1]) if index + 1 < len(plan) else None
                 report.days.append(day.isoformat())
                 mediator.write_day(prepared, report)
+                progress.advance()
     return report
 
 

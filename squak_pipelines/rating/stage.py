@@ -24,6 +24,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.cycles import Schedule, load_schedules
 from squak_pipelines.faults import fault_point
 from squak_pipelines.migrations import migrate
+from squak_pipelines.progress import Progress
 from squak_pipelines.rating.clock import CycleStarts
 from squak_pipelines.rating.engine import OUTPUT_SCHEMA, rate
 from squak_pipelines.rating.plans import Plan, load_plans
@@ -162,9 +163,11 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
     with warehouse.bulk_session():
         ensure_tables(warehouse)
         starts = cycle_starts(load_schedules(warehouse), min(days), max(days)) if days else None
+        progress = Progress("rating", len(days), "days")
         for day in sorted(days):
             if not _gate_passed(warehouse, day):
                 report.blocked_days.append(day.isoformat())
+                progress.advance()
                 continue
             rated, suspense = rate_day(warehouse, plans, day, starts)
             with warehouse.transaction():
@@ -181,6 +184,7 @@ def rate_days(warehouse: Warehouse, settings: Settings, days: list[date]) -> Rat
             report.rated += rated.num_rows
             for item in pc.value_counts(suspense["reason"]).to_pylist():
                 report.suspense[item["values"]] = report.suspense.get(item["values"], 0) + item["counts"]
+            progress.advance()
         if report.days:
             report.revenue = revenue_by_type(warehouse, report.days)
     return report
