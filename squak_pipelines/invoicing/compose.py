@@ -2,7 +2,7 @@
 
 Plain Python over small per-account inputs (a month has one invoice per account and
 currency, not one per call: usage arrives already summed by the warehouse). Money is
-Decimal. Rules (BILLING_RULES.md, plus the choices written in the README):
+Decimal. Rules (docs/billing-rules.md):
 - cycle: the account's cycle (calendar month or from its bill day, cycles.py) in the plan's time
   zone; the invoice is issued on the day it is finalized and due `due_days` after that;
 - recurring fee per service period (the plan's fee for the service's product), prorated by

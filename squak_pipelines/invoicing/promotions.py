@@ -6,7 +6,7 @@ duration (`once`, `cycles`, `forever`) and cycles (how many, for `cycles`).
 `reference/coupons.csv` gives them to accounts: account_id, promotion_id, first_cycle
 (YYYY-MM). A coupon applies in its first cycle and, by its duration, the cycles after it.
 
-Rules (BILLING_RULES.md, README): a promotion's scope names line kinds exactly (`scopes.py`:
+Rules (docs/billing-rules.md, README): a promotion's scope names line kinds exactly (`scopes.py`:
 `recurring` is recurring charges only, `one_time` one-time fees, `usage` usage lines with
 their plan discounts, `all` every charge line). A percentage is taken of the lines in its
 scope and rounded once, whatever promotions came before it; a fixed amount applies to

@@ -6,7 +6,7 @@ Per plan and service the deck is compiled once:
   changes (a prefix exists from its first effective date), with a sorted-key search for
   the longer prefixes;
 - a (prefix, band, effective-date epoch) -> deck row table that applies rules 2 and 3 of
-  BILLING_RULES.md (band row in force, else the empty-band fallback; latest
+  docs/billing-rules.md (band row in force, else the empty-band fallback; latest
   effective_from on or before the call);
 - per row: rate and connect fee in micro-units, increment, first allowance covering it.
 """

@@ -2,7 +2,7 @@
 
 A plan names its currency, time zone, rounding, `rating_decimals`, `band_rule`, time bands,
 the decks it uses per service, allowances, discounts and fees (fees are for invoicing). A
-deck row has the columns of BILLING_RULES.md (prefix, destination, rate, connect_fee,
+deck row has the columns of docs/billing-rules.md (prefix, destination, rate, connect_fee,
 increment, effective_from, time_band, service). Anything malformed fails the load with the
 file, row and column named (`PlanFileError`).
 """

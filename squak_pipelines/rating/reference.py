@@ -1,4 +1,4 @@
-"""A plain, per-event Python rating of BILLING_RULES.md, written for obviousness, not speed.
+"""A plain, per-event Python rating of docs/billing-rules.md, written for obviousness, not speed.
 
 It is the yardstick the vectorized engine is tested against (property tests) and the
 baseline the benchmark compares with. Split-band calls are walked second by second.
