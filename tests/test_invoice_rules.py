@@ -1,5 +1,5 @@
 """The adversarial month, on DuckDB and PostgreSQL: each fault found by the independent
-recomputation of invoices, with amounts computed by hand from BILLING_RULES.md.
+recomputation of invoices, with amounts computed by hand from docs/billing-rules.md.
 
 October 2026; plan T (USD, America/New_York): line 7.00 a month, activation 12.50, SMS option
 3.00; plan P (EUR, Europe/Paris): line 20.00; plan Q (EUR, Europe/Paris): line 31.00.

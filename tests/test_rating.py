@@ -1,4 +1,4 @@
-"""Rating engine: hand-computed charges for every rule of BILLING_RULES.md, and plan/deck
+"""Rating engine: hand-computed charges for every rule of docs/billing-rules.md, and plan/deck
 validation errors that name file, row and column."""
 
 from __future__ import annotations
