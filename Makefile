@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test ui lint bench clean fuzz doctor workers
+.PHONY: run test ui lint bench clean fuzz doctor workers docs
 
 # System packages: the PDF renderer's libraries (WeasyPrint: Pango, HarfBuzz's subsetter, a
 # font) and the headless Chromium Kaleido renders dashboard figures to images with.
@@ -52,6 +52,10 @@ workers: $(STAMP)
 ## Check settings, warehouse, migrations and tools; prints what is wrong and the fix.
 doctor: $(STAMP)
 	$(BIN)/squak doctor
+
+## The dbt docs of the warehouse models as one page that opens from disk (squak docs).
+docs: $(STAMP)
+	$(BIN)/squak docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check squak_pipelines tests bench

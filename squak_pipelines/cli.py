@@ -468,6 +468,22 @@ def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    """The dbt docs of the warehouse models: a page that opens from disk; `--serve` serves it."""
+    from squak_pipelines.analytics.docs import DocsError, generate_docs, serve_docs
+
+    try:
+        page = generate_docs(settings)
+    except DocsError as exc:
+        print(f"squak docs: {exc}", file=sys.stderr)
+        return 1
+    print(f"dbt docs: {page} (open it in a browser; no server needed)")
+    if args.serve:
+        print(f"serving on http://127.0.0.1:{args.port} (Ctrl-C stops)")
+        return serve_docs(settings, args.port)
+    return 0
+
+
 def cmd_rate(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.rating.plans import PlanFileError
     from squak_pipelines.rating.quote import EventsFileError, explain, quote, write_csv
@@ -678,6 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
     cdr.add_argument("action", choices=["show"])
     cdr.add_argument("keys", nargs="+", help="event keys (as in mediation.events.event_key)")
     cdr.set_defaults(func=cmd_cdr)
+    docs = sub.add_parser("docs", help="the dbt docs of the warehouse models (a page that opens from disk)")
+    docs.add_argument("--serve", action="store_true", help="also serve them with `dbt docs serve`")
+    docs.add_argument("--port", type=int, default=8080)
+    docs.set_defaults(func=cmd_docs)
     whatif = sub.add_parser("what-if", help="re-price a closed cycle under proposed plans or decks")
     whatif.add_argument("--cycle", required=True, help="a closed (billed) cycle, YYYY-MM")
     whatif.add_argument("--plan", action="append", help="proposed plan YAML replacing the plan of its "
