@@ -304,13 +304,16 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
 
     prepare_dagster_home(settings)
     os.environ.update(settings.dbt_env())  # derived from the warehouse URL, never inherited
-    # dagster-dbt's prepare_if_dev runs `dbt` from PATH: make it this environment's dbt.
+    # Tools the UI's runs start by name (dbt) are this environment's.
     bin_dir = str(Path(venv_tool("dbt")).parent)
     os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     ensure_manifest(settings)
-    argv = [venv_tool("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+    # The workspace.yaml's code location, started from the Dagster home: the checkout's own
+    # dagster.yaml (for `dagster dev` without DAGSTER_HOME) is then not in the way.
+    argv = [venv_tool("dagster"), "dev", "-m", "squak_pipelines.definitions", "-d", str(PROJECT_ROOT),
             "-h", args.host, "-p", str(args.port)]
     print(f"==> Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    os.chdir(os.environ["DAGSTER_HOME"])
     os.execv(argv[0], argv)
     return 0  # not reached
 
@@ -436,6 +439,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
     """Re-price a closed cycle under proposed plans or decks; report revenue and margin."""
     from squak_pipelines.cycles import CycleError
+    from squak_pipelines.invoicing.stage import last_billed_month
     from squak_pipelines.rating.plans import PlanFileError
     from squak_pipelines.rating.what_if import Proposal, WhatIfError, what_if
     from squak_pipelines.rating.what_if_report import store, summary, write_report
@@ -454,12 +458,17 @@ def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
     proposal = Proposal(tuple(Path(p) for p in args.plan or []), decks)
     scenario = args.name or "+".join([Path(p).stem for p in args.plan or []] + sorted(decks))
     warehouse = open_warehouse(settings)
+    cycle = args.cycle or last_billed_month(warehouse)
+    if cycle is None:
+        print("squak what-if: no cycle has been billed yet (a what-if re-prices a billed cycle)",
+              file=sys.stderr)
+        return 2
     try:
-        result = what_if(warehouse, settings.reference_dir, args.cycle, proposal)
+        result = what_if(warehouse, settings.reference_dir, cycle, proposal)
     except (WhatIfError, PlanFileError, CycleError) as exc:
         print(f"squak what-if: {exc}", file=sys.stderr)
         return 2
-    folder = Path(args.out) if args.out else settings.data_dir / "what-if" / f"{args.cycle}-{scenario}"
+    folder = Path(args.out) if args.out else settings.data_dir / "what-if" / f"{cycle}-{scenario}"
     files = write_report(result, folder, events_csv=args.events_csv)
     rows = store(warehouse, result, scenario)
     print(summary(result, args.top))
@@ -699,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--port", type=int, default=8080)
     docs.set_defaults(func=cmd_docs)
     whatif = sub.add_parser("what-if", help="re-price a closed cycle under proposed plans or decks")
-    whatif.add_argument("--cycle", required=True, help="a closed (billed) cycle, YYYY-MM")
+    whatif.add_argument("--cycle", help="a closed (billed) cycle, YYYY-MM (default: the last billed)")
     whatif.add_argument("--plan", action="append", help="proposed plan YAML replacing the plan of its "
                         "plan_id (repeatable)")
     whatif.add_argument("--deck", action="append", metavar="NAME=FILE",

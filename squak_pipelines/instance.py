@@ -42,6 +42,23 @@ def _set_up_storage(home: Path) -> None:
             storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
 
 
+DEV_MARK = "# Made by squak_pipelines.instance.dev_instance_yaml (a test keeps it so)"
+
+
+def dev_instance_yaml(settings: Settings, home: str) -> str:
+    """The repository's own `dagster.yaml`, read by `dagster dev -w workspace.yaml` started in its
+    folder without DAGSTER_HOME: the managed instance of `instance_yaml`, with its storage at
+    `home` (relative to that folder), so a new shell's UI shows the runs `make run` made."""
+    body = instance_yaml(settings).split("\n", 1)[1]
+    return (f"{DEV_MARK}.\n"
+            "# What `dagster dev -w workspace.yaml` uses when started here without DAGSTER_HOME.\n"
+            f"# Storage is `make run`'s Dagster home ({home}), so the UI shows its runs;\n"
+            "# the rest is the embedded default's instance (squak_pipelines/deploy/dagster.local.yaml).\n"
+            f"storage:\n  sqlite:\n    base_dir: {home}\n"
+            "local_artifact_storage:\n  module: dagster._core.storage.root\n  class: LocalArtifactStorage\n"
+            f"  config:\n    base_dir: {home}\n" + body)
+
+
 def instance_yaml(settings: Settings) -> str:
     """The managed dagster.yaml for these settings."""
     template = "dagster.postgres.yaml" if settings.dagster_pg_url else "dagster.local.yaml"

@@ -166,11 +166,32 @@ def _demo(env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess[st
     return _squak(["run"], env)
 
 
+def _readme_commands() -> list[str]:
+    """The README's commands marked runnable (fenced as ```bash runnable), comments removed."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = text.split("```bash runnable\n")[1:]
+    assert blocks, "the README marks its runnable commands"
+    lines = [line.split("  #", 1)[0].strip()
+             for block in blocks for line in block.split("```", 1)[0].splitlines()]
+    return [line for line in lines if line]
+
+
+def _run_readme_commands(env: dict[str, str], data_dir: Path) -> None:
+    """Each runnable README command, as written, on the demo `make run` billed."""
+    for line in _readme_commands():
+        args = [a.replace(".squak/", f"{data_dir}/") for a in line.split()]
+        assert args[0] == ".venv/bin/squak", line
+        result = _squak(args[1:], env)
+        assert result.stdout.strip(), line
+    assert (data_dir / "docs" / "static_index.html").exists()
+
+
 @pytest.mark.slow
 def test_pipeline_on_embedded_duckdb(tmp_path: Path) -> None:
     env = _env(tmp_path / "squak")
     result = _demo(env, tmp_path / "squak")
     _check_output(result.stdout)
+    _run_readme_commands(env, tmp_path / "squak")
     _check_calendar(env, ["2026-10"])
     manifest = json.loads((tmp_path / "squak" / "demo" / "manifest.json").read_text())
     _check_warehouse(env, manifest)

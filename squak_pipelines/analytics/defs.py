@@ -17,7 +17,9 @@ _settings = Settings.from_env()
 # process's warehouse URL (values inherited from a parent process would point dbt elsewhere).
 os.environ.update(_settings.dbt_env())
 _project = dbt_project(_settings)
-_project.prepare_if_dev()
+# The manifest is parsed only when missing or older than the project (with this environment's
+# dbt), not on every load as DbtProject.prepare_if_dev would under `dagster dev` (whose `dbt`
+# comes from PATH, absent in a shell without the venv).
 ensure_manifest(_settings)
 
 
