@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -128,7 +127,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     days_for = StageDays(settings)
 
-    with _progress_bars():
+    from squak_pipelines.progress import ProgressBar, reported_to
+
+    with reported_to(ProgressBar(sys.stderr)):  # long work's progress drawn while the stages run
         reports = run_pipeline(defs, instance, start, end, log_dir=settings.data_dir / "logs",
                                days_for=days_for)
     finished = all(r.success for r in reports) and len(reports) == len(STAGES)
@@ -136,23 +137,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     ok = _verdict(settings, reports, finished)
     instance.dispose()
     return 0 if ok else 1
-
-
-@contextlib.contextmanager
-def _progress_bars():
-    """Long work's progress (`squak.progress`) drawn on stderr while the stages run."""
-    import logging
-
-    from squak_pipelines.progress import LOGGER, ProgressBar
-
-    bar = ProgressBar(sys.stderr)
-    LOGGER.addHandler(bar)
-    LOGGER.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        LOGGER.removeHandler(bar)
-        bar.close()
 
 
 def _verdict(settings: Settings, reports, finished: bool) -> bool:

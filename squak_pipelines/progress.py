@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 LOGGER = logging.getLogger("squak.progress")
@@ -35,6 +37,18 @@ class Progress:
             state = (self.what, self.done, self.total, self.unit)
             LOGGER.info("%s: %s/%s %s (%s/s)", self.what, f"{self.done:,}", f"{self.total:,}", self.unit,
                         f"{rate:,.0f}", extra={"squak_progress": state})
+
+
+@contextmanager
+def reported_to(handler: logging.Handler) -> Iterator[logging.Handler]:
+    """Progress goes to `handler` (too) while inside."""
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        LOGGER.removeHandler(handler)
+        handler.close()
 
 
 class ProgressBar(logging.Handler):

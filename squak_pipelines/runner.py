@@ -7,6 +7,7 @@ Each stage is one Dagster run of its stage job, so `make ui` shows exactly the r
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from squak_pipelines.config import Settings
+from squak_pipelines.progress import reported_to
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
             log_dir.mkdir(parents=True, exist_ok=True)
             log = stack.enter_context((log_dir / f"{stage.key}.log").open("w", encoding="utf-8"))
             stack.enter_context(contextlib.redirect_stdout(log))
-            stack.enter_context(_progress_into(log))
+            stack.enter_context(reported_to(_log_lines(log)))  # progress into the log as it runs
         result = job.execute_in_process(instance=instance, run_config=QUIET,
                                         raise_on_error=False, tags=tags)
     report = StageReport(stage=stage, success=result.success,
@@ -116,21 +118,10 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
     return report
 
 
-@contextlib.contextmanager
-def _progress_into(log: Any):
-    """The stage's progress lines (`squak.progress`) written to its log as it runs."""
-    import logging
-
-    from squak_pipelines.progress import LOGGER
-
+def _log_lines(log: Any) -> logging.Handler:
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        LOGGER.removeHandler(handler)
+    return handler
 
 
 PID_TAG, HOST_TAG = "squak/pid", "squak/host"
