@@ -222,8 +222,9 @@ LINE_TABLE = ("event_key", "start_utc", "called_number", "destination", "band", 
 def describe_line(found: LineExplanation, limit: int = 20) -> str:
     """The line, the events it sums (the first `limit`) and whether they add up to it."""
     line = found.line
+    amount = round_to_currency(line["amount"], found.currency)
     out = [f"{found.number} line {line['line_no']}: {line['description']}",
-           f"  kind {line['kind']}, amount {line['amount']} {found.currency}"]
+           f"  kind {line['kind']}, amount {amount} {found.currency}"]
     if not found.basis:
         extra = {k: line[k] for k in ("quantity", "unit", "unit_price", "service_id", "tax_id", "base",
                                        "applies_to") if line.get(k) not in (None, "")}
@@ -233,7 +234,7 @@ def describe_line(found: LineExplanation, limit: int = 20) -> str:
     columns = [c for c in (LINE_TABLE if found.basis != "difference" else found.events.column_names)
                if c in found.events.column_names]
     out.append(f"  {len(rows):,} events; sum of {found.basis}: {found.total} -> rounded to the currency "
-               f"{found.amount} {'= the line' if found.adds_up else '!= the line ' + str(line['amount'])}")
+               f"{found.amount:f} {'= the line' if found.adds_up else '!= the line ' + str(line['amount'])}")
     out.append("  " + ",".join(columns))
     out += ["  " + ",".join(_text(row[c]) for c in columns) for row in rows[:limit]]
     if len(rows) > limit:
@@ -275,8 +276,9 @@ def describe_event(found: EventExplanation) -> str:
         out += _fields("deck row (deck file as it reads today)", found.deck_row)
     if found.rated:
         if found.invoice:
-            line = found.invoice["line"]
-            where = f"line {line['line_no']}: {line['description']} ({line['amount']})" if line else \
+            line, currency = found.invoice["line"], found.rated["currency"]
+            where = (f"line {line['line_no']}: {line['description']} "
+                     f"({round_to_currency(line['amount'], currency)} {currency})") if line else \
                 "a line issued before lines recorded their usage"
             out += _fields("billed", {"invoice": found.invoice["number"], "line": where})
         else:
