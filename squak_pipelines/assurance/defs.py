@@ -14,14 +14,18 @@ from squak_pipelines.scale_out import WAREHOUSE_POOL
 
 GROUP = "assurance"
 CONTROLS_KEY = dg.AssetKey(["assurance", "controls"])
-UPSTREAM = [
-    dg.AssetKey(["invoicing", "invoices"]),
-    dg.AssetKey(["payments", "ledger"]),
-    dg.AssetKey(["payments", "suspense"]),
-    dg.AssetKey(["rating", "rated_events"]),
-    dg.AssetKey(["mediation", "events"]),
-    dg.AssetKey(["orders", "services"]),
-]
+# Every table and file the controls read (squak_pipelines/assurance/*.py).
+UPSTREAM = [dg.AssetKey(key.split("/")) for key in (
+    "raw/cdr_drop_files",
+    "mediation/files", "mediation/events", "mediation/rejects", "mediation/duplicates",
+    "mediation/quarantine", "mediation/b_legs", "mediation/partition_status",
+    "orders/services",
+    "reference/rate_plans", "reference/rate_decks",
+    "rating/rated_events", "rating/suspense",
+    "invoicing/drafts", "invoicing/invoices", "invoicing/invoice_lines", "invoicing/billed_events",
+    "invoicing/credit_notes", "invoicing/credit_note_lines",
+    "payments/payments", "payments/matches", "payments/ledger", "payments/suspense",
+)]
 
 
 def _check_spec(control) -> dg.AssetCheckSpec:

@@ -19,6 +19,7 @@ DOCUMENTS = dg.AssetKey(["invoicing", "documents"])
 UPSTREAM = [
     dg.AssetKey(["rating", "rated_events"]),
     dg.AssetKey(["orders", "services"]),
+    dg.AssetKey(["orders", "accounts"]),  # customers, bill days, delivery and payment methods
     dg.AssetKey(["raw", "tax_rates"]),
     dg.AssetKey(["reference", "tax_table"]),  # e-invoices read the tax table's file
     dg.AssetKey(["reference", "rate_plans"]),  # recurring and one-time fees
