@@ -16,7 +16,7 @@ from squak_pipelines.config import Settings
 from squak_pipelines.mediation.stage import mediate
 from squak_pipelines.orders.stage import run_order_stage
 from squak_pipelines.rating.defs import rated_events, suspense_rerating_sensor
-from squak_pipelines.rating.stage import rate_days
+from squak_pipelines.rating.stage import rate_days, suspense_days
 from squak_pipelines.resources import SquakResource
 from squak_pipelines.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from tests.stage_helpers import copy_demo, mediated
@@ -151,3 +151,30 @@ def test_quote_cli_writes_every_row_and_explains_one(tmp_path: Path, demo, capsy
     bad.write_text("event_id,called_number,start_time\ne1,+4477,yesterday\n")
     assert main(["rate", "--plan", str(plan), "--events", str(bad), "--out", str(out)]) == 2
     assert "bad.csv:2: column 'start_time'" in capsys.readouterr().err
+
+
+def test_a_changed_deck_re_rates_the_days_not_yet_billed(tmp_path: Path, demo) -> None:
+    settings = copy_demo(demo, tmp_path / "squak")
+    warehouse = DuckDBWarehouse(settings.data_dir / "warehouse.duckdb")
+    run_order_stage(warehouse, settings)
+    days = [date(2026, 10, 5), date(2026, 10, 6)]
+    mediate(warehouse, settings, days)
+    rate_days(warehouse, settings, days)
+    # The events of 5 Oct are on a final invoice; 6 Oct is still open.
+    warehouse.load("invoicing.billed_events", warehouse.query_arrow(
+        "select event_key, 'SQK-2026-000001' as invoice_number from rating.rated_events "
+        "where partition_day = '2026-10-05'"))
+    resource = SquakResource(data_dir=str(settings.data_dir),
+                             warehouse_url=f"duckdb:///{settings.data_dir / 'warehouse.duckdb'}")
+    with dg.build_sensor_context(resources={"squak": resource}) as ctx:
+        suspense_rerating_sensor(ctx)  # the first tick only learns the state
+        cursor = ctx.cursor
+    deck = settings.reference_dir / "decks" / "usd_voice.csv"
+    deck.write_text(deck.read_text().replace(",0.0080,", ",0.0090,", 1))
+    with dg.build_sensor_context(resources={"squak": resource}, cursor=cursor) as ctx:
+        requests = suspense_rerating_sensor(ctx)
+        cursor = ctx.cursor
+    # The open day is re-priced; the billed day only if it has events in suspense.
+    assert {r.partition_key for r in requests} == {"2026-10-06", *suspense_days(warehouse)}
+    with dg.build_sensor_context(resources={"squak": resource}, cursor=cursor) as ctx:
+        assert isinstance(suspense_rerating_sensor(ctx), dg.SkipReason), "nothing changed since"

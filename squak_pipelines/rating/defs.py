@@ -9,7 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 from squak_pipelines.mediation.defs import DAILY
-from squak_pipelines.rating.stage import load_rating_checks, rate_days, suspense_days
+from squak_pipelines.rating.stage import load_rating_checks, rate_days, suspense_days, unbilled_days
+from squak_pipelines.reference.versions import rules_version
 from squak_pipelines.resources import SquakResource
 from squak_pipelines.scale_out import IN_DAY_ORDER_TAG, WAREHOUSE_POOL
 
@@ -118,27 +119,30 @@ rating_job = dg.define_asset_job(
 
 
 @dg.sensor(job=rating_job, minimum_interval_seconds=60,
-           description="Re-rates days with events in suspense when orders or rate plans change.")
+           description="Re-rates when prices or orders change: a changed rate plan or deck re-rates "
+                       "every day not yet fully billed and the days in suspense; new or changed orders "
+                       "re-rate the days in suspense.")
 def suspense_rerating_sensor(context: dg.SensorEvaluationContext, squak: SquakResource):
     settings = squak.settings
     warehouse = squak.warehouse()
-    digest = hashlib.sha256()
-    for path in sorted((settings.reference_dir).glob("*/*.*")):
-        if path.parent.name in ("plans", "decks"):
-            digest.update(path.name.encode() + path.read_bytes())
+    prices = "+".join(rules_version(settings.reference_dir, name)[0] for name in ("rate_plans", "rate_decks"))
+    orders = ""
     if warehouse.table_exists("orders.services"):
-        digest.update(str(warehouse.scalar(
+        orders = str(warehouse.scalar(
             "select count(*) || ':' || coalesce(cast(max(active_from) as varchar), '') || ':' || "
-            "coalesce(cast(max(active_to) as varchar), '') from orders.services")).encode())
-    state = digest.hexdigest()
+            "coalesce(cast(max(active_to) as varchar), '') from orders.services"))
+    state = {"prices": prices, "orders": orders}
     previous = json.loads(context.cursor) if context.cursor else {}
-    context.update_cursor(json.dumps({"state": state}))
-    if previous.get("state") == state:
-        return dg.SkipReason("orders and plans unchanged")
-    days = suspense_days(warehouse)
+    context.update_cursor(json.dumps(state))
+    if previous == state:
+        return dg.SkipReason("orders and prices unchanged")
+    days = set(suspense_days(warehouse))
+    if previous and previous.get("prices") != prices:  # not on the first tick: nothing to compare
+        days |= set(unbilled_days(warehouse))
     if not days:
-        return dg.SkipReason("nothing in suspense")
-    return [dg.RunRequest(partition_key=day, run_key=f"rerate:{day}:{state[:16]}") for day in days]
+        return dg.SkipReason("nothing in suspense and no unbilled day to re-price")
+    tag = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+    return [dg.RunRequest(partition_key=day, run_key=f"rerate:{day}:{tag}") for day in sorted(days)]
 
 
 WHAT_IF = dg.AssetKey(["rating", "what_if"])

@@ -246,6 +246,18 @@ def revenue_by_type(warehouse: Warehouse, days: list[str]) -> dict[str, dict[str
     return out
 
 
+def unbilled_days(warehouse: Warehouse) -> list[str]:
+    """Days with answered rated events not yet on a final invoice: what a price change re-rates
+    (billed events keep their price; a difference on them would be an adjustment)."""
+    if not warehouse.table_exists("rating.rated_events"):
+        return []
+    billed = ("and not exists (select 1 from invoicing.billed_events b where b.event_key = r.event_key)"
+              if warehouse.table_exists("invoicing.billed_events") else "")
+    frame = warehouse.query_df(
+        f"select distinct r.partition_day from rating.rated_events r where r.answered {billed} order by 1")
+    return [str(d)[:10] for d in frame["partition_day"]]
+
+
 def suspense_days(warehouse: Warehouse) -> list[str]:
     """Days that hold events in suspense (to re-rate when orders or plans change)."""
     if not warehouse.table_exists("rating.suspense"):
