@@ -25,6 +25,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# The dbt manifest, prepared at build time: loading the definitions never waits for `dbt parse`.
+	$(BIN)/python -c "from squak_pipelines.analytics.project import ensure_manifest; ensure_manifest()"
 	@touch $(STAMP)
 
 ## Generate the demo operator and run the billing pipeline on the embedded default.
