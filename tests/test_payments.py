@@ -55,13 +55,16 @@ def test_link_secret_from_environment_or_a_private_key_file(tmp_path: Path, monk
 
 def test_processes_creating_the_link_key_at_once_all_get_the_same_complete_key(
         tmp_path: Path, monkeypatch) -> None:
-    """Invoice renderers run in several processes; the first to need the key creates it."""
+    """Invoice renderers run in several processes; the first to need the key creates it.
+    (Workers forked from a fork server: one forked from the test process itself can inherit a
+    lock another thread of it held at the fork, and wait on it forever.)"""
     import multiprocessing
 
     monkeypatch.delenv("SQUAK_PAYMENT_LINK_SECRET", raising=False)
-    for attempt in range(5):
+    context = multiprocessing.get_context("forkserver")
+    for attempt in range(10):
         folder = tmp_path / str(attempt)
-        with multiprocessing.get_context("fork").Pool(4) as pool:
+        with context.Pool(4) as pool:
             keys = pool.map(link_secret, [folder] * 16)
         assert len(set(keys)) == 1 and len(keys[0]) == 44, "one key, whole, for everyone"
         assert [p.name for p in (folder / "secrets").iterdir()] == ["payment-link.key"], "no leftovers"
