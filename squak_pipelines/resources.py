@@ -36,11 +36,11 @@ class SquakResource(dg.ConfigurableResource):
             yield self
             return
         with open_warehouse(self.settings).turn(waiting=log.info) as waited:
-            log.debug(f"{TURN_TAKEN} after {waited:.1f} s")
+            log.info(f"{TURN_TAKEN} after {waited:.1f} s")
             try:
                 yield self
             finally:
-                log.debug(TURN_RELEASED)
+                log.info(TURN_RELEASED)
 
     def warehouse(self) -> Warehouse:
         """The warehouse, migrated to the declared tables (a no-op query when up to date)."""

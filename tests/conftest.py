@@ -105,16 +105,17 @@ def billed_demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
     root = tmp_path_factory.mktemp(f"billed_{request.param}")
     settings = copy_demo(demo, root / "squak")
-    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+    with ExitStack() as stack:
         if request.param == "duckdb":
             warehouse = DuckDBWarehouse(root / "w.duckdb")
         else:
             warehouse = PostgresWarehouse(stack.enter_context(_throwaway_database()))
-        patch.setenv("SQUAK_INVOICE_PDF", "off")
-        patch.setenv("SQUAK_TODAY", "2026-11-01")
-        rated(warehouse, settings)
-        warehouse.load("raw.cost_rates", load_cost_rates(settings.reference_dir / "cost_rates.csv"))
-        bill_cycle(warehouse, settings, "2026-10", finalize=True)
+        with pytest.MonkeyPatch.context() as patch:  # for the billing only: never the session's
+            patch.setenv("SQUAK_INVOICE_PDF", "off")
+            patch.setenv("SQUAK_TODAY", "2026-11-01")
+            rated(warehouse, settings)
+            warehouse.load("raw.cost_rates", load_cost_rates(settings.reference_dir / "cost_rates.csv"))
+            bill_cycle(warehouse, settings, "2026-10", finalize=True)
         yield warehouse, settings
 
 
