@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from squak_pipelines.config import Settings
+from squak_pipelines.memory import release_freed_memory
 from squak_pipelines.progress import reported_to
 
 
@@ -99,6 +100,9 @@ def run_stage(defs: dg.Definitions, stage: Stage, instance: dg.DagsterInstance,
             stack.enter_context(reported_to(_log_lines(log)))  # progress into the log as it runs
         result = job.execute_in_process(instance=instance, run_config=QUIET,
                                         raise_on_error=False, tags=tags)
+    # What the stage freed goes back to the system before the next stage of this process
+    # starts (`squak run` and the benchmark run every stage in one process).
+    release_freed_memory()
     report = StageReport(stage=stage, success=result.success,
                          seconds=time.monotonic() - started, run_id=result.run_id)
     for event in result.get_asset_materialization_events():
