@@ -425,8 +425,8 @@ def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
     from squak_pipelines.cycles import CycleError
     from squak_pipelines.invoicing.stage import last_billed_month
     from squak_pipelines.rating.plans import PlanFileError
-    from squak_pipelines.rating.what_if import Proposal, WhatIfError, what_if
-    from squak_pipelines.rating.what_if_report import store, summary, write_report
+    from squak_pipelines.rating.what_if import Proposal, WhatIfError
+    from squak_pipelines.rating.what_if_report import run_scenario, summary
     from squak_pipelines.warehouse import open_warehouse
 
     decks = {}
@@ -440,7 +440,6 @@ def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
         print("squak what-if: give a proposal: --plan PLAN.yaml and/or --deck NAME=FILE.csv", file=sys.stderr)
         return 2
     proposal = Proposal(tuple(Path(p) for p in args.plan or []), decks)
-    scenario = args.name or "+".join([Path(p).stem for p in args.plan or []] + sorted(decks))
     warehouse = open_warehouse(settings)
     cycle = args.cycle or last_billed_month(warehouse)
     if cycle is None:
@@ -448,16 +447,14 @@ def cmd_what_if(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 2
     try:
-        result = what_if(warehouse, settings.reference_dir, cycle, proposal)
+        done = run_scenario(warehouse, settings, cycle, proposal, args.name or "",
+                            Path(args.out) if args.out else None, args.events_csv)
     except (WhatIfError, PlanFileError, CycleError) as exc:
         print(f"squak what-if: {exc}", file=sys.stderr)
         return 2
-    folder = Path(args.out) if args.out else settings.data_dir / "what-if" / f"{cycle}-{scenario}"
-    files = write_report(result, folder, events_csv=args.events_csv)
-    rows = store(warehouse, result, scenario)
-    print(summary(result, args.top))
-    print(f"scenario {scenario!r}: {rows:,} rows in rating.what_if (dbt mart what_if_impact); "
-          f"report in {folder} ({', '.join(p.name for p in files)})")
+    print(summary(done.result, args.top))
+    print(f"scenario {done.name!r}: {done.rows:,} rows in rating.what_if (dbt mart what_if_impact); "
+          f"report in {done.folder} ({', '.join(p.name for p in done.files)})")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from squak_pipelines.money import round_to_currency
-from squak_pipelines.warehouse import Warehouse
+from squak_pipelines.warehouse import Warehouse, check_identifier
 
 EVENT_LINES = ("usage", "late_usage", "discount")
 RATED_COLUMNS = """r.event_key, r.start_utc, r.service, r.call_type, r.calling_number, r.called_number,
@@ -138,12 +138,12 @@ def explain_event(warehouse: Warehouse, key: str, reference_dir: Path, banded: l
     record, held = None, ""
     for table, where in (("mediation.events", ""), ("mediation.quarantine", "quarantine"),
                          ("mediation.b_legs", "b_legs")):
-        record = _one(warehouse, f"select * from {table} where event_key = :key", key)
+        record = _one(warehouse, table, key)
         if record:
             held = where
             break
-    rated = _one(warehouse, "select * from rating.rated_events where event_key = :key", key)
-    suspense = _one(warehouse, "select * from rating.suspense where event_key = :key", key)
+    rated = _one(warehouse, "rating.rated_events", key)
+    suspense = _one(warehouse, "rating.suspense", key)
     if not (record or rated or suspense):
         raise ExplainError(f"event {key!r} is not in the warehouse")
     invoice = _billed_on(warehouse, key, rated, banded) if rated else None
@@ -154,11 +154,12 @@ def explain_event(warehouse: Warehouse, key: str, reference_dir: Path, banded: l
     return EventExplanation(key, record, held, rated, suspense, invoice, adjustments, plan, deck_row)
 
 
-def _one(warehouse: Warehouse, sql: str, key: str) -> dict | None:
-    table = sql.split(" from ", 1)[1].split()[0]
+def _one(warehouse: Warehouse, table: str, key: str) -> dict | None:
+    """The row of `table` with this event key (None: no row, or no such table yet)."""
     if not warehouse.table_exists(table):
         return None
-    rows = warehouse.query_arrow(sql, {"key": key}).to_pylist()
+    rows = warehouse.query_arrow(f"select * from {check_identifier(table)} where event_key = :key",
+                                 {"key": key}).to_pylist()
     return rows[0] if rows else None
 
 

@@ -170,29 +170,24 @@ def what_if_results(context: dg.AssetExecutionContext, config: WhatIfConfig, squ
 
     from squak_pipelines.cycles import CycleError
     from squak_pipelines.rating.plans import PlanFileError
-    from squak_pipelines.rating.what_if import Proposal, WhatIfError, what_if
-    from squak_pipelines.rating.what_if_report import store, summary, write_report
+    from squak_pipelines.rating.what_if import Proposal, WhatIfError
+    from squak_pipelines.rating.what_if_report import run_scenario, summary
 
     proposal = Proposal(tuple(Path(p) for p in config.plans), {k: Path(v) for k, v in config.decks.items()})
-    scenario = config.scenario or "+".join([Path(p).stem for p in config.plans] + sorted(config.decks))
-    if not scenario:
+    if not proposal.plans and not proposal.decks:
         raise dg.Failure(description="give a proposal: run config `plans` and/or `decks`")
-    warehouse = squak.warehouse()
     try:
-        result = what_if(warehouse, squak.settings.reference_dir, config.cycle, proposal)
+        done = run_scenario(squak.warehouse(), squak.settings, config.cycle, proposal, config.scenario)
     except (WhatIfError, PlanFileError, CycleError) as exc:
         raise dg.Failure(description=str(exc)) from None
-    folder = squak.settings.data_dir / "what-if" / f"{config.cycle}-{scenario}"
-    files = write_report(result, folder)
-    rows = store(warehouse, result, scenario)
+    result = done.result
     context.log.info(summary(result))
-    totals = result.by()
     return dg.MaterializeResult(metadata={
-        "scenario": scenario, "cycle": config.cycle, "events": result.events.num_rows, "rows": rows,
-        "revenue": dg.MetadataValue.json(totals.astype(str).to_dict("records")),
+        "scenario": done.name, "cycle": config.cycle, "events": result.events.num_rows, "rows": done.rows,
+        "revenue": dg.MetadataValue.json(result.by().astype(str).to_dict("records")),
         "most_affected": dg.MetadataValue.json(result.most_affected().astype(str).to_dict("records")),
-        "figure": dg.MetadataValue.path(str(folder / "impact.html")),
-        "files": dg.MetadataValue.json([p.name for p in files]),
+        "figure": dg.MetadataValue.path(str(done.folder / "impact.html")),
+        "files": dg.MetadataValue.json([p.name for p in done.files]),
         "seconds": round(result.seconds, 2)})
 
 

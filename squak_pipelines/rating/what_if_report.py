@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -10,16 +11,42 @@ import pandas as pd
 import pyarrow as pa
 
 from squak_pipelines import clock
+from squak_pipelines.config import Settings
 from squak_pipelines.csv_export import write_csv
 from squak_pipelines.migrations import migrate
 from squak_pipelines.money import money_array
 from squak_pipelines.rating.tables import SCHEMAS
-from squak_pipelines.rating.what_if import WhatIf
+from squak_pipelines.rating.what_if import Proposal, WhatIf, what_if
 from squak_pipelines.warehouse import Warehouse
 
 RESULTS = "rating.what_if"
 SHOWN = ("events", "changed", "revenue_before", "revenue_after", "revenue_delta", "margin_before",
          "margin_after")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    result: WhatIf
+    name: str
+    folder: Path
+    files: list[Path]
+    rows: int  # written to rating.what_if
+
+
+def scenario_name(proposal: Proposal) -> str:
+    """A proposal's default name: its files' names."""
+    return "+".join([Path(p).stem for p in proposal.plans] + sorted(proposal.decks))
+
+
+def run_scenario(warehouse: Warehouse, settings: Settings, cycle: str, proposal: Proposal,
+                 name: str = "", out: Path | None = None, events_csv: bool = False) -> Scenario:
+    """The what-if of `proposal` on `cycle`, its report files (default folder
+    `<data dir>/what-if/<cycle>-<name>`) and its rows in `rating.what_if`."""
+    name = name or scenario_name(proposal)
+    result = what_if(warehouse, settings.reference_dir, cycle, proposal)
+    folder = out or settings.data_dir / "what-if" / f"{cycle}-{name}"
+    files = write_report(result, folder, events_csv=events_csv)
+    return Scenario(result, name, folder, files, store(warehouse, result, name))
 
 
 def store(warehouse: Warehouse, result: WhatIf, scenario: str) -> int:
